@@ -1,0 +1,56 @@
+# l4lb: common tasks. Targets that touch namespaces need root (CI is root).
+CARGO ?= cargo
+# insta must never write .snap.new files in CI or under sudo (which drops CI).
+export INSTA_UPDATE ?= no
+export CI ?= true
+
+.PHONY: deps bench-deps build run test unit bench clean lint
+
+## deps: install what a bare Debian machine lacks (iproute2, iptables, ethtool)
+deps:
+	@missing=""; \
+	for t in ip:iproute2 iptables:iptables ethtool:ethtool ss:iproute2; do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## bench-deps: the peers `l4lb bench` compares against (HAProxy, nginx stream, iperf3, wrk)
+bench-deps: deps
+	@missing=""; \
+	for t in haproxy:haproxy nginx:nginx iperf3:iperf3 wrk:wrk; do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build:
+	$(CARGO) build --release --workspace
+
+## run: the main job, every scenario against both balancers, with a report
+run: deps build
+	./target/release/l4lb run scenarios/ --report-dir target/l4lb-report
+
+## test: unit tests, namespace tests and the scenario suite (root)
+test: deps bench-deps
+	$(CARGO) test --workspace
+
+## unit: only tests that need no root
+unit:
+	L4LB_SKIP_ROOT_TESTS=1 $(CARGO) test --workspace
+
+bench: bench-deps build
+	./target/release/l4lb bench --out target/l4lb-bench
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	-./target/release/l4lb cleanup 2>/dev/null || ./target/debug/l4lb cleanup 2>/dev/null
+	$(CARGO) clean

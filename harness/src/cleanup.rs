@@ -1,0 +1,1 @@
+//! cleanup (to be written).

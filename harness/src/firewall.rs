@@ -1,0 +1,1 @@
+//! firewall (to be written).

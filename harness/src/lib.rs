@@ -1,0 +1,25 @@
+//! l4lb-harness: proves the balancers on a real Linux network stack.
+//!
+//! Layout:
+//! - [`topology`]: network namespaces, veth links, bridge, addresses (rtnetlink, netns-rs).
+//! - [`netns`]: entering a namespace safely (on a dedicated thread, or in a child before exec).
+//! - [`process`]: real processes started inside a namespace, piped, signalled, reaped.
+//! - [`firewall`]: iptables rules inside a namespace (RST drop, packet loss, ...).
+//! - [`cleanup`]: sweeping what crashed runs left behind (only this project's prefix).
+//! - [`scenario`]: the scenario file model, its parser and validation.
+//! - [`runner`]: runs one scenario against one balancer and collects evidence.
+//! - [`report`]: Markdown, JSON and SVG reports of a run.
+//! - [`bench`]: `l4lb bench`, balancers against direct, kernel NAT, HAProxy, nginx.
+//! - [`commands`]: the `l4lb` subcommands that belong to the harness.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod cleanup;
+pub mod commands;
+pub mod firewall;
+pub mod netns;
+pub mod process;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod topology;

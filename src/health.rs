@@ -1,0 +1,1 @@
+//! The active health checker shared by both balancers.
