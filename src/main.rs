@@ -8,7 +8,11 @@ use l4lb::usage::{UsageError, USAGE_EXIT_CODE};
 use l4lb_harness::commands;
 
 #[derive(Debug, Parser)]
-#[command(name = "l4lb", version, about = "L4 TCP load balancers and the harness that proves them")]
+#[command(
+    name = "l4lb",
+    version,
+    about = "L4 TCP load balancers and the harness that proves them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

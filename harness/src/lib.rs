@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`topology`]: network namespaces, veth links, bridge, addresses (rtnetlink, netns-rs).
 //! - [`netns`]: entering a namespace safely (on a dedicated thread, or in a child before exec).
+//! - [`privilege`]: the root gate for tests (fail loudly, skip only on request).
 //! - [`process`]: real processes started inside a namespace, piped, signalled, reaped.
 //! - [`firewall`]: iptables rules inside a namespace (RST drop, packet loss, ...).
 //! - [`cleanup`]: sweeping what crashed runs left behind (only this project's prefix).
@@ -18,6 +19,7 @@ pub mod cleanup;
 pub mod commands;
 pub mod firewall;
 pub mod netns;
+pub mod privilege;
 pub mod process;
 pub mod report;
 pub mod runner;
