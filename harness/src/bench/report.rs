@@ -1,0 +1,462 @@
+//! The bench report: figures, ratios (each path / direct, ours / best peer), goals;
+//! rendered as Markdown and JSON (pure).
+
+use super::paths::PathKind;
+use super::results::{Metric, PathResult, PathStatus};
+use super::stats::{best, ratio, Summary};
+
+/// A whole run, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    /// How the run was set up, one line each (rounds, durations, topology, tuning).
+    pub setup: Vec<String>,
+    /// CPU placement, one sentence.
+    pub placement: String,
+    /// Every requested path, in run order.
+    pub paths: Vec<PathResult>,
+    /// Wall time of the whole run, seconds.
+    pub elapsed_s: f64,
+}
+
+/// One goal of issue 6, checked against this run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Goal {
+    /// What is claimed.
+    pub claim: String,
+    /// Met, missed, or not measurable in this run (None).
+    pub met: Option<bool>,
+    /// The figures behind the verdict.
+    pub detail: String,
+}
+
+impl BenchReport {
+    /// The result of `kind`, when it was requested.
+    pub fn path(&self, kind: PathKind) -> Option<&PathResult> {
+        self.paths.iter().find(|p| p.path == kind)
+    }
+
+    fn median(&self, kind: PathKind, m: Metric) -> Option<f64> {
+        self.path(kind)?.summary(m).map(|s| s.median)
+    }
+
+    /// `kind`'s median over direct's, for `m`.
+    pub fn vs_direct(&self, kind: PathKind, m: Metric) -> Option<f64> {
+        ratio(self.median(kind, m), self.median(PathKind::Direct, m))
+    }
+
+    /// The best peer (kernel NAT, HAProxy, nginx) for `m`, and its median.
+    pub fn best_peer(&self, m: Metric) -> Option<(PathKind, f64)> {
+        let candidates: Vec<(&'static str, f64)> = self
+            .paths
+            .iter()
+            .filter(|p| p.path.is_peer())
+            .filter_map(|p| Some((p.path.name(), p.summary(m)?.median)))
+            .collect();
+        let (name, v) = best(candidates, m.higher_is_better())?;
+        let kind = PathKind::ALL.into_iter().find(|k| k.name() == name)?;
+        Some((kind, v))
+    }
+
+    /// The goals of issue 6.
+    pub fn goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        // proxy >= HAProxy (the better of its two modes) on each figure.
+        let ha = [PathKind::HaproxyRr, PathKind::HaproxyLc];
+        for m in [
+            Metric::Bulk1Gbps,
+            Metric::BulkNGbps,
+            Metric::ConnPerSec,
+            Metric::LatP99Us,
+        ] {
+            let peer = best(
+                ha.iter()
+                    .filter_map(|k| Some((k.name(), self.median(*k, m)?))),
+                m.higher_is_better(),
+            );
+            let ours = self.median(PathKind::Proxy, m);
+            let claim = format!("proxy {} at least as good as HAProxy's", m.header());
+            goals.push(match (ours, peer) {
+                (Some(o), Some((name, p))) => {
+                    let met = if m.higher_is_better() { o >= p } else { o <= p };
+                    Goal {
+                        claim,
+                        met: Some(met),
+                        detail: format!(
+                            "proxy {} vs {name} {} ({:.2}×)",
+                            fmt(o, m),
+                            fmt(p, m),
+                            o / p
+                        ),
+                    }
+                }
+                _ => Goal {
+                    claim,
+                    met: None,
+                    detail: "not measured in this run".into(),
+                },
+            });
+        }
+        // raw >= half of kernel NAT.
+        for m in [Metric::Bulk1Gbps, Metric::BulkNGbps, Metric::ConnPerSec] {
+            let claim = format!("raw {} at least half of kernel NAT's", m.header());
+            let (o, p) = (self.median(PathKind::Raw, m), self.median(PathKind::Nat, m));
+            goals.push(match (o, p) {
+                (Some(o), Some(p)) => Goal {
+                    claim,
+                    met: Some(o >= 0.5 * p),
+                    detail: format!("raw {} vs nat {} ({:.2}×)", fmt(o, m), fmt(p, m), o / p),
+                },
+                _ => Goal {
+                    claim,
+                    met: None,
+                    detail: "not measured in this run".into(),
+                },
+            });
+        }
+        for kind in [PathKind::Raw, PathKind::Proxy] {
+            let claim = format!(
+                "{}: no errors and no lost bytes under any workload",
+                kind.name()
+            );
+            goals.push(match self.path(kind) {
+                Some(p) if p.status == PathStatus::Measured => Goal {
+                    claim,
+                    met: Some(p.clean()),
+                    detail: format!(
+                        "{} errors, {} lost bytes, {} server errors, {} bytes moved",
+                        p.errors, p.lost_bytes, p.server_errors, p.bytes_moved
+                    ),
+                },
+                Some(p) => Goal {
+                    claim,
+                    met: Some(false),
+                    detail: status_text(&p.status),
+                },
+                None => Goal {
+                    claim,
+                    met: None,
+                    detail: "not measured in this run".into(),
+                },
+            });
+        }
+        goals
+    }
+
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = String::from("# l4lb bench\n\n");
+        for line in &self.setup {
+            md.push_str(&format!("- {line}\n"));
+        }
+        md.push_str(&format!("- CPU placement: {}\n", self.placement));
+        md.push_str(&format!("- run time: {:.0} s\n\n", self.elapsed_s));
+
+        md.push_str("## Figures (median of rounds, min–max)\n\n");
+        let mut head = vec!["path".to_string()];
+        head.extend(Metric::ALL.iter().map(|m| m.header().to_string()));
+        head.extend(["errors", "lost bytes"].map(String::from));
+        md.push_str(&table_head(&head));
+        for p in &self.paths {
+            let mut row = vec![p.path.name().to_string()];
+            if p.status == PathStatus::Measured {
+                row.extend(Metric::ALL.iter().map(|m| match p.summary(*m) {
+                    Some(s) => cell(s, *m),
+                    None => "–".into(),
+                }));
+                row.push(p.errors.to_string());
+                row.push(p.lost_bytes.to_string());
+            } else {
+                row.push(status_text(&p.status));
+                row.extend(std::iter::repeat_n(String::new(), Metric::ALL.len() + 1));
+            }
+            md.push_str(&table_row(&row));
+        }
+
+        md.push_str("\n## Each path / direct\n\n(latency: above 1 is slower)\n\n");
+        let mut head = vec!["path".to_string()];
+        head.extend(Metric::ALL.iter().map(|m| m.header().to_string()));
+        md.push_str(&table_head(&head));
+        for p in self.paths.iter().filter(|p| p.path != PathKind::Direct) {
+            let mut row = vec![p.path.name().to_string()];
+            row.extend(
+                Metric::ALL
+                    .iter()
+                    .map(|m| times(self.vs_direct(p.path, *m))),
+            );
+            md.push_str(&table_row(&row));
+        }
+
+        md.push_str("\n## Ours / best peer (kernel NAT, HAProxy, nginx)\n\n");
+        md.push_str(&table_head(&head));
+        for p in self.paths.iter().filter(|p| p.path.is_ours()) {
+            let mut row = vec![p.path.name().to_string()];
+            row.extend(
+                Metric::ALL
+                    .iter()
+                    .map(|m| match (p.summary(*m), self.best_peer(*m)) {
+                        (Some(s), Some((k, v))) => {
+                            format!("{} vs {}", times(ratio(Some(s.median), Some(v))), k.name())
+                        }
+                        _ => "–".into(),
+                    }),
+            );
+            md.push_str(&table_row(&row));
+        }
+
+        md.push_str("\n## Goals (issue 6)\n\n");
+        for g in self.goals() {
+            let mark = match g.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "n/a",
+            };
+            md.push_str(&format!("- [{mark}] {}: {}\n", g.claim, g.detail));
+        }
+
+        let with_problems: Vec<_> = self
+            .paths
+            .iter()
+            .filter(|p| !p.problems.is_empty())
+            .collect();
+        if !with_problems.is_empty() {
+            md.push_str("\n## Problems\n\n");
+            for p in with_problems {
+                for e in &p.problems {
+                    md.push_str(&format!("- {}: {e}\n", p.path.name()));
+                }
+            }
+        }
+        let distributed: Vec<_> = self
+            .paths
+            .iter()
+            .filter(|p| !p.per_server.is_empty())
+            .collect();
+        if !distributed.is_empty() {
+            md.push_str("\n## Responses per server (request workloads)\n\n");
+        }
+        for p in distributed {
+            let d: Vec<String> = p.per_server.iter().map(u64::to_string).collect();
+            md.push_str(&format!("- {}: {}\n", p.path.name(), d.join(" / ")));
+        }
+        md
+    }
+
+    /// The report as JSON: setup, per path its samples and summaries, ratios and goals.
+    pub fn json(&self) -> serde_json::Value {
+        let paths: Vec<serde_json::Value> = self
+            .paths
+            .iter()
+            .map(|p| {
+                let mut metrics = serde_json::Map::new();
+                for m in Metric::ALL {
+                    if let Some(s) = p.summary(m) {
+                        metrics.insert(
+                            m.key().into(),
+                            serde_json::json!({
+                                "median": s.median, "min": s.min, "max": s.max,
+                                "spread": s.spread(), "samples": p.samples.get(&m),
+                                "vs_direct": self.vs_direct(p.path, m),
+                                "vs_best_peer": if p.path.is_ours() {
+                                    self.best_peer(m).map(|(k, v)| serde_json::json!({
+                                        "peer": k.name(), "ratio": ratio(Some(s.median), Some(v))
+                                    }))
+                                } else { None },
+                            }),
+                        );
+                    }
+                }
+                serde_json::json!({
+                    "path": p.path.name(), "label": p.label, "status": p.status,
+                    "metrics": metrics, "errors": p.errors, "lost_bytes": p.lost_bytes,
+                    "server_errors": p.server_errors, "bytes_moved": p.bytes_moved,
+                    "requests": p.requests, "connections": p.connections,
+                    "per_server": p.per_server, "problems": p.problems, "runs": p.runs,
+                    "clean": p.clean(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "setup": self.setup, "placement": self.placement, "elapsed_s": self.elapsed_s,
+            "paths": paths, "goals": self.goals(),
+        })
+    }
+}
+
+/// "not installed: …" / "failed: …".
+pub fn status_text(s: &PathStatus) -> String {
+    match s {
+        PathStatus::Measured => "measured".into(),
+        PathStatus::NotInstalled(why) => why.clone(),
+        PathStatus::Failed(why) => format!("failed: {why}"),
+    }
+}
+
+fn fmt(v: f64, m: Metric) -> String {
+    let d = m.decimals();
+    let s = format!("{v:.d$}");
+    // Thousands separators for big integers (conn/s, req/s).
+    if d == 0 && v.abs() >= 1_000.0 {
+        let digits: Vec<char> = s.chars().collect();
+        let mut out = String::new();
+        for (i, c) in digits.iter().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 && c.is_ascii_digit() {
+                out.push(',');
+            }
+            out.push(*c);
+        }
+        return out;
+    }
+    s
+}
+
+fn cell(s: Summary, m: Metric) -> String {
+    if s.n > 1 {
+        format!("{} ({}–{})", fmt(s.median, m), fmt(s.min, m), fmt(s.max, m))
+    } else {
+        fmt(s.median, m)
+    }
+}
+
+fn times(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".into(), |r| format!("{r:.2}×"))
+}
+
+fn table_head(cols: &[String]) -> String {
+    format!(
+        "{}\n|{}\n",
+        table_row(cols).trim_end(),
+        cols.iter().map(|_| "---|").collect::<String>()
+    )
+}
+
+fn table_row(cols: &[String]) -> String {
+    format!("| {} |\n", cols.join(" | "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::load::{LoadOutcome, Workload};
+    use std::time::Duration;
+
+    fn measured(kind: PathKind, bulk: &[f64], conn: &[f64], p99: &[f64]) -> PathResult {
+        let mut p = PathResult::new(kind, PathStatus::Measured);
+        p.samples.insert(Metric::Bulk1Gbps, bulk.to_vec());
+        p.samples.insert(Metric::BulkNGbps, bulk.to_vec());
+        p.samples.insert(Metric::ConnPerSec, conn.to_vec());
+        p.samples.insert(Metric::LatP99Us, p99.to_vec());
+        p.bytes_moved = 1000;
+        p
+    }
+
+    fn report() -> BenchReport {
+        BenchReport {
+            setup: vec!["3 rounds".into()],
+            placement: "balancer on CPU 0".into(),
+            paths: vec![
+                measured(PathKind::Direct, &[20.0, 25.0, 30.0], &[16000.0], &[40.0]),
+                measured(PathKind::Nat, &[15.0], &[12000.0], &[50.0]),
+                measured(PathKind::HaproxyRr, &[9.0], &[9000.0], &[70.0]),
+                measured(PathKind::HaproxyLc, &[10.0], &[10000.0], &[60.0]),
+                PathResult::new(
+                    PathKind::Nginx,
+                    PathStatus::NotInstalled("not installed: nginx".into()),
+                ),
+                measured(PathKind::Raw, &[5.0], &[7000.0], &[80.0]),
+                measured(PathKind::Proxy, &[11.0], &[9500.0], &[55.0]),
+            ],
+            elapsed_s: 12.0,
+        }
+    }
+
+    #[test]
+    fn ratios_against_direct_and_best_peer() {
+        let r = report();
+        assert_eq!(r.vs_direct(PathKind::Nat, Metric::Bulk1Gbps), Some(0.6));
+        assert_eq!(r.vs_direct(PathKind::Nginx, Metric::Bulk1Gbps), None);
+        assert_eq!(r.best_peer(Metric::Bulk1Gbps), Some((PathKind::Nat, 15.0)));
+        assert_eq!(r.best_peer(Metric::LatP99Us), Some((PathKind::Nat, 50.0)));
+        assert_eq!(r.best_peer(Metric::KeepReqPerSec), None);
+    }
+
+    #[test]
+    fn goals_say_met_missed_or_not_measured() {
+        let goals = report().goals();
+        let get = |s: &str| goals.iter().find(|g| g.claim.contains(s)).unwrap().clone();
+        assert_eq!(get("proxy bulk 1 stream").met, Some(true));
+        assert_eq!(
+            get("proxy new conn/s").met,
+            Some(false),
+            "9500 < haproxy-lc 10000"
+        );
+        assert_eq!(get("proxy p99").met, Some(true), "55 <= 60");
+        assert_eq!(get("raw bulk 1 stream").met, Some(false), "5 < 7.5");
+        assert_eq!(get("raw new conn/s").met, Some(true), "7000 >= 6000");
+        assert_eq!(get("raw: no errors").met, Some(true));
+        let mut r = report();
+        r.paths.retain(|p| p.path != PathKind::Nat);
+        r.paths
+            .iter_mut()
+            .find(|p| p.path == PathKind::Proxy)
+            .unwrap()
+            .lost_bytes = 3;
+        let goals = r.goals();
+        let get = |s: &str| goals.iter().find(|g| g.claim.contains(s)).unwrap().clone();
+        assert_eq!(get("raw bulk 1 stream").met, None);
+        assert_eq!(get("proxy: no errors").met, Some(false));
+    }
+
+    #[test]
+    fn markdown_report() {
+        insta::assert_snapshot!(report().markdown());
+    }
+
+    #[test]
+    fn json_has_summaries_ratios_and_status() {
+        let j = report().json();
+        let direct = &j["paths"][0];
+        assert_eq!(direct["metrics"]["bulk1_gbps"]["median"], 25.0);
+        assert_eq!(direct["metrics"]["bulk1_gbps"]["min"], 20.0);
+        let proxy = &j["paths"][6];
+        assert_eq!(
+            proxy["metrics"]["bulk1_gbps"]["vs_best_peer"]["peer"],
+            "nat"
+        );
+        assert_eq!(j["paths"][4]["status"]["state"], "not_installed");
+        assert!(j["goals"].as_array().unwrap().len() >= 9);
+    }
+
+    #[test]
+    fn outcomes_become_samples_and_counts() {
+        let mut p = PathResult::new(PathKind::Proxy, PathStatus::Measured);
+        let o = LoadOutcome {
+            elapsed: Duration::from_secs(2),
+            bytes_sent: 2_000_000_000,
+            bytes_confirmed: 2_000_000_000,
+            requests: 0,
+            ..Default::default()
+        };
+        p.add(Workload::Bulk { streams: 1 }, &o, 0);
+        assert_eq!(p.samples[&Metric::Bulk1Gbps], [8.0]);
+        assert!(p.clean());
+        let o = LoadOutcome {
+            elapsed: Duration::from_secs(1),
+            requests: 300,
+            bytes_sent: 64 * 301,
+            bytes_confirmed: 64 * 300,
+            lost_bytes: 64,
+            errors: 1,
+            first_error: Some("request: reset".into()),
+            per_server: vec![100, 100, 100],
+            ..Default::default()
+        };
+        p.add(Workload::Connect { concurrency: 50 }, &o, 0);
+        assert_eq!(p.samples[&Metric::ConnPerSec], [300.0]);
+        assert_eq!(
+            (p.errors, p.lost_bytes, p.per_server.clone()),
+            (1, 64, vec![100, 100, 100])
+        );
+        assert!(!p.clean());
+        assert_eq!(p.problems.len(), 1);
+    }
+}

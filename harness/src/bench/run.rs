@@ -1,0 +1,349 @@
+//! One bench run: build the topology, tune it, start the backends, measure every path in
+//! interleaved rounds, tear everything down (also when interrupted or failing).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::cpu::Placement;
+use super::launch::{ActivePath, Mode, PathEnv};
+use super::load::{self, LoadOutcome, LoadSpec, Workload};
+use super::paths::Tools;
+use super::report::BenchReport;
+use super::results::{PathResult, PathStatus};
+use super::servers::Backends;
+use super::BenchConfig;
+use crate::netns::Namespace;
+use crate::topology::{Host, Layout, Topology, TopologySpec};
+
+/// Bound on operations (connections or requests) of one workload run.
+pub const MAX_OPS: u64 = 5_000_000;
+/// Ephemeral ports of the client namespace.
+pub const CLIENT_PORTS: &str = "1024 65000";
+/// Ephemeral ports of the balancer namespace (above the balancers' port 20000).
+pub const LB_PORTS: &str = "21000 65000";
+/// Number of servers.
+pub const SERVERS: usize = 3;
+
+/// The error a run returns when it was interrupted (after cleaning up).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: everything the bench created was removed")]
+pub struct Interrupted;
+
+/// Runs the bench. The caller has pinned the calling thread to `placement.load` before
+/// building the runtime (see `cpu::pin_current_thread`). Setting `stop` ends the run
+/// early; it still tears everything down and then returns [`Interrupted`].
+pub async fn run(
+    config: &BenchConfig,
+    placement: &Placement,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<BenchReport> {
+    let started = Instant::now();
+    let spec = TopologySpec {
+        clients: 1,
+        servers: SERVERS,
+        layout: Layout::Routed,
+        rst_drop: false,
+        ..TopologySpec::default()
+    };
+    let topology = Topology::build(&spec)
+        .await
+        .context("building the bench topology")?;
+    let work_dir = std::env::temp_dir().join(format!("{}bench", topology.prefix()));
+    let outcome = measure(config, placement, &topology, &work_dir, stop.clone()).await;
+    let mut cleanup_errors = Vec::new();
+    if let Err(e) = topology.teardown().await {
+        cleanup_errors.push(format!("topology teardown: {e:#}"));
+    }
+    if work_dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&work_dir) {
+            cleanup_errors.push(format!("removing {}: {e}", work_dir.display()));
+        }
+    }
+    let mut report = outcome?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(Interrupted.into());
+    }
+    if !cleanup_errors.is_empty() {
+        anyhow::bail!(
+            "the bench ran, but cleaning up failed: {}",
+            cleanup_errors.join("; ")
+        );
+    }
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Writes a sysctl in the namespace (per-netns values under /proc/sys/net).
+fn sysctl(ns: &Namespace, key: &'static str, value: &'static str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    ns.run(move || std::fs::write(&path, value))?
+        .with_context(|| format!("setting {key}={value} in {}", ns.name))
+}
+
+/// The balancer's own address on the network of `server`.
+fn lb_address_towards(lb: &Namespace, server: Ipv4Addr) -> anyhow::Result<Ipv4Addr> {
+    let found = lb.run(move || -> Option<Ipv4Addr> {
+        let addrs = nix::ifaddrs::getifaddrs().ok()?;
+        for a in addrs {
+            let ip = a.address.as_ref()?.as_sockaddr_in().map(|s| s.ip());
+            let mask = a
+                .netmask
+                .as_ref()
+                .and_then(|m| m.as_sockaddr_in())
+                .map(|s| s.ip());
+            if let (Some(ip), Some(mask)) = (ip, mask) {
+                let m = u32::from(mask);
+                if ip != server && u32::from(ip) & m == u32::from(server) & m {
+                    return Some(ip);
+                }
+            }
+        }
+        None
+    })?;
+    found.with_context(|| format!("the balancer's namespace has no address on {server}'s network"))
+}
+
+async fn measure(
+    config: &BenchConfig,
+    placement: &Placement,
+    topology: &Topology,
+    work_dir: &std::path::Path,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<BenchReport> {
+    let client = topology.namespace(Host::Client(0)).clone();
+    let lb = topology.namespace(Host::Lb).clone();
+    for (ns, ports) in [(&client, CLIENT_PORTS), (&lb, LB_PORTS)] {
+        sysctl(ns, "net.ipv4.tcp_tw_reuse", "1")?;
+        sysctl(ns, "net.ipv4.ip_local_port_range", ports)?;
+    }
+    let servers: Vec<Ipv4Addr> = (0..SERVERS)
+        .map(|i| topology.addr(Host::Server(i)))
+        .collect();
+    let tools = Tools::discover(&config.l4lb);
+    let mut setup = vec![
+        format!(
+            "{} rounds, paths interleaved in this order each round: {}",
+            config.rounds,
+            config
+                .paths
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "each workload runs {:?}: bulk upload over 1 and {} streams to one backend (server 1's \
+             sink, which confirms the byte count); new connections/s (one 64-byte request, \
+             128-byte response, the client closes) and requests/s on kept connections, {} \
+             connections over 3 backends; latency on one kept connection",
+            config.duration, config.streams, config.concurrency
+        ),
+        "topology: routed, client — lb — 3 servers, one veth per link, offloads at kernel \
+         defaults; load generator: ours (tokio, in the client namespace)"
+            .to_string(),
+        format!(
+            "client and lb namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range {CLIENT_PORTS} \
+             (client) / {LB_PORTS} (lb), for every path alike"
+        ),
+    ];
+    if let Some(iptables) = &tools.iptables {
+        // Load the nat table (and so conntrack) in lb once, for every path alike, so the
+        // kernel NAT path does not make the paths after it pay for conntrack alone.
+        let st = lb
+            .command(iptables)
+            .args(["-t", "nat", "-N", "L4LB-BENCH"])
+            .status()
+            .await;
+        if st.is_ok_and(|s| s.success()) {
+            setup.push("lb namespace: nat table (conntrack) loaded for every path alike".into());
+        }
+    }
+    let lb_server_side = lb_address_towards(&lb, servers[0])?;
+    let env = PathEnv {
+        client: client.clone(),
+        lb,
+        lb_addr: topology.addr(Host::Lb),
+        lb_server_side,
+        servers: servers.clone(),
+        tools: tools.clone(),
+        work_dir: work_dir.to_path_buf(),
+        balancer_cpu: placement.balancer,
+    };
+    let server_ns: Vec<(Namespace, Ipv4Addr)> = (0..SERVERS)
+        .map(|i| (topology.namespace(Host::Server(i)).clone(), servers[i]))
+        .collect();
+    let backends = Backends::start(&server_ns).context("starting the backends")?;
+
+    let mut results: Vec<PathResult> = config
+        .paths
+        .iter()
+        .map(|&k| match tools.check(k) {
+            Ok(()) => PathResult::new(k, PathStatus::Measured),
+            Err(why) => PathResult::new(k, PathStatus::NotInstalled(why)),
+        })
+        .collect();
+    let phases = phases(config);
+    let per_path: u64 = phases.iter().map(|(_, w)| w.len() as u64).sum();
+    let runnable = results
+        .iter()
+        .filter(|r| r.status == PathStatus::Measured)
+        .count() as u64;
+    let bar = if config.progress {
+        ProgressBar::new(runnable * per_path * config.rounds as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let spec = LoadSpec {
+        duration: config.duration,
+        grace: Duration::from_secs(5),
+        max_ops: MAX_OPS,
+        op_timeout: Duration::from_secs(2),
+        servers: SERVERS,
+    };
+    'rounds: for round in 0..config.rounds {
+        for result in results
+            .iter_mut()
+            .filter(|r| r.status == PathStatus::Measured)
+        {
+            for (mode, workloads) in &phases {
+                if stop.load(Ordering::Relaxed) {
+                    break 'rounds;
+                }
+                let kind = result.path;
+                bar.set_message(format!(
+                    "round {}/{} · {} · starting",
+                    round + 1,
+                    config.rounds,
+                    kind.name()
+                ));
+                let mut active = match ActivePath::start(kind, *mode, &env).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        result.problem(format!("round {}: start ({mode:?}): {e:#}", round + 1));
+                        bar.inc(workloads.len() as u64);
+                        continue;
+                    }
+                };
+                for &w in workloads {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    bar.set_message(format!(
+                        "round {}/{} · {} · {}",
+                        round + 1,
+                        config.rounds,
+                        kind.name(),
+                        workload_name(w)
+                    ));
+                    if let Err(e) = active.check_alive() {
+                        result.errors += 1;
+                        result.problem(format!("round {}: {e}", round + 1));
+                        bar.inc(1);
+                        continue;
+                    }
+                    let before = backends.errors();
+                    let outcome = run_load(&client, active.target, w, spec, stop.clone()).await?;
+                    result.add(w, &outcome, backends.errors() - before);
+                    bar.inc(1);
+                }
+                if let Err(e) = active.check_alive() {
+                    result.errors += 1;
+                    result.problem(format!("round {}: {e}", round + 1));
+                }
+                if let Err(e) = active.stop(&env).await {
+                    result.problem(format!("round {}: stop: {e:#}", round + 1));
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    backends.stop();
+    for r in &mut results {
+        if r.status == PathStatus::Measured && r.runs == 0 {
+            let why = r
+                .problems
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "never ran".into());
+            r.status = PathStatus::Failed(why);
+        }
+    }
+    Ok(BenchReport {
+        setup,
+        placement: placement.describe(),
+        paths: results,
+        elapsed_s: 0.0,
+    })
+}
+
+/// The workloads of one round of one path, grouped by the backends they need.
+pub fn phases(config: &BenchConfig) -> Vec<(Mode, Vec<Workload>)> {
+    vec![
+        (
+            Mode::Bulk,
+            vec![
+                Workload::Bulk { streams: 1 },
+                Workload::Bulk {
+                    streams: config.streams,
+                },
+            ],
+        ),
+        (
+            Mode::Requests,
+            vec![
+                Workload::Connect {
+                    concurrency: config.concurrency,
+                },
+                Workload::Keep {
+                    concurrency: config.concurrency,
+                },
+                Workload::Latency,
+            ],
+        ),
+    ]
+}
+
+fn workload_name(w: Workload) -> String {
+    match w {
+        Workload::Bulk { streams } => format!("bulk ×{streams}"),
+        Workload::Connect { .. } => "new conn/s".into(),
+        Workload::Keep { .. } => "kept req/s".into(),
+        Workload::Latency => "latency".into(),
+    }
+}
+
+/// Runs one workload on a runtime built inside the client's namespace (its worker
+/// threads inherit the namespace and the CPU pinning).
+async fn run_load(
+    client: &Namespace,
+    target: SocketAddrV4,
+    workload: Workload,
+    spec: LoadSpec,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<LoadOutcome> {
+    let ns = client.clone();
+    let workers = if workload == Workload::Latency { 1 } else { 2 };
+    let outcome = tokio::task::spawn_blocking(move || {
+        ns.run(move || -> std::io::Result<LoadOutcome> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()?;
+            Ok(rt.block_on(load::run(target, workload, spec, stop)))
+        })
+    })
+    .await
+    .context("load generator thread")??
+    .context("building the load generator's runtime")?;
+    Ok(outcome)
+}
