@@ -102,7 +102,7 @@ pub fn haproxy(listen: SocketAddrV4, backends: &[SocketAddrV4], balance: Haproxy
         HaproxyBalance::LeastConn => "leastconn",
     };
     let mut c = String::new();
-    c.push_str("global\n  nbthread 1\n  maxconn 20000\n");
+    c.push_str("global\n  nbthread 1\n  maxconn 4000\n");
     c.push_str(
         "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n",
     );
@@ -116,7 +116,7 @@ pub fn haproxy(listen: SocketAddrV4, backends: &[SocketAddrV4], balance: Haproxy
     c
 }
 
-/// An nginx configuration: one process (`master_process off`, so a kill leaves no
+/// An nginx configuration (half-close passed on, as the bulk sink needs): one process (`master_process off`, so a kill leaves no
 /// orphan worker), `stream` proxy round robin over `backends`. `module` is the dynamic
 /// stream module to load (None when nginx has it built in); `dir` holds pid and logs.
 pub fn nginx(
@@ -135,13 +135,13 @@ pub fn nginx(
         "error_log {} warn;\n",
         dir.join("error.log").display()
     ));
-    c.push_str("worker_rlimit_nofile 65536;\nevents { worker_connections 20000; }\n");
+    c.push_str("worker_rlimit_nofile 16384;\nevents { worker_connections 8000; }\n");
     c.push_str("stream {\n  upstream b {\n");
     for b in backends {
         c.push_str(&format!("    server {b};\n"));
     }
     c.push_str(&format!(
-        "  }}\n  server {{ listen {listen} backlog=4096; proxy_pass b; }}\n}}\n"
+        "  }}\n  server {{ listen {listen} backlog=4096; proxy_half_close on; proxy_pass b; }}\n}}\n"
     ));
     c
 }
@@ -205,7 +205,7 @@ mod tests {
         insta::assert_snapshot!(c, @r"
         global
           nbthread 1
-          maxconn 20000
+          maxconn 4000
         defaults
           mode tcp
           timeout connect 5s
@@ -239,13 +239,13 @@ mod tests {
         worker_processes 1;
         pid /tmp/x/nginx.pid;
         error_log /tmp/x/error.log warn;
-        worker_rlimit_nofile 65536;
-        events { worker_connections 20000; }
+        worker_rlimit_nofile 16384;
+        events { worker_connections 8000; }
         stream {
           upstream b {
             server 10.0.1.11:8080;
           }
-          server { listen 10.0.0.1:20000 backlog=4096; proxy_pass b; }
+          server { listen 10.0.0.1:20000 backlog=4096; proxy_half_close on; proxy_pass b; }
         }
         ");
         assert!(!nginx(l, &b, None, Path::new("/d")).contains("load_module"));

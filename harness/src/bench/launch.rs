@@ -98,9 +98,8 @@ impl ActivePath {
             _ => active.process = Some(spawn_balancer(kind, mode, listen, &backends, env).await?),
         }
         if let Err(e) = active.wait_ready(mode, env).await {
-            let log = active.log_tail();
             active.stop(env).await.ok();
-            return Err(e.context(log));
+            return Err(e);
         }
         Ok(active)
     }
@@ -174,9 +173,10 @@ impl ActivePath {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!(
-            "{} did not carry a {mode:?} exchange to {} within 5 s: {last}",
+            "{} did not carry a {mode:?} exchange to {} within 5 s: {last}; {}",
             self.kind.name(),
-            self.target
+            self.target,
+            self.log_tail()
         )
     }
 }

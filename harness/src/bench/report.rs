@@ -166,7 +166,7 @@ impl BenchReport {
                 row.push(p.errors.to_string());
                 row.push(p.lost_bytes.to_string());
             } else {
-                row.push(status_text(&p.status));
+                row.push(short(&status_text(&p.status)));
                 row.extend(std::iter::repeat_n(String::new(), Metric::ALL.len() + 1));
             }
             md.push_str(&table_row(&row));
@@ -288,6 +288,15 @@ pub fn status_text(s: &PathStatus) -> String {
         PathStatus::Measured => "measured".into(),
         PathStatus::NotInstalled(why) => why.clone(),
         PathStatus::Failed(why) => format!("failed: {why}"),
+    }
+}
+
+/// The first 80 characters of `s`, on one line (the Problems list has the rest).
+fn short(s: &str) -> String {
+    let one_line = s.replace(['\n', '|'], " ");
+    match one_line.char_indices().nth(80) {
+        Some((i, _)) => format!("{}… (see Problems)", &one_line[..i]),
+        None => one_line,
     }
 }
 

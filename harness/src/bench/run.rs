@@ -43,6 +43,7 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
+    raise_fd_limit();
     let spec = TopologySpec {
         clients: 1,
         servers: SERVERS,
@@ -76,6 +77,22 @@ pub async fn run(
     }
     report.elapsed_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Open-file limit the balancers inherit (HAProxy wants 2 × maxconn + a few; the peer
+/// configurations stay well under 16,384).
+pub const NOFILE: u64 = 65536;
+
+/// Raises this process's open-file limit to [`NOFILE`] (children inherit it); keeps the
+/// old limit when that is not allowed, and the balancer that needs more says so.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < NOFILE && setrlimit(Resource::RLIMIT_NOFILE, NOFILE, hard.max(NOFILE)).is_err() {
+            // Without CAP_SYS_RESOURCE the hard limit is the ceiling.
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 /// Writes a sysctl in the namespace (per-netns values under /proc/sys/net).
@@ -143,9 +160,12 @@ async fn measure(
              connections over 3 backends; latency on one kept connection",
             config.duration, config.streams, config.concurrency
         ),
-        "topology: routed, client — lb — 3 servers, one veth per link, offloads at kernel \
-         defaults; load generator: ours (tokio, in the client namespace)"
-            .to_string(),
+        format!(
+            "topology: routed, client — lb — 3 servers, one veth per link, offloads at kernel \
+             defaults, namespaces {}* (removed at the end); load generator: ours (tokio, in \
+             the client namespace)",
+            topology.prefix()
+        ),
         format!(
             "client and lb namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range {CLIENT_PORTS} \
              (client) / {LB_PORTS} (lb), for every path alike"
