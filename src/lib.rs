@@ -11,6 +11,8 @@
 //! - [`usage`]: the error type that means "the user asked for something invalid" (exit 2).
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod args;
 pub mod chat;
 pub mod health;
 pub mod logging;
