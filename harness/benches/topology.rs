@@ -49,14 +49,38 @@ fn ip_build_and_teardown(spec: &TopologySpec, n: u64) -> Sample {
     ip(&["-n", &lan, "link", "set", "lo", "up"]);
     for l in &plan.links {
         let host = ns(l.host);
-        ip(&["-n", &lan, "link", "add", &l.lan_if, "type", "veth", "peer", "name", &l.host_if, "netns", &host]);
+        ip(&[
+            "-n", &lan, "link", "add", &l.lan_if, "type", "veth", "peer", "name", &l.host_if,
+            "netns", &host,
+        ]);
         ip(&["-n", &lan, "link", "set", &l.lan_if, "master", "br0", "up"]);
-        ip(&["-n", &host, "addr", "add", &format!("{}/24", l.addr), "dev", &l.host_if]);
+        ip(&[
+            "-n",
+            &host,
+            "addr",
+            "add",
+            &format!("{}/24", l.addr),
+            "dev",
+            &l.host_if,
+        ]);
         ip(&["-n", &host, "link", "set", &l.host_if, "up"]);
         ip(&["-n", &host, "link", "set", "lo", "up"]);
     }
     if spec.rst_drop {
-        iptables_in(&ns(Host::Lb), &["-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "DROP"]);
+        iptables_in(
+            &ns(Host::Lb),
+            &[
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "--tcp-flags",
+                "RST",
+                "RST",
+                "-j",
+                "DROP",
+            ],
+        );
     }
     let up = start.elapsed();
     let start = Instant::now();
@@ -163,8 +187,14 @@ fn main() {
     println!("default topology (client1, lb, s1-s3, lan), {runs} runs each, interleaved; median (min, max)");
     let a = report("l4lb (rtnetlink)", &o);
     let b = report("ip commands", &i);
-    println!("  ratio ip / l4lb (up+down): {:.1}x", b.as_secs_f64() / a.as_secs_f64());
+    println!(
+        "  ratio ip / l4lb (up+down): {:.1}x",
+        b.as_secs_f64() / a.as_secs_f64()
+    );
     let a = report("l4lb + RST-drop rule", &orule);
     let b = report("ip + iptables RST-drop", &irule);
-    println!("  ratio ip / l4lb (up+down): {:.1}x", b.as_secs_f64() / a.as_secs_f64());
+    println!(
+        "  ratio ip / l4lb (up+down): {:.1}x",
+        b.as_secs_f64() / a.as_secs_f64()
+    );
 }
