@@ -142,3 +142,46 @@ async fn chat_across_the_bridge() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `l4lb topo up` prints its namespaces, and SIGINT or SIGTERM removes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topo_up_tears_down_on_sigint_and_sigterm() {
+    if !root_or_skip("topo_up_tears_down_on_sigint_and_sigterm") {
+        return;
+    }
+    let host = Topology::build(&TopologySpec::default()).await.unwrap();
+    // Run it inside a namespace of our own, so nothing depends on the caller's network.
+    let ns = host.namespace(Host::Client(0));
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let mut up = NsProcess::spawn(
+            ns,
+            BIN.as_ref(),
+            &["topo".into(), "up".into(), "--servers".into(), "2".into()],
+        )
+        .await
+        .unwrap();
+        expect(&up, "the waiting line", |l| l.starts_with("waiting:")).await;
+        let pid = up.pid();
+        let prefix = format!("l4lb-{pid}-");
+        let ours = || -> Vec<String> {
+            l4lb_harness::cleanup::list_namespaces()
+                .unwrap()
+                .into_iter()
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        };
+        assert_eq!(ours().len(), 5, "client1 lb s1 s2 lan: {:?}", ours());
+        assert!(lines(&up).contains("ip netns exec"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+        let status = up
+            .wait_exit(WAIT)
+            .await
+            .unwrap()
+            .expect("topo up exits on the signal");
+        assert_eq!(status.code(), Some(0), "{signal}: {}", lines(&up));
+        assert!(ours().is_empty(), "{signal} left {:?}", ours());
+    }
+}
