@@ -159,7 +159,8 @@ async fn rst_drop_rule_is_in_lb_and_nowhere_else() {
         .unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Also the one test on a current-thread runtime (the `#[tokio::test]` default).
+#[tokio::test]
 async fn teardown_leaves_no_namespace_of_its_prefix() {
     if !root_or_skip("teardown_leaves_no_namespace_of_its_prefix") {
         return;
