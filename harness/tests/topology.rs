@@ -452,7 +452,20 @@ async fn ns_process_transcript_stdin_and_signals() {
         .is_some());
     let status = p.wait_exit(Duration::from_secs(3)).await.unwrap().unwrap();
     assert!(status.success());
-    let texts: Vec<String> = p.transcript().iter().map(|l| l.text.clone()).collect();
+    // Order within a stream is kept (stdout and stderr are separate pipes, so their
+    // interleaving is up to the scheduler).
+    let stream = |stderr: bool| -> Vec<String> {
+        p.transcript()
+            .iter()
+            .filter(|l| l.stderr == stderr)
+            .map(|l| l.text.clone())
+            .collect()
+    };
+    assert_eq!(
+        &stream(false)[1..],
+        ["got one", "got two", "bye"].map(String::from).as_slice()
+    );
+    assert_eq!(stream(true), vec!["oops".to_string()]);
     assert_eq!(
         &texts[1..],
         ["oops", "got one", "got two", "bye"]
