@@ -155,7 +155,7 @@ fn processes_in(ids: &HashSet<NsId>) -> Vec<(u32, NsId)> {
         .collect()
 }
 
-/// Kills every process inside `namespaces`, waits (bounded) for them to leave, then
+/// Kills every process inside `namespaces`, waits (bounded) for them to die, then
 /// unmounts the namespaces. Returns every error met; never stops early.
 pub fn remove_namespaces(namespaces: &[Namespace]) -> Vec<anyhow::Error> {
     let mut errors = Vec::new();
@@ -180,11 +180,12 @@ pub fn remove_namespaces(namespaces: &[Namespace]) -> Vec<anyhow::Error> {
         let mut left = procs;
         while !left.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
-            left.retain(|(pid, id)| ns_id(Path::new(&format!("/proc/{pid}/ns/net"))) == Some(*id));
+            // Gone or a zombie: it no longer holds the namespace, and never runs again.
+            left.retain(|(pid, _)| pid_alive(*pid));
         }
         for (pid, _) in left {
             errors.push(anyhow::anyhow!(
-                "pid {pid} still runs inside a namespace after SIGKILL (stuck in the kernel?)"
+                "pid {pid} still runs {KILL_WAIT:?} after SIGKILL (stuck in the kernel?)"
             ));
         }
     }
