@@ -239,7 +239,7 @@ pub(crate) fn create(
                 .create_new(true)
                 .open(&path)
                 .with_context(|| {
-                    format!("cannot create {} (does it exist already?)", path.display())
+                    format!("cannot create {} (needs root)", path.display())
                 })?;
             let made = (|| -> anyhow::Result<_> {
                 nix::sched::unshare(CloneFlags::CLONE_NEWNET)
