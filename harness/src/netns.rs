@@ -238,9 +238,7 @@ pub(crate) fn create(
                 .write(true)
                 .create_new(true)
                 .open(&path)
-                .with_context(|| {
-                    format!("cannot create {} (needs root)", path.display())
-                })?;
+                .with_context(|| format!("cannot create {} (needs root)", path.display()))?;
             let made = (|| -> anyhow::Result<_> {
                 nix::sched::unshare(CloneFlags::CLONE_NEWNET)
                     .context("unshare(CLONE_NEWNET) failed (needs root)")?;
