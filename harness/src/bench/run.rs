@@ -102,29 +102,6 @@ fn sysctl(ns: &Namespace, key: &'static str, value: &'static str) -> anyhow::Res
         .with_context(|| format!("setting {key}={value} in {}", ns.name))
 }
 
-/// The balancer's own address on the network of `server`.
-fn lb_address_towards(lb: &Namespace, server: Ipv4Addr) -> anyhow::Result<Ipv4Addr> {
-    let found = lb.run(move || -> Option<Ipv4Addr> {
-        let addrs = nix::ifaddrs::getifaddrs().ok()?;
-        for a in addrs {
-            let ip = a.address.as_ref()?.as_sockaddr_in().map(|s| s.ip());
-            let mask = a
-                .netmask
-                .as_ref()
-                .and_then(|m| m.as_sockaddr_in())
-                .map(|s| s.ip());
-            if let (Some(ip), Some(mask)) = (ip, mask) {
-                let m = u32::from(mask);
-                if ip != server && u32::from(ip) & m == u32::from(server) & m {
-                    return Some(ip);
-                }
-            }
-        }
-        None
-    })?;
-    found.with_context(|| format!("the balancer's namespace has no address on {server}'s network"))
-}
-
 async fn measure(
     config: &BenchConfig,
     placement: &Placement,
@@ -183,7 +160,7 @@ async fn measure(
             setup.push("lb namespace: nat table (conntrack) loaded for every path alike".into());
         }
     }
-    let lb_server_side = lb_address_towards(&lb, servers[0])?;
+    let lb_server_side = topology.lb_backend_addr();
     let env = PathEnv {
         client: client.clone(),
         lb,
