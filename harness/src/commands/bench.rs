@@ -36,6 +36,11 @@ pub struct BenchArgs {
     pub no_progress: bool,
 }
 
+/// An error with the exit code of the signal that caused it (0: no signal).
+#[derive(Debug, thiserror::Error)]
+#[error("{1:#}")]
+struct Exit(i32, anyhow::Error);
+
 fn usage(msg: String) -> anyhow::Error {
     anyhow::anyhow!("{msg} (see `l4lb bench --help`)")
 }
@@ -85,21 +90,37 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("building the tokio runtime")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let report = runtime.block_on(async {
+    let result = runtime.block_on(async {
+        let first = crate::cleanup::shutdown_signal()?;
         let run = bench::run(&config, &placement, stop.clone());
         tokio::pin!(run);
         tokio::select! {
-            r = &mut run => r,
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("l4lb bench: interrupted, cleaning up (Ctrl-C again to abandon)");
+            r = &mut run => r.map_err(|e| (e, 0)),
+            code = first => {
+                eprintln!("l4lb bench: interrupted, cleaning up (again to abandon the clean-up)");
                 stop.store(true, Ordering::Relaxed);
+                let second = crate::cleanup::shutdown_signal()?;
                 tokio::select! {
-                    r = &mut run => r,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted twice: `l4lb cleanup` removes what is left")),
+                    r = &mut run => r.map_err(|e| (e, code)),
+                    _ = second => Err((anyhow::anyhow!(
+                        "interrupted twice: `l4lb cleanup` removes anything left"
+                    ), code)),
                 }
             }
         }
-    })?;
+        .map_err(|(e, code)| anyhow::Error::from(Exit(code, e)))
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => match e.downcast::<Exit>() {
+            Ok(Exit(code, e)) if code != 0 => {
+                eprintln!("l4lb: {e:#}");
+                return Ok(ExitCode::from(code as u8));
+            }
+            Ok(Exit(_, e)) => return Err(e),
+            Err(e) => return Err(e),
+        },
+    };
     let files = bench::write_report(&report, &args.out)?;
     println!("{}", report.markdown());
     for f in files {
