@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nix::sched::{setns, CloneFlags};
+use nix::sched::CloneFlags;
 
 /// Directory where named network namespaces are bind-mounted (as `ip netns` does).
 pub const NETNS_DIR: &str = "/run/netns";
@@ -52,7 +52,20 @@ impl Namespace {
 
     /// Opens the namespace file (an fd that setns(2) accepts).
     pub fn open(&self) -> anyhow::Result<File> {
-        File::open(&self.path).with_context(|| {
+        self.handle()?
+            .file()
+            .try_clone()
+            .with_context(|| format!("cannot duplicate the fd of {}", self.path.display()))
+    }
+
+    /// Opens the namespace as a netns-rs handle (the crate's `NetNs`), whose `enter`
+    /// switches the calling thread into it.
+    ///
+    /// Creation stays in [`create`]: netns-rs creates a namespace on a thread that exits
+    /// at once (we need that thread to open the netlink socket too), and reuses an
+    /// existing name instead of failing.
+    pub fn handle(&self) -> anyhow::Result<netns_rs::NetNs> {
+        netns_rs::get_from_path(&self.path).with_context(|| {
             format!(
                 "cannot open network namespace {} (was it removed? `ip netns list` shows what exists)",
                 self.path.display()
@@ -69,12 +82,13 @@ impl Namespace {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let file = self.open()?;
+        let netns = self.handle()?;
         let name = self.name.clone();
         let thread = std::thread::Builder::new()
             .name(format!("netns-{}", short(&name)))
             .spawn(move || -> anyhow::Result<T> {
-                setns(&file, CloneFlags::CLONE_NEWNET)
+                netns
+                    .enter()
                     .with_context(|| format!("setns into {name} failed (needs root)"))?;
                 Ok(f())
             })
@@ -92,12 +106,13 @@ impl Namespace {
         T: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let file = self.open()?;
+        let netns = self.handle()?;
         let name = self.name.clone();
         std::thread::Builder::new()
             .name(format!("netns-{}", short(&name)))
             .spawn(move || {
-                let result = setns(&file, CloneFlags::CLONE_NEWNET)
+                let result = netns
+                    .enter()
                     .with_context(|| format!("setns into {name} failed (needs root)"))
                     .map(|()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
                 let _ = tx.send(result);
