@@ -14,7 +14,8 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Balancer on the first allowed core, load on the second; no pinning with one core.
+    /// Balancer on the first allowed core, load on the second; no pinning with fewer than
+    /// two (pass no cores to turn pinning off).
     pub fn plan(allowed: &[usize]) -> Placement {
         match allowed {
             [b, l, ..] => Placement {
@@ -36,7 +37,9 @@ impl Placement {
                  generator and backends pinned to CPU {l} (sched_setaffinity); kernel paths \
                  (direct, NAT) forward in softirq on whichever CPU the packet arrives"
             ),
-            _ => "not pinned: fewer than 2 CPUs are allowed to this process".to_string(),
+            _ => "not pinned (--no-pin, or fewer than 2 CPUs allowed): the scheduler places \
+                  balancer, load and backends"
+                .to_string(),
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Do not pin the balancer and the load to separate cores (let the scheduler place them).
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 /// An error with the exit code of the signal that caused it (0: no signal).
@@ -80,7 +83,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Pin before the runtime exists, so every thread it starts inherits the load core.
-    let placement = cpu::Placement::plan(&cpu::allowed_cpus());
+    let placement = if args.no_pin {
+        cpu::Placement::plan(&[])
+    } else {
+        cpu::Placement::plan(&cpu::allowed_cpus())
+    };
     if let Some(load) = placement.load {
         cpu::pin_current_thread(load).context("pinning the load generator")?;
     }
