@@ -292,7 +292,7 @@ pub fn status_text(s: &PathStatus) -> String {
 }
 
 /// The first 80 characters of `s`, on one line (the Problems list has the rest).
-fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     let one_line = s.replace(['\n', '|'], " ");
     match one_line.char_indices().nth(80) {
         Some((i, _)) => format!("{}… (see Problems)", &one_line[..i]),

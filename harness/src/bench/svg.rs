@@ -2,7 +2,7 @@
 //! a whisker from min to max; ours in one colour, peers in another, direct in grey.
 
 use super::paths::PathKind;
-use super::report::{status_text, BenchReport};
+use super::report::{short, status_text, BenchReport};
 use super::results::{Metric, PathStatus};
 
 const WIDTH: f64 = 760.0;
@@ -98,7 +98,7 @@ pub fn chart(report: &BenchReport) -> String {
                     let why = if *status == PathStatus::Measured {
                         "no figure".to_string()
                     } else {
-                        status_text(status)
+                        short(&status_text(status))
                     };
                     s.push_str(&format!(
                         "<text x=\"{LABEL_W}\" y=\"{:.1}\" fill=\"#868e96\">{}</text>\n",
