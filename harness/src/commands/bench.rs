@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// The l4lb binary whose `raw` and `proxy` are measured (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub l4lb: Option<PathBuf>,
     /// Do not pin the balancer and the load to separate cores (let the scheduler place them).
     #[arg(long)]
     pub no_pin: bool,
@@ -50,7 +53,10 @@ fn usage(msg: String) -> anyhow::Error {
 
 /// Runs `l4lb bench`: exit 0 when every path of ours moved bytes without error or loss.
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let exe = std::env::current_exe().context("finding the l4lb binary")?;
+    let exe = match &args.l4lb {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("finding the l4lb binary")?,
+    };
     let mut config = if args.quick {
         BenchConfig::quick(exe)
     } else {
