@@ -1,0 +1,231 @@
+//! Arguments of `l4lb raw`, and their validation into a [`Settings`] value.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::raw::table::{self, TableConfig};
+use crate::usage::UsageError;
+
+/// Default listening port (the original's).
+pub const DEFAULT_PORT: u16 = 20000;
+
+/// `l4lb raw` options (the shared health/admin/log flags are added by `RawArgs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RawOptions {
+    /// Source address towards the backends (this host's address on their network).
+    #[arg(long)]
+    pub source_ip: Option<Ipv4Addr>,
+    /// Port the clients connect to.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// NAT source ports towards each backend, `LOW-HIGH` (default: the 16,384 ports just
+    /// below the kernel's ip_local_port_range, so they never collide with the kernel's
+    /// own ephemeral ports, e.g. the health checks').
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub nat_ports: Option<String>,
+    /// Most NAT rows at once.
+    #[arg(long, default_value_t = table::DEFAULT_MAX_ROWS)]
+    pub max_rows: usize,
+    /// Free a row whose handshake did not complete after this much silence.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub half_open_timeout: Duration,
+    /// Free an established row after this much silence.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    pub idle_timeout: Duration,
+    /// Keep a row this long after FIN in both directions (for the last ACK).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub fin_linger: Duration,
+    /// Add the RST-drop rule if it is missing, and remove it on exit.
+    #[arg(long)]
+    pub install_rst_drop: bool,
+    /// Egress MTU: larger (GRO/TSO super-) packets are segmented in user space.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: usize,
+    /// Datagrams received and sent per system call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Source address towards backends.
+    pub source_ip: Ipv4Addr,
+    /// Backends, in round-robin order.
+    pub backends: Vec<SocketAddrV4>,
+    /// Listening port.
+    pub port: u16,
+    /// Table limits.
+    pub table: TableConfig,
+    /// Whether to add the RST-drop rule.
+    pub install_rst_drop: bool,
+    /// Egress MTU.
+    pub mtu: usize,
+    /// Batch size.
+    pub batch: usize,
+}
+
+/// Parses the original positional form `SOURCE_IP IP PORT IP PORT ...` (or, when the
+/// source address came from `--source-ip`, just `IP PORT ...`).
+pub fn parse_positional(
+    words: &[String],
+    need_source: bool,
+) -> Result<(Option<Ipv4Addr>, Vec<SocketAddrV4>), UsageError> {
+    let mut rest = words;
+    let mut source = None;
+    if need_source {
+        if let Some((first, tail)) = words.split_first() {
+            source = Some(first.parse::<Ipv4Addr>().map_err(|_| {
+                UsageError::new(format!(
+                    "`{first}` is not an IPv4 source address (positional form: SOURCE_IP IP PORT IP PORT ...)"
+                ))
+            })?);
+            rest = tail;
+        }
+    }
+    if rest.len() % 2 != 0 {
+        return Err(UsageError::new(
+            "backends in the positional form come in pairs: IP PORT IP PORT ...",
+        ));
+    }
+    let mut backends = Vec::new();
+    for pair in rest.chunks(2) {
+        let ip: Ipv4Addr = pair[0]
+            .parse()
+            .map_err(|_| UsageError::new(format!("`{}` is not an IPv4 address", pair[0])))?;
+        let port: u16 = pair[1]
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| UsageError::new(format!("`{}` is not a port (1-65535)", pair[1])))?;
+        backends.push(SocketAddrV4::new(ip, port));
+    }
+    Ok((source, backends))
+}
+
+/// Parses `LOW-HIGH`.
+pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, UsageError> {
+    let bad = || UsageError::new(format!("`{text}` is not a port range LOW-HIGH (e.g. 16384-32767)"));
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
+}
+
+/// The default NAT range: up to 16,384 ports just below `ephemeral_low` (but above 1023);
+/// if the listening port falls inside, the larger side of it.
+pub fn default_nat_ports(ephemeral_low: u16, listen: u16) -> RangeInclusive<u16> {
+    let hi = ephemeral_low.saturating_sub(1).max(1025);
+    let lo = hi.saturating_sub(16_383).max(1024);
+    if (lo..=hi).contains(&listen) {
+        let below = listen - lo;
+        let above = hi - listen;
+        if above >= below {
+            return listen + 1..=hi;
+        }
+        return lo..=listen - 1;
+    }
+    lo..=hi
+}
+
+/// Reads the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`).
+pub fn ephemeral_range() -> std::io::Result<RangeInclusive<u16>> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) => Ok(lo..=hi),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unexpected ip_local_port_range: {text:?}"),
+        )),
+    }
+}
+
+/// Checks that the NAT range avoids the kernel's ephemeral range and the listening port.
+pub fn check_nat_ports(
+    nat: &RangeInclusive<u16>,
+    ephemeral: &RangeInclusive<u16>,
+    listen: u16,
+) -> Result<(), UsageError> {
+    if nat.start() <= ephemeral.end() && ephemeral.start() <= nat.end() {
+        return Err(UsageError::new(format!(
+            "--nat-ports {}-{} overlaps the kernel's ephemeral ports {}-{} \
+             (ip_local_port_range); pick ports outside it",
+            nat.start(),
+            nat.end(),
+            ephemeral.start(),
+            ephemeral.end()
+        )));
+    }
+    if nat.contains(&listen) {
+        return Err(UsageError::new(format!(
+            "--nat-ports {}-{} contains the listening port {listen}; pick a range without it",
+            nat.start(),
+            nat.end()
+        )));
+    }
+    Ok(())
+}
+
+/// Validates options plus the backends (from `--backend` and/or the positional form).
+pub fn settings(
+    opts: &RawOptions,
+    flag_backends: &[SocketAddrV4],
+    positional: &[String],
+    ephemeral: RangeInclusive<u16>,
+) -> Result<Settings, UsageError> {
+    let (pos_source, pos_backends) = parse_positional(positional, opts.source_ip.is_none())?;
+    let source_ip = opts.source_ip.or(pos_source).ok_or_else(|| {
+        UsageError::new("no source address: pass --source-ip IP (or SOURCE_IP as the first positional argument)")
+    })?;
+    let mut backends: Vec<SocketAddrV4> = flag_backends.to_vec();
+    backends.extend(pos_backends);
+    if backends.is_empty() {
+        return Err(UsageError::new(
+            "no backends: pass --backend IP:PORT (repeatable) or `IP PORT ...` after the source address",
+        ));
+    }
+    for (i, b) in backends.iter().enumerate() {
+        if backends[..i].contains(b) {
+            return Err(UsageError::new(format!("backend {b} is listed twice")));
+        }
+    }
+    let nat_ports = match &opts.nat_ports {
+        Some(text) => parse_port_range(text)?,
+        None => default_nat_ports(*ephemeral.start(), opts.port),
+    };
+    check_nat_ports(&nat_ports, &ephemeral, opts.port)?;
+    if opts.max_rows == 0 {
+        return Err(UsageError::new("--max-rows must be at least 1"));
+    }
+    for (name, d) in [
+        ("--half-open-timeout", opts.half_open_timeout),
+        ("--idle-timeout", opts.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(UsageError::new(format!("{name} must be longer than zero")));
+        }
+    }
+    if opts.mtu < 576 || opts.mtu > 65_535 {
+        return Err(UsageError::new("--mtu must be between 576 and 65535"));
+    }
+    Ok(Settings {
+        source_ip,
+        backends,
+        port: opts.port,
+        table: TableConfig {
+            max_rows: opts.max_rows,
+            half_open_timeout: opts.half_open_timeout,
+            established_timeout: opts.idle_timeout,
+            fin_linger: opts.fin_linger,
+            nat_ports,
+        },
+        install_rst_drop: opts.install_rst_drop,
+        mtu: opts.mtu,
+        batch: opts.batch.clamp(1, 1024),
+    })
+}
