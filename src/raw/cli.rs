@@ -229,3 +229,36 @@ pub fn settings(
         batch: opts.batch.clamp(1, 1024),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn positional_form_of_the_original() {
+        let (src, b) = parse_positional(&words("10.0.0.1 10.0.0.11 7000 10.0.0.12 7001"), true)
+            .expect("valid");
+        assert_eq!(src, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[1], "10.0.0.12:7001".parse().expect("addr"));
+        assert!(parse_positional(&words("10.0.0.1 10.0.0.11"), true).is_err());
+        assert!(parse_positional(&words("10.0.0.1 10.0.0.11 0"), true).is_err());
+        assert!(parse_positional(&words("nope 10.0.0.11 80"), true).is_err());
+    }
+
+    #[test]
+    fn default_nat_range_avoids_ephemeral_and_listen_ports() {
+        let r = default_nat_ports(32768, 20000);
+        assert_eq!(r, 20001..=32767);
+        assert!(check_nat_ports(&r, &(32768..=60999), 20000).is_ok());
+        assert_eq!(default_nat_ports(40000, 20000), 23616..=39999);
+        assert!(check_nat_ports(&(30000..=33000), &(32768..=60999), 20000).is_err());
+        assert!(check_nat_ports(&(19000..=21000), &(32768..=60999), 20000).is_err());
+        assert_eq!(parse_port_range("100-200").expect("range"), 100..=200);
+        assert!(parse_port_range("200-100").is_err());
+    }
+}

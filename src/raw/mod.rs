@@ -40,3 +40,10 @@ pub struct RawArgs {
 
 /// Exit code of a clean shutdown.
 pub const CLEAN_EXIT: ExitCode = ExitCode::SUCCESS;
+
+pub mod fixture;
+
+#[cfg(test)]
+mod tests_packet;
+#[cfg(test)]
+mod tests_table;
