@@ -68,6 +68,8 @@ pub struct Counters {
     pub to_client: u64,
     /// Rows created.
     pub rows_created: u64,
+    /// Segments whose received checksum was partial (offload) and was computed in full.
+    pub checksum_full: u64,
     /// Rows freed by [`FreeReason`] name.
     pub rows_freed: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -125,6 +127,12 @@ impl Nat {
     /// The counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    fn count_fix(&mut self, fix: packet::ChecksumFix) {
+        if fix == packet::ChecksumFix::Full {
+            self.counters.checksum_full += 1;
+        }
     }
 
     /// Counts a drop decided outside the core (e.g. a failed send).
@@ -206,7 +214,7 @@ impl Nat {
             dst: *row.backend.ip(),
             dport: row.backend.port(),
         };
-        packet::rewrite(buf, seg, &to);
+        self.count_fix(packet::rewrite(buf, seg, &to));
         self.counters.to_backend += 1;
         if let Some(reason) = self
             .table
@@ -234,7 +242,7 @@ impl Nat {
             dst: *row.client.ip(),
             dport: row.client.port(),
         };
-        packet::rewrite(buf, seg, &to);
+        self.count_fix(packet::rewrite(buf, seg, &to));
         self.counters.to_client += 1;
         if let Some(reason) = self.table.observe(id, Direction::ToClient, seg.flags, now) {
             self.free(id, reason);

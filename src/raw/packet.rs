@@ -231,10 +231,35 @@ pub struct Rewrite {
     pub dport: u16,
 }
 
+/// How [`rewrite`] fixed the TCP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumFix {
+    /// Incrementally (RFC 1624): the received checksum was a final one.
+    Incremental,
+    /// In full: the received checksum was only the pseudo-header part that a sender with
+    /// checksum offload leaves for the NIC (CHECKSUM_PARTIAL on a veth).
+    Full,
+}
+
+/// The value a CHECKSUM_PARTIAL segment carries in its checksum field: the folded,
+/// uncomplemented pseudo-header sum.
+pub fn partial_checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u16 {
+    let sum = sum_bytes(&src.octets()) + sum_bytes(&dst.octets()) + 6 + tcp_len as u32;
+    fold(sum)
+}
+
 /// Rewrites addresses and ports of a datagram `parse` accepted as `seg`, fixing the IP
 /// header checksum and the TCP checksum incrementally (RFC 1624). Bytes beyond
 /// `seg.total_len`, options and payload are left untouched.
-pub fn rewrite(buf: &mut [u8], seg: &Segment, to: &Rewrite) {
+///
+/// A segment whose checksum field holds exactly the pseudo-header part (what a sender
+/// with checksum offload leaves for the NIC, which a veth passes on unfinished) gets its
+/// checksum computed in full instead; a complete checksum that happens to equal it is
+/// also correct after a full computation, so the test can only err towards correctness.
+pub fn rewrite(buf: &mut [u8], seg: &Segment, to: &Rewrite) -> ChecksumFix {
+    let tcp_len = seg.total_len - seg.ip_header_len;
+    let received = read_u16(buf, seg.ip_header_len + tcp_off::CHECKSUM);
+    let partial = received == partial_checksum(seg.src, seg.dst, tcp_len);
     let ihl = seg.ip_header_len;
     let old_src = seg.src.octets();
     let old_dst = seg.dst.octets();
@@ -258,7 +283,14 @@ pub fn rewrite(buf: &mut [u8], seg: &Segment, to: &Rewrite) {
     tcp_sum.replace(seg.dport, to.dport);
     write_u16(buf, tcp + tcp_off::SRC_PORT, to.sport);
     write_u16(buf, tcp + tcp_off::DST_PORT, to.dport);
-    write_u16(buf, tcp + tcp_off::CHECKSUM, tcp_sum.finish());
+    if partial {
+        let full = full_tcp_checksum(to.src, to.dst, &buf[tcp..seg.total_len]);
+        write_u16(buf, tcp + tcp_off::CHECKSUM, full);
+        ChecksumFix::Full
+    } else {
+        write_u16(buf, tcp + tcp_off::CHECKSUM, tcp_sum.finish());
+        ChecksumFix::Incremental
+    }
 }
 
 /// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, accumulated over several 16-bit words.

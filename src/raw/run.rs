@@ -132,9 +132,20 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
             next_expiry = now + Duration::from_secs(1);
         }
     }
+    let c = nat.counters();
+    let drops: Vec<String> = crate::raw::packet::DropReason::ALL
+        .iter()
+        .filter(|r| c.drops_of(**r) > 0)
+        .map(|r| format!("{}={}", r.name(), c.drops_of(*r)))
+        .collect();
     tracing::info!(
         event = "stopped",
         rows = nat.table().len(),
+        rows_created = c.rows_created,
+        to_backend = c.to_backend,
+        to_client = c.to_client,
+        checksum_full = c.checksum_full,
+        drops = %drops.join(","),
         "raw balancer stopping"
     );
     runtime.shutdown_timeout(Duration::from_millis(200));

@@ -321,3 +321,23 @@ fn random_bytes_never_panic_and_every_packet_is_accounted_for() {
     assert_eq!(forwarded + dropped, total);
     assert!(dropped > total / 2, "most random input is dropped");
 }
+
+#[test]
+fn partial_offload_checksums_are_completed_in_full() {
+    let mut nat = test_nat(16);
+    let mut sel = FixedRoundRobin::new(vec![backend()]);
+    let mut spec = Spec::new(client(), vip(), f::SYN);
+    spec.payload = b"abc".to_vec();
+    let mut bytes = spec.build();
+    let seg = packet::parse(&bytes).expect("valid");
+    let partial = packet::partial_checksum(seg.src, seg.dst, seg.total_len - seg.ip_header_len);
+    bytes[36..38].copy_from_slice(&partial.to_be_bytes());
+    assert!(!packet::checksums_valid(&bytes));
+    let out = through(&mut nat, &mut sel, bytes).expect("forwarded");
+    assert!(packet::checksums_valid(&out));
+    assert_eq!(nat.counters().checksum_full, 1);
+    // A final checksum takes the incremental path.
+    let ack = Spec::new(client(), vip(), f::ACK).build();
+    through(&mut nat, &mut sel, ack).expect("forwarded");
+    assert_eq!(nat.counters().checksum_full, 1);
+}
