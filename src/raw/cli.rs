@@ -14,7 +14,7 @@ pub const DEFAULT_PORT: u16 = 20000;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawOptions {
     /// Source address towards the backends (this host's address on their network).
-    #[arg(long)]
+    #[arg(long, value_name = "IP")]
     pub source_ip: Option<Ipv4Addr>,
     /// Port the clients connect to.
     #[arg(long, default_value_t = DEFAULT_PORT)]
@@ -66,42 +66,39 @@ pub struct Settings {
     pub batch: usize,
 }
 
-/// Parses the original positional form `SOURCE_IP IP PORT IP PORT ...` (or, when the
-/// source address came from `--source-ip`, just `IP PORT ...`).
-pub fn parse_positional(
-    words: &[String],
-    need_source: bool,
-) -> Result<(Option<Ipv4Addr>, Vec<SocketAddrV4>), UsageError> {
-    let mut rest = words;
-    let mut source = None;
-    if need_source {
-        if let Some((first, tail)) = words.split_first() {
-            source = Some(first.parse::<Ipv4Addr>().map_err(|_| {
-                UsageError::new(format!(
-                    "`{first}` is not an IPv4 source address (positional form: SOURCE_IP IP PORT IP PORT ...)"
-                ))
-            })?);
-            rest = tail;
-        }
+/// Takes the source address from `--source-ip`, or else from the first positional word
+/// (the original form `SOURCE_IP IP PORT IP PORT ...`); returns it and the backend words.
+pub fn split_source<'a>(
+    flag: Option<Ipv4Addr>,
+    positional: &'a [String],
+) -> Result<(Ipv4Addr, &'a [String]), UsageError> {
+    if let Some(ip) = flag {
+        return Ok((ip, positional));
     }
-    if rest.len() % 2 != 0 {
+    let Some((first, rest)) = positional.split_first() else {
         return Err(UsageError::new(
-            "backends in the positional form come in pairs: IP PORT IP PORT ...",
+            "no source address: pass --source-ip IP (or SOURCE_IP as the first positional argument)",
         ));
-    }
-    let mut backends = Vec::new();
-    for pair in rest.chunks(2) {
-        let ip: Ipv4Addr = pair[0]
-            .parse()
-            .map_err(|_| UsageError::new(format!("`{}` is not an IPv4 address", pair[0])))?;
-        let port: u16 = pair[1]
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| UsageError::new(format!("`{}` is not a port (1-65535)", pair[1])))?;
-        backends.push(SocketAddrV4::new(ip, port));
-    }
-    Ok((source, backends))
+    };
+    let ip = first.parse::<Ipv4Addr>().map_err(|_| {
+        UsageError::new(format!(
+            "`{first}` is not an IPv4 source address (positional form: SOURCE_IP IP PORT IP PORT ...)"
+        ))
+    })?;
+    Ok((ip, rest))
+}
+
+/// The backends as IPv4 socket addresses (the raw balancer speaks IPv4 only).
+pub fn ipv4_backends(backends: &[crate::pool::Backend]) -> Result<Vec<SocketAddrV4>, UsageError> {
+    backends
+        .iter()
+        .map(|b| match b.addr {
+            std::net::SocketAddr::V4(v4) => Ok(v4),
+            std::net::SocketAddr::V6(v6) => Err(UsageError::new(format!(
+                "backend {v6} is IPv6; l4lb raw balances IPv4 only (use l4lb proxy for IPv6)"
+            ))),
+        })
+        .collect()
 }
 
 /// Parses `LOW-HIGH`.
@@ -171,29 +168,13 @@ pub fn check_nat_ports(
     Ok(())
 }
 
-/// Validates options plus the backends (from `--backend` and/or the positional form).
+/// Validates options for `backends` (already checked for duplicates by the shared args).
 pub fn settings(
     opts: &RawOptions,
-    flag_backends: &[SocketAddrV4],
-    positional: &[String],
+    source_ip: Ipv4Addr,
+    backends: Vec<SocketAddrV4>,
     ephemeral: RangeInclusive<u16>,
 ) -> Result<Settings, UsageError> {
-    let (pos_source, pos_backends) = parse_positional(positional, opts.source_ip.is_none())?;
-    let source_ip = opts.source_ip.or(pos_source).ok_or_else(|| {
-        UsageError::new("no source address: pass --source-ip IP (or SOURCE_IP as the first positional argument)")
-    })?;
-    let mut backends: Vec<SocketAddrV4> = flag_backends.to_vec();
-    backends.extend(pos_backends);
-    if backends.is_empty() {
-        return Err(UsageError::new(
-            "no backends: pass --backend IP:PORT (repeatable) or `IP PORT ...` after the source address",
-        ));
-    }
-    for (i, b) in backends.iter().enumerate() {
-        if backends[..i].contains(b) {
-            return Err(UsageError::new(format!("backend {b} is listed twice")));
-        }
-    }
     let nat_ports = match &opts.nat_ports {
         Some(text) => parse_port_range(text)?,
         None => default_nat_ports(*ephemeral.start(), opts.port),
@@ -239,15 +220,16 @@ mod tests {
     }
 
     #[test]
-    fn positional_form_of_the_original() {
-        let (src, b) = parse_positional(&words("10.0.0.1 10.0.0.11 7000 10.0.0.12 7001"), true)
-            .expect("valid");
-        assert_eq!(src, Some(Ipv4Addr::new(10, 0, 0, 1)));
-        assert_eq!(b.len(), 2);
-        assert_eq!(b[1], "10.0.0.12:7001".parse().expect("addr"));
-        assert!(parse_positional(&words("10.0.0.1 10.0.0.11"), true).is_err());
-        assert!(parse_positional(&words("10.0.0.1 10.0.0.11 0"), true).is_err());
-        assert!(parse_positional(&words("nope 10.0.0.11 80"), true).is_err());
+    fn source_address_from_flag_or_first_word() {
+        let w = words("10.0.0.1 10.0.0.11 7000");
+        let (ip, rest) = split_source(None, &w).expect("valid");
+        assert_eq!(ip, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(rest.len(), 2);
+        let (ip, rest) = split_source(Some(Ipv4Addr::new(10, 0, 0, 9)), &w).expect("valid");
+        assert_eq!(ip, Ipv4Addr::new(10, 0, 0, 9));
+        assert_eq!(rest.len(), 3);
+        assert!(split_source(None, &[]).is_err());
+        assert!(split_source(None, &words("nope 10.0.0.11 80")).is_err());
     }
 
     #[test]

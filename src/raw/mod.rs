@@ -8,6 +8,7 @@
 //! - [`device`]: the device seam ([`device::Device`]), an in-memory device, the pump.
 //! - [`sys`]: the raw socket device (BPF filter, SO_MARK, recvmmsg/sendmmsg).
 //! - [`firewall`]: the RST-drop rule and the mark exemption for forwarded RSTs.
+//! - [`stats`]: the balancer's metrics on the shared stats endpoint.
 //! - [`cli`]: arguments and their validation; [`run`] wires it all together.
 
 pub mod cli;
@@ -17,29 +18,34 @@ pub mod nat;
 pub mod packet;
 mod run;
 pub mod segment;
+pub mod stats;
 pub mod sys;
 pub mod table;
-
-use std::net::SocketAddrV4;
-use std::process::ExitCode;
 
 pub use run::run;
 
 /// `l4lb raw` arguments.
 #[derive(Debug, clap::Args)]
 pub struct RawArgs {
-    /// Backend `IP:PORT` (repeatable, round-robin order).
-    #[arg(long = "backend", value_name = "IP:PORT")]
-    pub backends: Vec<SocketAddrV4>,
+    /// Backends (`--backend IP:PORT`, repeatable, round-robin order).
+    #[command(flatten)]
+    pub backends: crate::args::BackendArgs,
     /// Balancer options.
     #[command(flatten)]
     pub options: cli::RawOptions,
-    /// Original positional form: `SOURCE_IP IP PORT IP PORT ...`.
+    /// Health-check flags (shared with the proxy).
+    #[command(flatten)]
+    pub health: crate::args::HealthArgs,
+    /// Stats endpoint.
+    #[command(flatten)]
+    pub admin: crate::args::AdminArgs,
+    /// Log format.
+    #[command(flatten)]
+    pub log: crate::args::LogArgs,
+    /// Original positional form: `SOURCE_IP IP PORT IP PORT ...` (without SOURCE_IP when
+    /// `--source-ip` is given).
     pub positional: Vec<String>,
 }
-
-/// Exit code of a clean shutdown.
-pub const CLEAN_EXIT: ExitCode = ExitCode::SUCCESS;
 
 pub mod fixture;
 

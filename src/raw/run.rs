@@ -12,50 +12,48 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::admin::MetricsSource;
+use crate::health::HealthChecker;
+use crate::pool::Pool;
 use crate::raw::cli;
 use crate::raw::device::Pump;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
+use crate::raw::stats::{Published, Snapshot};
 use crate::raw::sys::RawDevice;
 use crate::raw::RawArgs;
 
-/// Round robin over the backends the health checker currently calls usable.
-pub struct HealthySelector {
-    backends: Vec<SocketAddrV4>,
-    usable: Arc<Vec<AtomicBool>>,
-    next: usize,
+/// Round robin over the pool's usable backends (the shared health state decides).
+pub struct PoolSelector {
+    pool: Arc<Pool>,
+    addrs: Vec<SocketAddrV4>,
 }
 
-impl HealthySelector {
-    /// Round robin over `backends`, skipping those whose flag in `usable` is false.
-    pub fn new(backends: Vec<SocketAddrV4>, usable: Arc<Vec<AtomicBool>>) -> Self {
-        Self {
-            backends,
-            usable,
-            next: 0,
-        }
+impl PoolSelector {
+    /// `addrs[id]` is the address of the pool's backend `id`.
+    pub fn new(pool: Arc<Pool>, addrs: Vec<SocketAddrV4>) -> Self {
+        Self { pool, addrs }
     }
 }
 
-impl Selector for HealthySelector {
+impl Selector for PoolSelector {
     fn pick(&mut self) -> Option<SocketAddrV4> {
-        let n = self.backends.len();
-        for _ in 0..n {
-            let i = self.next % n;
-            self.next = (i + 1) % n;
-            if self.usable.get(i).is_some_and(|u| u.load(Ordering::Relaxed)) {
-                return Some(self.backends[i]);
-            }
-        }
-        None
+        self.pool
+            .next_round_robin()
+            .and_then(|id| self.addrs.get(id).copied())
     }
 }
 
 /// Runs the raw balancer until SIGTERM/SIGINT.
 pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init(crate::logging::LogFormat::Text);
+    let (check, thresholds) = args.health.resolve()?;
+    let admin = args.admin.resolve()?;
+    let (source_ip, backend_words) = cli::split_source(args.options.source_ip, &args.positional)?;
+    let backends = args.backends.resolve(backend_words)?;
+    let addrs = cli::ipv4_backends(&backends)?;
     let ephemeral = cli::ephemeral_range().context("reading the kernel's ephemeral port range")?;
-    let settings = cli::settings(&args.options, &args.backends, &args.positional, ephemeral)?;
+    let settings = cli::settings(&args.options, source_ip, addrs, ephemeral)?;
+    args.log.init();
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "l4lb raw needs root (a raw socket and iptables rules in its network namespace); \
@@ -67,13 +65,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         .context("opening the raw TCP socket")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let usable: Arc<Vec<AtomicBool>> = Arc::new(
-        settings
-            .backends
-            .iter()
-            .map(|_| AtomicBool::new(true))
-            .collect(),
-    );
+    let pool = Arc::new(Pool::new(backends, thresholds));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -100,6 +92,16 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         });
     }
 
+    let published = Published::default();
+    let checker = {
+        let _guard = runtime.enter();
+        HealthChecker::spawn(Arc::clone(&pool), &check)
+    };
+    if let Some(addr) = admin {
+        let listener = runtime.block_on(crate::admin::bind(addr))?;
+        let sources: Vec<Arc<dyn MetricsSource>> = vec![Arc::new(published.clone())];
+        runtime.spawn(crate::admin::serve(listener, Arc::clone(&pool), sources));
+    }
     tracing::info!(
         event = "started",
         source_ip = %settings.source_ip,
@@ -116,7 +118,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         listen_port: settings.port,
         table: settings.table.clone(),
     });
-    let mut selector = HealthySelector::new(settings.backends.clone(), usable.clone());
+    let mut selector = PoolSelector::new(Arc::clone(&pool), settings.backends.clone());
     let mut pump = Pump::new(settings.batch, settings.mtu);
     let start = Instant::now();
     let mut next_expiry = Duration::from_secs(1);
@@ -129,25 +131,22 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         }
         if now >= next_expiry {
             nat.expire(now);
+            published.publish(Snapshot::of(&nat, &settings.backends));
             next_expiry = now + Duration::from_secs(1);
         }
     }
-    let c = nat.counters();
-    let drops: Vec<String> = crate::raw::packet::DropReason::ALL
-        .iter()
-        .filter(|r| c.drops_of(**r) > 0)
-        .map(|r| format!("{}={}", r.name(), c.drops_of(*r)))
-        .collect();
+    let snap = Snapshot::of(&nat, &settings.backends);
     tracing::info!(
         event = "stopped",
-        rows = nat.table().len(),
-        rows_created = c.rows_created,
-        to_backend = c.to_backend,
-        to_client = c.to_client,
-        checksum_full = c.checksum_full,
-        drops = %drops.join(","),
+        rows = snap.rows,
+        rows_created = snap.rows_created,
+        to_backend = snap.to_backend,
+        to_client = snap.to_client,
+        checksum_full = snap.checksum_full,
+        drops = %snap.drops_line(),
         "raw balancer stopping"
     );
+    runtime.block_on(checker.shutdown());
     runtime.shutdown_timeout(Duration::from_millis(200));
     let cleanup = rules.remove();
     result?;
