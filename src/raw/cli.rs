@@ -45,6 +45,10 @@ pub struct RawOptions {
     /// Datagrams received and sent per system call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Where segments are taken from: `packet` (AF_PACKET, kernel processing of our
+    /// ports cut off in PREROUTING) or `raw` (a raw TCP socket, the original's way).
+    #[arg(long, value_enum, default_value_t = crate::raw::sys::Capture::Packet)]
+    pub capture: crate::raw::sys::Capture,
 }
 
 /// Validated settings.
@@ -64,6 +68,8 @@ pub struct Settings {
     pub mtu: usize,
     /// Batch size.
     pub batch: usize,
+    /// Capture mode.
+    pub capture: crate::raw::sys::Capture,
 }
 
 /// Takes the source address from `--source-ip`, or else from the first positional word
@@ -208,6 +214,7 @@ pub fn settings(
         install_rst_drop: opts.install_rst_drop,
         mtu: opts.mtu,
         batch: opts.batch.clamp(1, 1024),
+        capture: opts.capture,
     })
 }
 

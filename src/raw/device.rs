@@ -136,11 +136,13 @@ impl Pump {
                 }
             }
         }
+        let generated = nat.take_pending();
         let mut packets: Vec<(&[u8], Ipv4Addr)> = out
             .iter()
             .map(|&(i, len, dst)| (&self.batch.bufs[i][..len], dst))
             .collect();
         packets.extend(self.extra.iter().map(|p| p.as_slice()).zip(extra_dst));
+        packets.extend(generated.iter().map(|(p, dst)| (p.as_slice(), *dst)));
         let failed = dev.send(&packets);
         for (_, err) in failed {
             nat.count_drop(DropReason::SendFailed);

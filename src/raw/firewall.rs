@@ -72,15 +72,16 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// Rules this process added; removed again by [`Installed::remove`] (also on drop).
 #[derive(Debug, Default)]
 pub struct Installed {
-    rules: Vec<Vec<String>>,
+    /// (table, chain, rule spec).
+    rules: Vec<(String, String, Vec<String>)>,
 }
 
 impl Installed {
     /// Removes every rule this process added, collecting errors and going on.
     pub fn remove(&mut self) -> anyhow::Result<()> {
         let mut errors = Vec::new();
-        while let Some(rule) = self.rules.pop() {
-            let mut args = strings(&["-D", "OUTPUT"]);
+        while let Some((table, chain, rule)) = self.rules.pop() {
+            let mut args = vec!["-t".to_string(), table, "-D".to_string(), chain];
             args.extend(rule);
             if let Err(e) = run_ok(&args) {
                 errors.push(format!("{e:#}"));
@@ -95,7 +96,10 @@ impl Installed {
 
     /// Descriptions of what is installed (logs).
     pub fn describe(&self) -> Vec<String> {
-        self.rules.iter().map(|r| r.join(" ")).collect()
+        self.rules
+            .iter()
+            .map(|(t, c, r)| format!("-t {t} {c} {}", r.join(" ")))
+            .collect()
     }
 }
 
@@ -130,7 +134,9 @@ pub fn prepare(install: bool) -> anyhow::Result<Installed> {
         let mut args = strings(&["-A", "OUTPUT"]);
         args.extend(strings(RST_DROP));
         run_ok(&args)?;
-        installed.rules.push(strings(RST_DROP));
+        installed
+            .rules
+            .push(("filter".into(), "OUTPUT".into(), strings(RST_DROP)));
     }
     let accept = mark_accept_args();
     let mut check = strings(&["-C", "OUTPUT"]);
@@ -139,9 +145,42 @@ pub fn prepare(install: bool) -> anyhow::Result<Installed> {
         let mut args = strings(&["-I", "OUTPUT", "1"]);
         args.extend(accept.clone());
         run_ok(&args)?;
-        installed.rules.push(accept);
+        installed
+            .rules
+            .push(("filter".into(), "OUTPUT".into(), accept));
     }
     Ok(installed)
+}
+
+/// The `raw`-table PREROUTING rules that keep segments for our ports away from the
+/// kernel's own TCP stack (an AF_PACKET capture has already taken its copy).
+pub fn prerouting_drop_rules(listen: u16, nat: &std::ops::RangeInclusive<u16>) -> Vec<Vec<String>> {
+    [listen.to_string(), format!("{}:{}", nat.start(), nat.end())]
+        .into_iter()
+        .map(|ports| {
+            let mut r = strings(&["-p", "tcp", "-m", "addrtype", "--dst-type", "LOCAL", "--dport"]);
+            r.push(ports);
+            r.extend(strings(&["-j", "DROP"]));
+            r
+        })
+        .collect()
+}
+
+/// Adds the PREROUTING drops of [`prerouting_drop_rules`] to `installed`.
+pub fn add_prerouting_drop(
+    installed: &mut Installed,
+    listen: u16,
+    nat: &std::ops::RangeInclusive<u16>,
+) -> anyhow::Result<()> {
+    for rule in prerouting_drop_rules(listen, nat) {
+        let mut args = strings(&["-t", "raw", "-A", "PREROUTING"]);
+        args.extend(rule.clone());
+        run_ok(&args)?;
+        installed
+            .rules
+            .push(("raw".into(), "PREROUTING".into(), rule));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

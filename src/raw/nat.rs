@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::raw::packet::{self, DropReason, Rewrite, Segment};
+use crate::raw::packet::{self, flags, DropReason, Rewrite, Segment};
 use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig};
 
 /// Picks the backend of a new connection (round robin over usable backends).
@@ -105,6 +105,8 @@ pub struct Nat {
     nat_ports: RangeInclusive<u16>,
     table: NatTable,
     counters: Counters,
+    /// Datagrams the core itself wants sent (RST + SYN again for a backend TIME_WAIT).
+    pending: Vec<(Vec<u8>, Ipv4Addr)>,
 }
 
 impl Nat {
@@ -116,6 +118,7 @@ impl Nat {
             nat_ports: config.table.nat_ports.clone(),
             table: NatTable::new(config.table),
             counters: Counters::default(),
+            pending: Vec::new(),
         }
     }
 
@@ -133,6 +136,11 @@ impl Nat {
         if fix == packet::ChecksumFix::Full {
             self.counters.checksum_full += 1;
         }
+    }
+
+    /// Takes the datagrams the core generated itself (send them after the batch).
+    pub fn take_pending(&mut self) -> Vec<(Vec<u8>, Ipv4Addr)> {
+        std::mem::take(&mut self.pending)
     }
 
     /// Counts a drop decided outside the core (e.g. a failed send).
@@ -216,6 +224,13 @@ impl Nat {
         };
         self.count_fix(packet::rewrite(buf, seg, &to));
         self.counters.to_backend += 1;
+        if seg.is_initial_syn() {
+            if let Some(row) = self.table.get_mut(id) {
+                if row.state == RowState::HalfOpen {
+                    row.syn = Some(buf[..seg.total_len].into());
+                }
+            }
+        }
         if let Some(reason) = self
             .table
             .observe(id, Direction::ToBackend, seg.flags, now)
@@ -233,6 +248,29 @@ impl Nat {
         let Some(id) = self.table.by_nat(backend, seg.dport) else {
             return self.counters.drop(DropReason::UnknownNatPort);
         };
+        let Some(row) = self.table.get(id) else {
+            return self.counters.drop(DropReason::UnknownNatPort);
+        };
+        let stale_ack = row.state == RowState::HalfOpen
+            && !row.backend_seen
+            && seg.has(flags::ACK)
+            && seg.flags & (flags::SYN | flags::RST) == 0;
+        if stale_ack {
+            let nat_port = row.nat_port;
+            if let Some(syn) = self.table.get_mut(id).and_then(|r| r.syn.take()) {
+                // Reset the backend's TIME_WAIT connection, then offer the SYN again.
+                let rst = packet::build_rst(self.source_ip, nat_port, seg.src, seg.sport, seg.ack);
+                self.pending.push((rst, seg.src));
+                self.pending.push((syn.into_vec(), seg.src));
+                tracing::debug!(
+                    event = "backend_time_wait",
+                    backend = %backend,
+                    nat_port,
+                    "backend still had this NAT port in TIME_WAIT; reset it and resent the SYN"
+                );
+                return self.counters.drop(DropReason::BackendTimeWait);
+            }
+        }
         let Some(row) = self.table.get(id) else {
             return self.counters.drop(DropReason::UnknownNatPort);
         };

@@ -80,11 +80,15 @@ pub enum DropReason {
     TooBig,
     /// The kernel refused to send the rewritten packet.
     SendFailed,
+    /// The backend answered a new connection's SYN with a bare ACK: an old connection
+    /// on the same NAT port is still in TIME_WAIT there. The ACK is not forwarded; the
+    /// balancer resets that old connection and sends the SYN again.
+    BackendTimeWait,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -100,6 +104,7 @@ impl DropReason {
         DropReason::PortsExhausted,
         DropReason::TooBig,
         DropReason::SendFailed,
+        DropReason::BackendTimeWait,
     ];
 
     /// Stable snake_case name (metrics label, logs).
@@ -120,6 +125,7 @@ impl DropReason {
             DropReason::PortsExhausted => "ports_exhausted",
             DropReason::TooBig => "too_big",
             DropReason::SendFailed => "send_failed",
+            DropReason::BackendTimeWait => "backend_time_wait",
         }
     }
 
@@ -387,4 +393,26 @@ pub fn checksums_valid(buf: &[u8]) -> bool {
     full_ip_checksum(&buf[..ihl]) == read_u16(buf, ip_off::CHECKSUM)
         && full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len])
             == read_u16(buf, ihl + tcp_off::CHECKSUM)
+}
+
+/// A bare RST `src:sport -> dst:dport` with sequence number `seq`, both checksums set.
+pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32) -> Vec<u8> {
+    let mut p = vec![0u8; IPV4_MIN_HEADER + TCP_MIN_HEADER];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[6] = 0x40; // DF
+    p[8] = 64;
+    p[9] = 6;
+    p[ip_off::SRC..ip_off::SRC + 4].copy_from_slice(&src.octets());
+    p[ip_off::DST..ip_off::DST + 4].copy_from_slice(&dst.octets());
+    let t = IPV4_MIN_HEADER;
+    write_u16(&mut p, t + tcp_off::SRC_PORT, sport);
+    write_u16(&mut p, t + tcp_off::DST_PORT, dport);
+    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+    p[t + 12] = 5 << 4;
+    p[t + 13] = flags::RST;
+    if let Ok(seg) = parse(&p) {
+        fill_checksums(&mut p, &seg);
+    }
+    p
 }

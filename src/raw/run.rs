@@ -20,7 +20,7 @@ use crate::raw::device::Pump;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
 use crate::raw::stats::{Published, Snapshot};
-use crate::raw::sys::RawDevice;
+use crate::raw::sys::{Capture, RawDevice};
 use crate::raw::RawArgs;
 
 /// Round robin over the pool's usable backends (the shared health state decides).
@@ -61,8 +61,16 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut rules = firewall::prepare(settings.install_rst_drop)?;
-    let mut dev = RawDevice::open(MARK, settings.port, &settings.table.nat_ports)
-        .context("opening the raw TCP socket")?;
+    let mut dev = RawDevice::open(
+        settings.capture,
+        MARK,
+        settings.port,
+        &settings.table.nat_ports,
+    )
+    .context("opening the capture and raw sockets")?;
+    if settings.capture == Capture::Packet {
+        firewall::add_prerouting_drop(&mut rules, settings.port, &settings.table.nat_ports)?;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let pool = Arc::new(Pool::new(backends, thresholds));
@@ -109,6 +117,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         backends = ?settings.backends,
         nat_ports = ?settings.table.nat_ports,
         max_rows = settings.table.max_rows,
+        capture = ?settings.capture,
         rules = ?rules.describe(),
         "raw balancer running"
     );

@@ -1,7 +1,13 @@
-//! The raw-socket [`Device`]: one `AF_INET/SOCK_RAW/IPPROTO_TCP` socket with
-//! `IP_HDRINCL`, a classic BPF filter so only our ports reach user space, `SO_MARK` so the
-//! firewall can tell our own packets (forwarded RSTs included) from the kernel's, and
-//! `recvmmsg`/`sendmmsg` batching. The only `unsafe` of the balancer lives here.
+//! The socket [`Device`]: receive on an `AF_PACKET` socket (default) or a raw TCP socket,
+//! send whole IP datagrams on a raw socket (`IP_HDRINCL`), with a classic BPF filter so
+//! only our ports reach user space, `SO_MARK` so the firewall can tell our own packets
+//! (forwarded RSTs included) from the kernel's, and `recvmmsg`/`sendmmsg` batching.
+//!
+//! [`Capture::Packet`] takes segments at the device, before the IP stack: together with
+//! the `raw`-table PREROUTING drop that [`crate::raw::firewall`] installs, the kernel
+//! never processes them (no socket lookup, no RST to build and drop), which is most of
+//! the per-packet cost of [`Capture::Raw`], the original's way (a copy of every segment
+//! the kernel also handles). The only `unsafe` of the balancer lives here.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -39,25 +45,91 @@ pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
     ]
 }
 
-/// The raw socket device.
+/// The AF_PACKET filter: incoming to this host (PACKET_HOST), TCP, then [`port_filter`].
+pub fn packet_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
+    const LD_W_ABS: u16 = 0x20;
+    const LD_B_ABS: u16 = 0x30;
+    const JEQ_K: u16 = 0x15;
+    const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
+    let ports = port_filter(listen, nat);
+    // Jumps to "drop", the last instruction of `ports`.
+    let n = ports.len() as u8;
+    let mut prog = vec![
+        SockFilter::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+        SockFilter::new(JEQ_K, 0, 2 + n - 1, 0), // PACKET_HOST
+        SockFilter::new(LD_B_ABS, 0, 0, 9),
+        SockFilter::new(JEQ_K, 0, n - 1, 6), // TCP
+    ];
+    prog.extend(ports);
+    prog
+}
+
+/// Where segments are taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Capture {
+    /// An AF_PACKET socket, with the kernel's own processing of our ports cut off in
+    /// PREROUTING (fast).
+    Packet,
+    /// A raw TCP socket: a copy of what the kernel also processes (the original's way).
+    Raw,
+}
+
+/// The socket device.
 pub struct RawDevice {
-    socket: Socket,
+    rx: Socket,
+    tx: Socket,
+    /// With [`Capture::Packet`]: this host's addresses (segments routed through it are
+    /// not ours).
+    local: Option<Vec<[u8; 4]>>,
 }
 
 impl RawDevice {
-    /// Opens the socket (needs root or CAP_NET_RAW), marks it, installs the filter.
-    pub fn open(mark: u32, listen: u16, nat: &RangeInclusive<u16>) -> io::Result<Self> {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
-        socket.set_header_included_v4(true)?;
-        socket.set_mark(mark)?;
-        socket.attach_filter(&port_filter(listen, nat))?;
-        force_buffer(&socket, libc::SO_RCVBUFFORCE, RCVBUF)
-            .or_else(|_| socket.set_recv_buffer_size(RCVBUF))?;
-        force_buffer(&socket, libc::SO_SNDBUFFORCE, SNDBUF)
-            .or_else(|_| socket.set_send_buffer_size(SNDBUF))?;
-        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(Self { socket })
+    /// Opens the sockets (needs root or CAP_NET_RAW), marks them, installs the filter.
+    pub fn open(
+        capture: Capture,
+        mark: u32,
+        listen: u16,
+        nat: &RangeInclusive<u16>,
+    ) -> io::Result<Self> {
+        let (rx, tx, local) = match capture {
+            Capture::Raw => {
+                let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
+                socket.set_header_included_v4(true)?;
+                socket.attach_filter(&port_filter(listen, nat))?;
+                let tx = socket.try_clone()?;
+                (socket, tx, None)
+            }
+            Capture::Packet => {
+                let proto = i32::from((libc::ETH_P_IP as u16).to_be());
+                let rx = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(proto)))?;
+                rx.attach_filter(&packet_filter(listen, nat))?;
+                // IPPROTO_RAW: send-only, header included; it never receives a copy.
+                let tx = Socket::new(
+                    Domain::IPV4,
+                    Type::RAW,
+                    Some(Protocol::from(libc::IPPROTO_RAW)),
+                )?;
+                (rx, tx, Some(local_addresses()?))
+            }
+        };
+        tx.set_mark(mark)?;
+        rx.set_mark(mark)?;
+        force_buffer(&rx, libc::SO_RCVBUFFORCE, RCVBUF)
+            .or_else(|_| rx.set_recv_buffer_size(RCVBUF))?;
+        force_buffer(&tx, libc::SO_SNDBUFFORCE, SNDBUF)
+            .or_else(|_| tx.set_send_buffer_size(SNDBUF))?;
+        rx.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(Self { rx, tx, local })
     }
+}
+
+/// This host's IPv4 addresses.
+fn local_addresses() -> io::Result<Vec<[u8; 4]>> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
+    Ok(addrs
+        .filter_map(|a| a.address)
+        .filter_map(|a| a.as_sockaddr_in().map(|s| s.ip().octets()))
+        .collect())
 }
 
 fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) -> io::Result<()> {
@@ -103,7 +175,7 @@ impl Device for RawDevice {
         // first datagram waits up to SO_RCVTIMEO; MSG_WAITFORONE returns after it.
         let rc = unsafe {
             libc::recvmmsg(
-                self.socket.as_raw_fd(),
+                self.rx.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 n as libc::c_uint,
                 libc::MSG_WAITFORONE,
@@ -123,7 +195,23 @@ impl Device for RawDevice {
         for (len, m) in batch.lens.iter_mut().zip(&msgs).take(got) {
             *len = m.msg_len as usize;
         }
-        Ok(got)
+        drop(msgs);
+        drop(iovs);
+        let Some(local) = &self.local else {
+            return Ok(got);
+        };
+        // Keep only datagrams addressed to this host, in order.
+        let mut kept = 0;
+        for i in 0..got {
+            let b = &batch.bufs[i];
+            let ours = batch.lens[i] < 20 || local.iter().any(|a| b[16..20] == *a);
+            if ours {
+                batch.bufs.swap(kept, i);
+                batch.lens.swap(kept, i);
+                kept += 1;
+            }
+        }
+        Ok(kept)
     }
 
     fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
@@ -163,7 +251,7 @@ impl Device for RawDevice {
             // the kernel) and a live sockaddr_in of the size given.
             let rc = unsafe {
                 libc::sendmmsg(
-                    self.socket.as_raw_fd(),
+                    self.tx.as_raw_fd(),
                     rest.as_mut_ptr(),
                     rest.len() as libc::c_uint,
                     0,

@@ -88,6 +88,9 @@ pub struct Row {
     pub fin_backend: bool,
     /// Any segment seen from the backend.
     pub backend_seen: bool,
+    /// While half-open: the SYN as sent to the backend, to send again if the backend
+    /// still holds an old connection on this NAT port in TIME_WAIT.
+    pub syn: Option<Box<[u8]>>,
 }
 
 /// Why a row was freed.
@@ -231,7 +234,8 @@ impl NatTable {
         slot.row.as_ref()
     }
 
-    fn get_mut(&mut self, id: RowId) -> Option<&mut Row> {
+    /// Mutable access to a row (None if freed meanwhile).
+    pub fn get_mut(&mut self, id: RowId) -> Option<&mut Row> {
         let slot = self.slots.get_mut(id.slot as usize)?;
         if slot.generation != id.generation {
             return None;
@@ -280,6 +284,7 @@ impl NatTable {
             fin_client: false,
             fin_backend: false,
             backend_seen: false,
+            syn: None,
         };
         let id = match self.free_slots.pop() {
             Some(slot) => {
@@ -347,6 +352,7 @@ impl NatTable {
                     && flags & f::SYN == 0
                 {
                     row.state = RowState::Established;
+                    row.syn = None;
                 }
             }
         }

@@ -199,3 +199,38 @@ fn a_new_syn_on_a_closing_row_starts_a_new_connection() {
     assert_eq!(nat.counters().rows_freed.get("replaced"), Some(&1));
     assert_eq!(nat.table().len(), 1);
 }
+
+#[test]
+fn a_backend_time_wait_answer_is_reset_and_the_syn_sent_again() {
+    let mut nat = test_nat(16);
+    let b = addr([10, 0, 0, 11], 7000);
+    let mut sel = FixedRoundRobin::new(vec![b]);
+    let mut syn = Spec::new(client(1), addr(LB, 20_000), f::SYN).build();
+    nat.process(&mut syn, secs(0), &mut sel);
+    // The backend's TIME_WAIT socket answers with a bare ACK (ack = its next sequence).
+    let mut stale = Spec::new(b, addr(LB, 21_000), f::ACK);
+    stale.ack = 0xdead_beef;
+    let mut stale = stale.build();
+    let verdict = nat.process(&mut stale, secs(0), &mut sel);
+    assert_eq!(
+        verdict,
+        crate::raw::nat::Verdict::Drop(DropReason::BackendTimeWait),
+        "not forwarded to the client"
+    );
+    let sent = nat.take_pending();
+    assert_eq!(sent.len(), 2);
+    let rst = crate::raw::packet::parse(&sent[0].0).expect("rst parses");
+    assert!(rst.has(f::RST));
+    assert_eq!((rst.src, rst.sport), (LB.into(), 21_000));
+    assert_eq!((rst.dst, rst.dport), (*b.ip(), 7000));
+    assert_eq!(rst.seq, 0xdead_beef);
+    assert!(crate::raw::packet::checksums_valid(&sent[0].0));
+    assert_eq!(sent[1].0, syn, "the same rewritten SYN again");
+    // Only once: a second bare ACK goes to the client as before.
+    let mut again = Spec::new(b, addr(LB, 21_000), f::ACK).build();
+    assert!(matches!(
+        nat.process(&mut again, secs(0), &mut sel),
+        crate::raw::nat::Verdict::Forward { .. }
+    ));
+    assert!(nat.take_pending().is_empty());
+}
