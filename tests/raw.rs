@@ -178,7 +178,10 @@ impl Lab {
 }
 
 fn count_lines(p: &NsProcess, needle: &str) -> usize {
-    p.transcript().iter().filter(|l| l.text.contains(needle)).count()
+    p.transcript()
+        .iter()
+        .filter(|l| l.text.contains(needle))
+        .count()
 }
 
 fn ephemeral_low(topo: &Topology) -> u16 {
@@ -243,7 +246,12 @@ async fn six_clients_land_round_robin_share_chat_and_leave_an_empty_table() {
             )
             .await
             .is_some();
-        assert_eq!(seen, i == 0 || i == 3, "test{} saw test1's line: {seen}", i + 1);
+        assert_eq!(
+            seen,
+            i == 0 || i == 3,
+            "test{} saw test1's line: {seen}",
+            i + 1
+        );
     }
     assert_eq!(lab.metric("l4lb_raw_rows "), Some(6.0));
 
@@ -251,7 +259,11 @@ async fn six_clients_land_round_robin_share_chat_and_leave_an_empty_table() {
         c.send_line("q").await.expect("quit");
     }
     for c in &mut clients {
-        let status = c.wait_exit(WAIT).await.expect("wait").expect("client exits");
+        let status = c
+            .wait_exit(WAIT)
+            .await
+            .expect("wait")
+            .expect("client exits");
         assert!(status.success(), "client exit {status}");
     }
     let deadline = Instant::now() + WAIT;
@@ -260,7 +272,11 @@ async fn six_clients_land_round_robin_share_chat_and_leave_an_empty_table() {
         if lab.metric("l4lb_raw_rows ") == Some(0.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "table not empty: {}", lab.metrics());
+        assert!(
+            Instant::now() < deadline,
+            "table not empty: {}",
+            lab.metrics()
+        );
         sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
@@ -269,7 +285,10 @@ async fn six_clients_land_round_robin_share_chat_and_leave_an_empty_table() {
         "{}",
         lab.metrics()
     );
-    assert_eq!(lab.metric("l4lb_raw_drops_total{reason=\"send_failed\"}"), Some(0.0));
+    assert_eq!(
+        lab.metric("l4lb_raw_drops_total{reason=\"send_failed\"}"),
+        Some(0.0)
+    );
     lab.stop().await;
 }
 
@@ -283,10 +302,7 @@ async fn a_killed_server_stops_receiving_clients_and_gets_them_again_after_it_re
     let mut s1_proc = lab.servers[0].take().expect("s1");
     s1_proc.stop(Duration::from_secs(2)).await.expect("kill s1");
     lab.lb
-        .wait_for_line(
-            |l| l.contains(&s1) && l.contains("\"to\":\"down\""),
-            WAIT,
-        )
+        .wait_for_line(|l| l.contains(&s1) && l.contains("\"to\":\"down\""), WAIT)
         .await
         .unwrap_or_else(|| panic!("s1 never went down: {:#?}", lab.lb.transcript()));
     let mut clients = Vec::new();
@@ -361,7 +377,7 @@ else:
 print(n, h.hexdigest(), flush=True)
 "#;
 
-async fn bulk(offloads: Offloads) {
+async fn bulk(offloads: Offloads, capture: &str) {
     const TOTAL: usize = 100 * 1024 * 1024;
     const PORT: u16 = 9000;
     let spec = TopologySpec {
@@ -376,7 +392,21 @@ async fn bulk(offloads: Offloads) {
     let mut lb = NsProcess::spawn(
         topo.namespace(Host::Lb),
         Path::new(BIN),
-        &s(&["raw", "--log-format", "json", "--source-ip", &lb_ip, "--backend", &backend, "--health-interval", "300ms", "--max-rows", "64"]),
+        &s(&[
+            "raw",
+            "--log-format",
+            "json",
+            "--source-ip",
+            &lb_ip,
+            "--backend",
+            &backend,
+            "--health-interval",
+            "300ms",
+            "--max-rows",
+            "64",
+            "--capture",
+            capture,
+        ]),
     )
     .await
     .expect("start lb");
@@ -389,13 +419,23 @@ async fn bulk(offloads: Offloads) {
         // next "up" is this server's.
         let deadline = Instant::now() + WAIT;
         while count_lines(&lb, "\"to\":\"down\"") <= health_lines {
-            assert!(Instant::now() < deadline, "backend never went down: {:#?}", lb.transcript());
+            assert!(
+                Instant::now() < deadline,
+                "backend never went down: {:#?}",
+                lb.transcript()
+            );
             sleep(Duration::from_millis(50)).await;
         }
         let mut server = NsProcess::spawn(
             topo.namespace(Host::Server(0)),
             Path::new("python3"),
-            &s(&["-c", PY_SERVER, server_mode, &PORT.to_string(), &TOTAL.to_string()]),
+            &s(&[
+                "-c",
+                PY_SERVER,
+                server_mode,
+                &PORT.to_string(),
+                &TOTAL.to_string(),
+            ]),
         )
         .await
         .expect("python server");
@@ -407,13 +447,24 @@ async fn bulk(offloads: Offloads) {
         health_lines += 1;
         let deadline = Instant::now() + WAIT;
         while count_lines(&lb, "\"to\":\"up\"") < health_lines {
-            assert!(Instant::now() < deadline, "backend never came up: {:#?}", lb.transcript());
+            assert!(
+                Instant::now() < deadline,
+                "backend never came up: {:#?}",
+                lb.transcript()
+            );
             sleep(Duration::from_millis(50)).await;
         }
         let mut client = NsProcess::spawn(
             topo.namespace(Host::Client(0)),
             Path::new("python3"),
-            &s(&["-c", PY_CLIENT, client_mode, &lb_ip, "20000", &TOTAL.to_string()]),
+            &s(&[
+                "-c",
+                PY_CLIENT,
+                client_mode,
+                &lb_ip,
+                "20000",
+                &TOTAL.to_string(),
+            ]),
         )
         .await
         .expect("python client");
@@ -428,7 +479,12 @@ async fn bulk(offloads: Offloads) {
                 lb.transcript()
             );
         };
-        assert!(c.success() && sv.success(), "{:#?} {:#?}", client.transcript(), server.transcript());
+        assert!(
+            c.success() && sv.success(),
+            "{:#?} {:#?}",
+            client.transcript(),
+            server.transcript()
+        );
         let last = |p: &NsProcess| {
             p.transcript()
                 .iter()
@@ -461,7 +517,15 @@ async fn bulk_100mb_arrives_intact_with_default_offloads() {
     if !root_or_skip("bulk_100mb_arrives_intact_with_default_offloads") {
         return;
     }
-    bulk(Offloads::Default).await;
+    bulk(Offloads::Default, "packet").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_100mb_arrives_intact_through_the_raw_socket_capture() {
+    if !root_or_skip("bulk_100mb_arrives_intact_through_the_raw_socket_capture") {
+        return;
+    }
+    bulk(Offloads::Default, "raw").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +533,7 @@ async fn bulk_100mb_arrives_intact_with_offloads_off() {
     if !root_or_skip("bulk_100mb_arrives_intact_with_offloads_off") {
         return;
     }
-    bulk(Offloads::Off).await;
+    bulk(Offloads::Off, "packet").await;
 }
 
 #[test]

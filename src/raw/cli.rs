@@ -74,10 +74,10 @@ pub struct Settings {
 
 /// Takes the source address from `--source-ip`, or else from the first positional word
 /// (the original form `SOURCE_IP IP PORT IP PORT ...`); returns it and the backend words.
-pub fn split_source<'a>(
+pub fn split_source(
     flag: Option<Ipv4Addr>,
-    positional: &'a [String],
-) -> Result<(Ipv4Addr, &'a [String]), UsageError> {
+    positional: &[String],
+) -> Result<(Ipv4Addr, &[String]), UsageError> {
     if let Some(ip) = flag {
         return Ok((ip, positional));
     }
@@ -109,7 +109,11 @@ pub fn ipv4_backends(backends: &[crate::pool::Backend]) -> Result<Vec<SocketAddr
 
 /// Parses `LOW-HIGH`.
 pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, UsageError> {
-    let bad = || UsageError::new(format!("`{text}` is not a port range LOW-HIGH (e.g. 16384-32767)"));
+    let bad = || {
+        UsageError::new(format!(
+            "`{text}` is not a port range LOW-HIGH (e.g. 16384-32767)"
+        ))
+    };
     let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
     let hi: u16 = hi.trim().parse().map_err(|_| bad())?;

@@ -158,7 +158,15 @@ pub fn prerouting_drop_rules(listen: u16, nat: &std::ops::RangeInclusive<u16>) -
     [listen.to_string(), format!("{}:{}", nat.start(), nat.end())]
         .into_iter()
         .map(|ports| {
-            let mut r = strings(&["-p", "tcp", "-m", "addrtype", "--dst-type", "LOCAL", "--dport"]);
+            let mut r = strings(&[
+                "-p",
+                "tcp",
+                "-m",
+                "addrtype",
+                "--dst-type",
+                "LOCAL",
+                "--dport",
+            ]);
             r.push(ports);
             r.extend(strings(&["-j", "DROP"]));
             r

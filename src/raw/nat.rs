@@ -155,15 +155,15 @@ impl Nat {
             Err(reason) => return self.counters.drop(reason),
         };
         if seg.dport == self.listen_port {
-            self.from_client(buf, &seg, now, sel)
+            self.client_segment(buf, &seg, now, sel)
         } else if self.nat_ports.contains(&seg.dport) {
-            self.from_backend(buf, &seg, now)
+            self.backend_segment(buf, &seg, now)
         } else {
             self.counters.drop(DropReason::NotForUs)
         }
     }
 
-    fn from_client(
+    fn client_segment(
         &mut self,
         buf: &mut [u8],
         seg: &Segment,
@@ -231,10 +231,7 @@ impl Nat {
                 }
             }
         }
-        if let Some(reason) = self
-            .table
-            .observe(id, Direction::ToBackend, seg.flags, now)
-        {
+        if let Some(reason) = self.table.observe(id, Direction::ToBackend, seg.flags, now) {
             self.free(id, reason);
         }
         Verdict::Forward {
@@ -243,7 +240,7 @@ impl Nat {
         }
     }
 
-    fn from_backend(&mut self, buf: &mut [u8], seg: &Segment, now: Duration) -> Verdict {
+    fn backend_segment(&mut self, buf: &mut [u8], seg: &Segment, now: Duration) -> Verdict {
         let backend = SocketAddrV4::new(seg.src, seg.sport);
         let Some(id) = self.table.by_nat(backend, seg.dport) else {
             return self.counters.drop(DropReason::UnknownNatPort);

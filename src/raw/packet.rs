@@ -216,8 +216,8 @@ pub fn parse(buf: &[u8]) -> Result<Segment, DropReason> {
         sport: tcp.get_source(),
         dport: tcp.get_destination(),
         tcp_header_len: doff,
-        // The low 8 bits are the classic flags; pnet returns the 9-bit field.
-        flags: (tcp.get_flags() & 0xff) as u8,
+        // The classic 8 flag bits (pnet leaves out NS).
+        flags: tcp.get_flags(),
         seq: tcp.get_sequence(),
         ack: tcp.get_acknowledgement(),
         payload_len: tcp_bytes.len() - doff,
@@ -316,8 +316,14 @@ impl Incremental {
     }
 
     fn replace4(&mut self, old: [u8; 4], new: [u8; 4]) {
-        self.replace(u16::from_be_bytes([old[0], old[1]]), u16::from_be_bytes([new[0], new[1]]));
-        self.replace(u16::from_be_bytes([old[2], old[3]]), u16::from_be_bytes([new[2], new[3]]));
+        self.replace(
+            u16::from_be_bytes([old[0], old[1]]),
+            u16::from_be_bytes([new[0], new[1]]),
+        );
+        self.replace(
+            u16::from_be_bytes([old[2], old[3]]),
+            u16::from_be_bytes([new[2], new[3]]),
+        );
     }
 
     fn finish(self) -> u16 {

@@ -61,7 +61,11 @@ impl Snapshot {
     pub fn write(&self, w: &mut MetricsWriter) {
         w.family("l4lb_raw_rows", MetricKind::Gauge, "NAT rows in the table.");
         w.sample("l4lb_raw_rows", &[], self.rows);
-        w.family("l4lb_raw_max_rows", MetricKind::Gauge, "Most NAT rows allowed.");
+        w.family(
+            "l4lb_raw_max_rows",
+            MetricKind::Gauge,
+            "Most NAT rows allowed.",
+        );
         w.sample("l4lb_raw_max_rows", &[], self.max_rows);
         w.family(
             "l4lb_raw_drops_total",
@@ -76,15 +80,27 @@ impl Snapshot {
             MetricKind::Counter,
             "Datagrams forwarded, by direction.",
         );
-        w.sample("l4lb_raw_packets_total", &[("direction", "to_backend")], self.to_backend);
-        w.sample("l4lb_raw_packets_total", &[("direction", "to_client")], self.to_client);
+        w.sample(
+            "l4lb_raw_packets_total",
+            &[("direction", "to_backend")],
+            self.to_backend,
+        );
+        w.sample(
+            "l4lb_raw_packets_total",
+            &[("direction", "to_client")],
+            self.to_client,
+        );
         w.family(
             "l4lb_raw_checksum_full_total",
             MetricKind::Counter,
             "Segments with a partial (offloaded) checksum that was computed in full.",
         );
         w.sample("l4lb_raw_checksum_full_total", &[], self.checksum_full);
-        w.family("l4lb_raw_rows_created_total", MetricKind::Counter, "NAT rows created.");
+        w.family(
+            "l4lb_raw_rows_created_total",
+            MetricKind::Counter,
+            "NAT rows created.",
+        );
         w.sample("l4lb_raw_rows_created_total", &[], self.rows_created);
         w.family(
             "l4lb_raw_rows_freed_total",

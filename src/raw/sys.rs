@@ -185,9 +185,9 @@ impl Device for RawDevice {
         if rc < 0 {
             let err = io::Error::last_os_error();
             return match err.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-                    Ok(0)
-                }
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(err),
             };
         }

@@ -361,9 +361,10 @@ impl NatTable {
                 Direction::ToBackend => row.fin_client = true,
                 Direction::ToClient => row.fin_backend = true,
             }
-            if row.fin_client && row.fin_backend && !matches!(row.state, RowState::Closing { .. })
-            {
-                row.state = RowState::Closing { until: now + linger };
+            if row.fin_client && row.fin_backend && !matches!(row.state, RowState::Closing { .. }) {
+                row.state = RowState::Closing {
+                    until: now + linger,
+                };
             }
         }
         None
@@ -417,7 +418,9 @@ impl NatTable {
         self.half_open.retain(|id| {
             slots.get(id.slot as usize).is_some_and(|s| {
                 s.generation == id.generation
-                    && s.row.as_ref().is_some_and(|r| r.state == RowState::HalfOpen)
+                    && s.row
+                        .as_ref()
+                        .is_some_and(|r| r.state == RowState::HalfOpen)
             })
         });
         freed

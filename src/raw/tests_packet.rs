@@ -42,7 +42,8 @@ fn through(nat: &mut Nat, sel: &mut FixedRoundRobin, input: Vec<u8>) -> Option<V
     let mut dev = MemDevice::default();
     dev.inbox.push_back(input);
     let mut pump = Pump::new(8, 1500);
-    pump.once(&mut dev, nat, sel, Duration::ZERO).expect("mem device");
+    pump.once(&mut dev, nat, sel, Duration::ZERO)
+        .expect("mem device");
     dev.sent.pop().map(|(bytes, _)| bytes)
 }
 
@@ -65,15 +66,52 @@ fn full_exchange_bytes_in_bytes_out() {
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
     let nat_side = addr(LB, NAT_PORT);
-    let steps: Vec<(&str, bool, u8, Vec<u8>, Vec<u8>, Vec<u8>)> = vec![
+    // (name, from client, flags, TCP options, IP options, payload)
+    type Step = (&'static str, bool, u8, Vec<u8>, Vec<u8>, Vec<u8>);
+    let steps: Vec<Step> = vec![
         ("syn", true, f::SYN, tcp_options(), vec![], vec![]),
-        ("syn-ack", false, f::SYN | f::ACK, tcp_options(), vec![], vec![]),
+        (
+            "syn-ack",
+            false,
+            f::SYN | f::ACK,
+            tcp_options(),
+            vec![],
+            vec![],
+        ),
         ("ack", true, f::ACK, vec![], vec![], vec![]),
-        ("data odd", true, f::ACK | f::PSH, vec![], vec![], b"[test1] hi\n".to_vec()),
-        ("data ip options", false, f::ACK | f::PSH, vec![], ip_options(), b"odd".to_vec()),
-        ("data both options", true, f::ACK, tcp_options(), ip_options(), vec![7u8; 1001]),
+        (
+            "data odd",
+            true,
+            f::ACK | f::PSH,
+            vec![],
+            vec![],
+            b"[test1] hi\n".to_vec(),
+        ),
+        (
+            "data ip options",
+            false,
+            f::ACK | f::PSH,
+            vec![],
+            ip_options(),
+            b"odd".to_vec(),
+        ),
+        (
+            "data both options",
+            true,
+            f::ACK,
+            tcp_options(),
+            ip_options(),
+            vec![7u8; 1001],
+        ),
         ("fin client", true, f::FIN | f::ACK, vec![], vec![], vec![]),
-        ("fin backend", false, f::FIN | f::ACK, vec![], vec![], vec![]),
+        (
+            "fin backend",
+            false,
+            f::FIN | f::ACK,
+            vec![],
+            vec![],
+            vec![],
+        ),
         ("last ack", true, f::ACK, vec![], vec![], vec![]),
     ];
     let mut decoded: Vec<(String, Segment)> = Vec::new();
@@ -95,7 +133,11 @@ fn full_exchange_bytes_in_bytes_out() {
         let mut expected = spec.clone();
         expected.src = out_src;
         expected.dst = out_dst;
-        assert_eq!(out, expected.build(), "{name}: bytes differ from a full rebuild");
+        assert_eq!(
+            out,
+            expected.build(),
+            "{name}: bytes differ from a full rebuild"
+        );
         assert!(packet::checksums_valid(&out), "{name}: checksums");
         decoded.push((name.to_string(), packet::parse(&out).expect("parse out")));
     }
@@ -216,7 +258,11 @@ fn malformed_inputs_are_counted_with_their_reason() {
     for (i, (bytes, reason)) in cases.iter().enumerate() {
         let before = nat.counters().drops_of(*reason);
         assert_eq!(through(&mut nat, &mut sel, bytes.clone()), None, "case {i}");
-        assert_eq!(nat.counters().drops_of(*reason), before + 1, "case {i}: {reason:?}");
+        assert_eq!(
+            nat.counters().drops_of(*reason),
+            before + 1,
+            "case {i}: {reason:?}"
+        );
     }
     let mut none = FixedRoundRobin::new(vec![]);
     let syn = Spec::new(client(), vip(), f::SYN).build();
@@ -232,7 +278,8 @@ fn failed_sends_are_counted_not_fatal() {
         fail_sends: Some(libc::EPERM),
         ..MemDevice::default()
     };
-    dev.inbox.push_back(Spec::new(client(), vip(), f::SYN).build());
+    dev.inbox
+        .push_back(Spec::new(client(), vip(), f::SYN).build());
     dev.inbox
         .push_back(Spec::new(client(), vip(), f::RST).build());
     let mut pump = Pump::new(8, 1500);
@@ -247,7 +294,12 @@ fn failed_sends_are_counted_not_fatal() {
 fn super_packets_are_segmented_to_the_mtu_with_full_checksums() {
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
-    through(&mut nat, &mut sel, Spec::new(client(), vip(), f::SYN).build()).expect("syn");
+    through(
+        &mut nat,
+        &mut sel,
+        Spec::new(client(), vip(), f::SYN).build(),
+    )
+    .expect("syn");
     let mut big = Spec::new(client(), vip(), f::ACK | f::PSH | f::FIN);
     big.tcp_options = vec![1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3];
     big.payload = (0..10_001u32).map(|i| (i % 251) as u8).collect();

@@ -53,7 +53,10 @@ fn allocation_never_collides_and_ports_are_per_backend() {
     let victim = t.by_client(client(0)).expect("row 0");
     let port = t.get(victim).expect("row").nat_port;
     t.free(victim);
-    let id = t.open(client(999), LB.into(), backends[0], secs(0)).expect("room").id;
+    let id = t
+        .open(client(999), LB.into(), backends[0], secs(0))
+        .expect("room")
+        .id;
     assert_eq!(t.get(id).expect("row").nat_port, port);
 }
 
@@ -92,12 +95,24 @@ fn fin_both_ways_frees_after_linger_and_rst_frees_at_once() {
     let mut t = NatTable::new(config(16, 5000..=5099));
     let b = addr([10, 0, 0, 11], 80);
     let id = t.open(client(1), LB.into(), b, secs(0)).expect("room").id;
-    assert_eq!(t.observe(id, Direction::ToClient, f::SYN | f::ACK, secs(0)), None);
+    assert_eq!(
+        t.observe(id, Direction::ToClient, f::SYN | f::ACK, secs(0)),
+        None
+    );
     assert_eq!(t.observe(id, Direction::ToBackend, f::ACK, secs(0)), None);
     assert_eq!(t.get(id).expect("row").state, RowState::Established);
-    assert_eq!(t.observe(id, Direction::ToBackend, f::FIN | f::ACK, secs(5)), None);
-    assert!(t.expire(secs(60)).is_empty(), "one FIN is a half-close, not the end");
-    assert_eq!(t.observe(id, Direction::ToClient, f::FIN | f::ACK, secs(61)), None);
+    assert_eq!(
+        t.observe(id, Direction::ToBackend, f::FIN | f::ACK, secs(5)),
+        None
+    );
+    assert!(
+        t.expire(secs(60)).is_empty(),
+        "one FIN is a half-close, not the end"
+    );
+    assert_eq!(
+        t.observe(id, Direction::ToClient, f::FIN | f::ACK, secs(61)),
+        None
+    );
     assert!(t.expire(secs(62)).is_empty(), "lingers for the last ACK");
     let freed = t.expire(secs(63));
     assert_eq!(freed.len(), 1);
@@ -125,7 +140,10 @@ fn idle_rows_are_evicted_with_separate_timeouts() {
     assert_eq!(freed[0].1, FreeReason::HalfOpenTimeout);
     assert!(t.get(half).is_none());
     t.observe(est, Direction::ToBackend, f::ACK, secs(50));
-    assert!(t.expire(secs(149)).is_empty(), "traffic at 50s refreshed it");
+    assert!(
+        t.expire(secs(149)).is_empty(),
+        "traffic at 50s refreshed it"
+    );
     let freed = t.expire(secs(150));
     assert_eq!(freed.len(), 1);
     assert_eq!(freed[0].1, FreeReason::IdleTimeout);
