@@ -553,3 +553,73 @@ fn usage_errors_are_clear_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source-ip"));
     let _ = Ipv4Addr::LOCALHOST;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_without_the_rst_drop_rule_and_installs_and_removes_it_when_asked() {
+    if !root_or_skip("refuses_without_the_rst_drop_rule") {
+        return;
+    }
+    let spec = TopologySpec {
+        clients: 1,
+        servers: 1,
+        rst_drop: false,
+        ..TopologySpec::default()
+    };
+    let topo = Topology::build(&spec).await.expect("topology");
+    let lb_ip = topo.addr(Host::Lb).to_string();
+    let backend = format!("{}:{CHAT_PORT}", topo.addr(Host::Server(0)));
+    let base = s(&["raw", "--source-ip", &lb_ip, "--backend", &backend]);
+    let mut refused = NsProcess::spawn(topo.namespace(Host::Lb), Path::new(BIN), &base)
+        .await
+        .expect("spawn");
+    let status = refused.wait_exit(WAIT).await.expect("wait").expect("exits");
+    assert!(!status.success());
+    let text: String = refused
+        .transcript()
+        .iter()
+        .map(|l| l.text.clone() + "\n")
+        .collect();
+    assert!(
+        text.contains("iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP"),
+        "{text}"
+    );
+    let rules = |topo: &Topology| {
+        let ns = topo.namespace(Host::Lb).clone();
+        async move {
+            let out = ns
+                .command("iptables")
+                .args(["-S", "OUTPUT"])
+                .output()
+                .await
+                .expect("iptables");
+            let raw = ns
+                .command("iptables")
+                .args(["-t", "raw", "-S", "PREROUTING"])
+                .output()
+                .await
+                .expect("iptables");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&raw.stdout)
+        }
+    };
+    let mut args = base.clone();
+    args.push("--install-rst-drop".into());
+    let mut lb = NsProcess::spawn(topo.namespace(Host::Lb), Path::new(BIN), &args)
+        .await
+        .expect("spawn");
+    lb.wait_for_line(|l| l.contains("raw balancer running"), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("did not start: {:#?}", lb.transcript()));
+    let during = rules(&topo).await;
+    assert!(during.contains("--tcp-flags RST RST -j DROP"), "{during}");
+    assert!(during.contains("--mark 0x4c34 -j ACCEPT"), "{during}");
+    assert!(during.contains("--dport 20000 -j DROP"), "{during}");
+    let status = lb.stop(Duration::from_secs(5)).await.expect("stop");
+    assert!(status.success(), "{:#?}", lb.transcript());
+    let after = rules(&topo).await;
+    assert!(
+        !after.contains("RST") && !after.contains("mark") && !after.contains("20000"),
+        "left behind: {after}"
+    );
+    topo.teardown().await.expect("teardown");
+}

@@ -10,6 +10,19 @@
 //! - [`firewall`]: the RST-drop rule and the mark exemption for forwarded RSTs.
 //! - [`stats`]: the balancer's metrics on the shared stats endpoint.
 //! - [`cli`]: arguments and their validation; [`run`] wires it all together.
+//!
+//! Offloads: no setting is required. With a veth's default offloads a sender's TSO hands
+//! the balancer super-packets of up to 64 KB whose TCP checksum is only the pseudo-header
+//! part (CHECKSUM_PARTIAL); the balancer recognises that value and computes the checksum
+//! in full, and cuts datagrams longer than `--mtu` into MTU-sized segments in user space
+//! ([`segment`]). With offloads off (`Offloads::Off`) every checksum is final and is
+//! updated incrementally (RFC 1624), the cheap path.
+//!
+//! Firewall (in the balancer's namespace): the RST-drop rule must exist (or
+//! `--install-rst-drop`); the balancer inserts `-m mark --mark 0x4c34 -j ACCEPT` before it
+//! so the RSTs it forwards pass, and, with `--capture packet` (default), `raw`-table
+//! PREROUTING drops for the listening port and the NAT range (local destinations only);
+//! it removes what it added on exit.
 
 pub mod cli;
 pub mod device;
