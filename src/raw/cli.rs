@@ -49,6 +49,9 @@ pub struct RawOptions {
     /// ports cut off in PREROUTING) or `raw` (a raw TCP socket, the original's way).
     #[arg(long, value_enum, default_value_t = crate::raw::sys::Capture::Packet)]
     pub capture: crate::raw::sys::Capture,
+    /// Send on a second thread (overlaps the receivers' kernel work with receiving).
+    #[arg(long)]
+    pub send_thread: bool,
 }
 
 /// Validated settings.
@@ -70,6 +73,8 @@ pub struct Settings {
     pub batch: usize,
     /// Capture mode.
     pub capture: crate::raw::sys::Capture,
+    /// Whether to send on a second thread.
+    pub send_thread: bool,
 }
 
 /// Takes the source address from `--source-ip`, or else from the first positional word
@@ -219,6 +224,7 @@ pub fn settings(
         mtu: opts.mtu,
         batch: opts.batch.clamp(1, 1024),
         capture: opts.capture,
+        send_thread: opts.send_thread,
     })
 }
 

@@ -7,6 +7,7 @@
 //! - [`nat`]: the core: one datagram in, a rewritten datagram or a counted drop out.
 //! - [`device`]: the device seam ([`device::Device`]), an in-memory device, the pump.
 //! - [`sys`]: the raw socket device (BPF filter, SO_MARK, recvmmsg/sendmmsg).
+//! - [`sender`]: the optional sender thread (`--send-thread`).
 //! - [`firewall`]: the RST-drop rule and the mark exemption for forwarded RSTs.
 //! - [`stats`]: the balancer's metrics on the shared stats endpoint.
 //! - [`cli`]: arguments and their validation; [`run`] wires it all together.
@@ -31,6 +32,7 @@ pub mod nat;
 pub mod packet;
 mod run;
 pub mod segment;
+pub mod sender;
 pub mod stats;
 pub mod sys;
 pub mod table;

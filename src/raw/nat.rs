@@ -148,6 +148,11 @@ impl Nat {
         self.counters.drop(reason);
     }
 
+    /// Counts `n` drops decided outside the core (e.g. failed sends on a sender thread).
+    pub fn count_drops(&mut self, reason: DropReason, n: u64) {
+        self.counters.drops[reason.index()] += n;
+    }
+
     /// Processes one datagram in place. Never panics, whatever the bytes.
     pub fn process(&mut self, buf: &mut [u8], now: Duration, sel: &mut dyn Selector) -> Verdict {
         let seg = match packet::parse(buf) {

@@ -19,6 +19,8 @@ use crate::raw::cli;
 use crate::raw::device::Pump;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
+use crate::raw::packet::DropReason;
+use crate::raw::sender::ThreadedDevice;
 use crate::raw::stats::{Published, Snapshot};
 use crate::raw::sys::{Capture, RawDevice};
 use crate::raw::RawArgs;
@@ -44,6 +46,14 @@ impl Selector for PoolSelector {
     }
 }
 
+/// The device the loop runs on.
+enum Forwarder {
+    /// Receive and send on this thread.
+    Single(RawDevice),
+    /// Send on a sender thread.
+    Threaded(ThreadedDevice<RawDevice>),
+}
+
 /// Runs the raw balancer until SIGTERM/SIGINT.
 pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
     let (check, thresholds) = args.health.resolve()?;
@@ -61,7 +71,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut rules = firewall::prepare(settings.install_rst_drop)?;
-    let mut dev = RawDevice::open(
+    let raw_dev = RawDevice::open(
         settings.capture,
         MARK,
         settings.port,
@@ -71,6 +81,14 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
     if settings.capture == Capture::Packet {
         firewall::add_prerouting_drop(&mut rules, settings.port, &settings.table.nat_ports)?;
     }
+    let mut dev = if settings.send_thread {
+        let sender = raw_dev.sender().context("cloning the sending socket")?;
+        Forwarder::Threaded(
+            ThreadedDevice::new(raw_dev, sender).context("starting the sender thread")?,
+        )
+    } else {
+        Forwarder::Single(raw_dev)
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let pool = Arc::new(Pool::new(backends, thresholds));
@@ -118,6 +136,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         nat_ports = ?settings.table.nat_ports,
         max_rows = settings.table.max_rows,
         capture = ?settings.capture,
+        send_thread = settings.send_thread,
         rules = ?rules.describe(),
         "raw balancer running"
     );
@@ -134,16 +153,27 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed();
-        if let Err(e) = pump.once(&mut dev, &mut nat, &mut selector, now) {
+        let once = match &mut dev {
+            Forwarder::Single(d) => pump.once(d, &mut nat, &mut selector, now),
+            Forwarder::Threaded(d) => pump.once(d, &mut nat, &mut selector, now),
+        };
+        if let Err(e) = once {
             result = Err(anyhow::Error::new(e).context("receiving from the raw socket"));
             break;
         }
         if now >= next_expiry {
+            if let Forwarder::Threaded(d) = &dev {
+                nat.count_drops(DropReason::SendFailed, d.take_failed());
+            }
             nat.expire(now);
             published.publish(Snapshot::of(&nat, &settings.backends));
             next_expiry = now + Duration::from_secs(1);
         }
     }
+    if let Forwarder::Threaded(d) = &dev {
+        nat.count_drops(DropReason::SendFailed, d.take_failed());
+    }
+    drop(dev);
     let snap = Snapshot::of(&nat, &settings.backends);
     tracing::info!(
         event = "stopped",

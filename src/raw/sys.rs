@@ -123,6 +123,27 @@ impl RawDevice {
     }
 }
 
+impl RawDevice {
+    /// A second handle on the sending socket, for a sender thread.
+    pub fn sender(&self) -> io::Result<RawSender> {
+        Ok(RawSender {
+            tx: self.tx.try_clone()?,
+        })
+    }
+}
+
+/// The sending half of a [`RawDevice`] (`sendmmsg` on the raw socket).
+pub struct RawSender {
+    tx: Socket,
+}
+
+impl RawSender {
+    /// Sends every datagram; returns the failures by index (see [`Device::send`]).
+    pub fn send(&self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+        send_all(&self.tx, packets)
+    }
+}
+
 /// This host's IPv4 addresses.
 fn local_addresses() -> io::Result<Vec<[u8; 4]>> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
@@ -215,63 +236,67 @@ impl Device for RawDevice {
     }
 
     fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
-        let mut failed = Vec::new();
-        let mut addrs: Vec<libc::sockaddr_in> = packets
-            .iter()
-            .map(|(_, dst)| libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(dst.octets()),
-                },
-                sin_zero: [0; 8],
-            })
-            .collect();
-        let mut iovs: Vec<libc::iovec> = packets
-            .iter()
-            .map(|(bytes, _)| libc::iovec {
-                iov_base: bytes.as_ptr() as *mut libc::c_void,
-                iov_len: bytes.len(),
-            })
-            .collect();
-        // SAFETY: an all-zero mmsghdr is a valid empty header.
-        let mut msgs: Vec<libc::mmsghdr> = (0..packets.len())
-            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
-            .collect();
-        for ((m, iov), addr) in msgs.iter_mut().zip(iovs.iter_mut()).zip(addrs.iter_mut()) {
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        }
-        let mut start = 0;
-        while start < msgs.len() {
-            let rest = &mut msgs[start..];
-            // SAFETY: every header points at a live iovec (into `packets`, only read by
-            // the kernel) and a live sockaddr_in of the size given.
-            let rc = unsafe {
-                libc::sendmmsg(
-                    self.tx.as_raw_fd(),
-                    rest.as_mut_ptr(),
-                    rest.len() as libc::c_uint,
-                    0,
-                )
-            };
-            if rc < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // The first of the rest failed: count it and go on with the next.
-                failed.push((start, err));
-                start += 1;
-            } else if rc == 0 {
-                failed.push((start, io::Error::from(io::ErrorKind::WriteZero)));
-                start += 1;
-            } else {
-                start += rc as usize;
-            }
-        }
-        failed
+        send_all(&self.tx, packets)
     }
+}
+
+fn send_all(tx: &Socket, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+    let mut failed = Vec::new();
+    let mut addrs: Vec<libc::sockaddr_in> = packets
+        .iter()
+        .map(|(_, dst)| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(dst.octets()),
+            },
+            sin_zero: [0; 8],
+        })
+        .collect();
+    let mut iovs: Vec<libc::iovec> = packets
+        .iter()
+        .map(|(bytes, _)| libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        })
+        .collect();
+    // SAFETY: an all-zero mmsghdr is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = (0..packets.len())
+        .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
+        .collect();
+    for ((m, iov), addr) in msgs.iter_mut().zip(iovs.iter_mut()).zip(addrs.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    }
+    let mut start = 0;
+    while start < msgs.len() {
+        let rest = &mut msgs[start..];
+        // SAFETY: every header points at a live iovec (into `packets`, only read by
+        // the kernel) and a live sockaddr_in of the size given.
+        let rc = unsafe {
+            libc::sendmmsg(
+                tx.as_raw_fd(),
+                rest.as_mut_ptr(),
+                rest.len() as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The first of the rest failed: count it and go on with the next.
+            failed.push((start, err));
+            start += 1;
+        } else if rc == 0 {
+            failed.push((start, io::Error::from(io::ErrorKind::WriteZero)));
+            start += 1;
+        } else {
+            start += rc as usize;
+        }
+    }
+    failed
 }
