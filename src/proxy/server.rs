@@ -1,4 +1,12 @@
-//! The listener and accept loop: session limit, refusal, graceful shutdown.
+//! The listener, the workers and their accept loops: session limit, refusal, graceful
+//! shutdown.
+//!
+//! Threading: one single-threaded tokio runtime per worker thread (`--workers`, default
+//! one per CPU), each accepting from its own handle (a dup) of one shared listening
+//! socket and running the sessions it accepted to the end. No work stealing or
+//! cross-thread wake-ups on the data path; an idle worker simply wins more accepts. The
+//! main thread's runtime runs the signals, the health checker and the stats endpoint.
+//! Shared state is the pool (a mutex held for a few comparisons) and atomic counters.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,8 +32,8 @@ use crate::pool::Pool;
 pub const BACKLOG: i32 = 4096;
 
 /// Binds the client listener: SO_REUSEADDR, TCP_NODELAY (inherited by accepted sockets),
-/// a large backlog for connection-rate bursts.
-pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// a large backlog for connection-rate bursts. Non-blocking, ready for tokio.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .context("cannot create the listening socket")?;
     socket.set_reuse_address(true)?;
@@ -35,7 +43,7 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         format!("cannot listen on {addr}: is something else using it? choose another --listen")
     })?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into()).context("cannot register the listener with tokio")
+    Ok(socket.into())
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -51,7 +59,8 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Binds `config.listen` and serves until SIGTERM/SIGINT.
+/// Binds `config.listen` and serves until SIGTERM/SIGINT. Call on a tokio runtime; the
+/// workers get runtimes of their own.
 pub async fn serve_until_signal(config: ProxyConfig) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
     let listener = bind(config.listen)?;
@@ -61,7 +70,7 @@ pub async fn serve_until_signal(config: ProxyConfig) -> anyhow::Result<()> {
 /// Serves clients from `listener` until `stop` resolves, then stops accepting, lets
 /// open sessions finish for up to `config.grace`, and closes the rest.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     config: ProxyConfig,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -82,15 +91,37 @@ pub async fn serve(
         }
         None => None,
     };
-    let limit = Arc::new(Semaphore::new(config.max_sessions));
     let grace = config.grace;
+    let workers = config.workers;
     let ctx = Arc::new(Context {
         pool,
         config,
         stats: Arc::clone(&stats),
         force_close: CancellationToken::new(),
     });
-    let sessions = TaskTracker::new();
+    let shared = Arc::new(Shared {
+        ctx: Arc::clone(&ctx),
+        limit: Arc::new(Semaphore::new(ctx.config.max_sessions)),
+        sessions: TaskTracker::new(),
+        stop_accepting: CancellationToken::new(),
+        exit: CancellationToken::new(),
+    });
+    let local = listener.local_addr()?;
+    let (accepting_tx, mut accepting_rx) = tokio::sync::mpsc::channel::<()>(workers);
+    let mut threads = Vec::new();
+    for n in 0..workers {
+        let handle = listener
+            .try_clone()
+            .context("cannot share the listening socket with a worker")?;
+        let shared = Arc::clone(&shared);
+        let done = accepting_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("l4lb-proxy-{n}"))
+            .spawn(move || worker(handle, shared, done))
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+    drop((listener, accepting_tx));
     let backends: Vec<String> = ctx
         .pool
         .backends()
@@ -98,24 +129,93 @@ pub async fn serve(
         .map(|b| b.addr.to_string())
         .collect();
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %local,
         backends = %backends.join(","),
+        workers,
         max_sessions = ctx.config.max_sessions,
         forward = ?ctx.config.forward,
         "proxy listening"
     );
 
-    tokio::pin!(stop);
+    stop.await;
+    shared.stop_accepting.cancel();
+    // Each worker drops its listener handle and reports; then no session can be added.
+    while accepting_rx.recv().await.is_some() {}
+    let sessions = &shared.sessions;
+    sessions.close();
+    tracing::info!(
+        live = sessions.len(),
+        grace_ms = grace.as_millis() as u64,
+        "no longer accepting; draining sessions"
+    );
+    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+        tracing::warn!(
+            live = sessions.len(),
+            "grace period over; closing the remaining sessions"
+        );
+        ctx.force_close.cancel();
+        sessions.wait().await;
+    }
+    shared.exit.cancel();
+    for thread in threads {
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => return Err(error),
+            _ => anyhow::bail!("a worker thread panicked"),
+        }
+    }
+    checker.shutdown().await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    tracing::info!("proxy stopped");
+    Ok(())
+}
+
+/// What the workers share.
+struct Shared {
+    ctx: Arc<Context>,
+    limit: Arc<Semaphore>,
+    sessions: TaskTracker,
+    stop_accepting: CancellationToken,
+    exit: CancellationToken,
+}
+
+/// One worker thread: its own runtime, accepting until told to stop, then running its
+/// sessions until told to exit.
+fn worker(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    accepting: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a worker's tokio runtime")?;
+    runtime.block_on(async move {
+        let listener =
+            TcpListener::from_std(listener).context("cannot register the listener with tokio")?;
+        accept_loop(&listener, &shared).await;
+        drop(listener);
+        drop(accepting); // tells the main thread this worker stopped accepting
+        shared.exit.cancelled().await;
+        Ok(())
+    })
+}
+
+async fn accept_loop(listener: &TcpListener, shared: &Shared) {
+    let stats = &shared.ctx.stats;
     loop {
         tokio::select! {
             biased;
-            () = &mut stop => break,
+            () = shared.stop_accepting.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
                     stats.accepted();
-                    match Arc::clone(&limit).try_acquire_owned() {
+                    match Arc::clone(&shared.limit).try_acquire_owned() {
                         Ok(permit) => {
-                            sessions.spawn(session::run(Arc::clone(&ctx), client, peer, permit));
+                            let ctx = Arc::clone(&shared.ctx);
+                            shared.sessions.spawn(session::run(ctx, client, peer, permit));
                         }
                         Err(_) => {
                             stats.refused(Refusal::MaxSessions);
@@ -131,26 +231,4 @@ pub async fn serve(
             },
         }
     }
-
-    drop(listener);
-    sessions.close();
-    tracing::info!(
-        live = sessions.len(),
-        grace_ms = grace.as_millis() as u64,
-        "no longer accepting; draining sessions"
-    );
-    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
-        tracing::warn!(
-            live = sessions.len(),
-            "grace period over; closing the remaining sessions"
-        );
-        ctx.force_close.cancel();
-        sessions.wait().await;
-    }
-    checker.shutdown().await;
-    if let Some(task) = admin_task {
-        task.abort();
-    }
-    tracing::info!("proxy stopped");
-    Ok(())
 }
