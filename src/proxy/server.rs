@@ -2,9 +2,9 @@
 //! shutdown.
 //!
 //! Threading: one single-threaded tokio runtime per worker thread (`--workers`, default
-//! one per CPU), each accepting from its own handle (a dup) of one shared listening
-//! socket and running the sessions it accepted to the end. No work stealing or
-//! cross-thread wake-ups on the data path; an idle worker simply wins more accepts. The
+//! one per CPU), each accepting from its own SO_REUSEPORT listening socket and running
+//! the sessions it accepted to the end. No work stealing, no cross-thread wake-ups on the
+//! data path, no two workers woken for one connection. The
 //! main thread's runtime runs the signals, the health checker and the stats endpoint.
 //! Shared state is the pool (a mutex held for a few comparisons) and atomic counters.
 
@@ -31,19 +31,41 @@ use crate::pool::Pool;
 /// Listen backlog (the kernel caps it at net.core.somaxconn).
 pub const BACKLOG: i32 = 4096;
 
-/// Binds the client listener: SO_REUSEADDR, TCP_NODELAY (inherited by accepted sockets),
-/// a large backlog for connection-rate bursts. Non-blocking, ready for tokio.
-pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+/// Binds the client listeners, one per worker, all on one address with SO_REUSEPORT so
+/// the kernel spreads new connections over them (no thundering herd between workers).
+/// Each has SO_REUSEADDR, TCP_NODELAY (inherited by accepted sockets) and a large backlog.
+///
+/// SO_REUSEPORT alone would let a second balancer started on the same address silently
+/// share it; a plain bind first makes that a clear error instead.
+pub fn bind(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let taken =
+        || format!("cannot listen on {addr}: is something else using it? choose another --listen");
+    let probe = socket_for(addr)?;
+    probe.bind(&addr.into()).with_context(taken)?;
+    // With port 0 the probe picked the port; the workers' sockets take the same one.
+    let addr = probe
+        .local_addr()?
+        .as_socket()
+        .context("the listening socket has no IP address")?;
+    drop(probe);
+    (0..count.max(1))
+        .map(|_| {
+            let socket = socket_for(addr)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&addr.into()).with_context(taken)?;
+            socket.listen(BACKLOG)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
+fn socket_for(addr: SocketAddr) -> anyhow::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .context("cannot create the listening socket")?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into()).with_context(|| {
-        format!("cannot listen on {addr}: is something else using it? choose another --listen")
-    })?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -63,14 +85,14 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
 /// workers get runtimes of their own.
 pub async fn serve_until_signal(config: ProxyConfig) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
-    let listener = bind(config.listen)?;
-    serve(listener, config, stop).await
+    let listeners = bind(config.listen, config.workers)?;
+    serve(listeners, config, stop).await
 }
 
-/// Serves clients from `listener` until `stop` resolves, then stops accepting, lets
+/// Serves clients from `listeners` (one worker each) until `stop` resolves, then stops accepting, lets
 /// open sessions finish for up to `config.grace`, and closes the rest.
 pub async fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     config: ProxyConfig,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -92,7 +114,7 @@ pub async fn serve(
         None => None,
     };
     let grace = config.grace;
-    let workers = config.workers;
+    let workers = listeners.len();
     let ctx = Arc::new(Context {
         pool,
         config,
@@ -106,13 +128,13 @@ pub async fn serve(
         stop_accepting: CancellationToken::new(),
         exit: CancellationToken::new(),
     });
-    let local = listener.local_addr()?;
+    let local = listeners
+        .first()
+        .context("no listening socket to serve")?
+        .local_addr()?;
     let (accepting_tx, mut accepting_rx) = tokio::sync::mpsc::channel::<()>(workers);
     let mut threads = Vec::new();
-    for n in 0..workers {
-        let handle = listener
-            .try_clone()
-            .context("cannot share the listening socket with a worker")?;
+    for (n, handle) in listeners.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let done = accepting_tx.clone();
         let thread = std::thread::Builder::new()
@@ -121,7 +143,7 @@ pub async fn serve(
             .context("cannot start a worker thread")?;
         threads.push(thread);
     }
-    drop((listener, accepting_tx));
+    drop(accepting_tx);
     let backends: Vec<String> = ctx
         .pool
         .backends()
@@ -230,5 +252,35 @@ async fn accept_loop(listener: &TcpListener, shared: &Shared) {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        listener.set_nonblocking(false).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_taken_address_is_a_clear_error() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        assert_eq!(
+            first[1].local_addr().unwrap(),
+            addr,
+            "workers share one port"
+        );
+        let err = bind(addr, 2).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("choose another --listen"),
+            "{err:#}"
+        );
     }
 }
