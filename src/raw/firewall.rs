@@ -32,18 +32,10 @@ fn mark_accept_args() -> Vec<String> {
     ]
 }
 
-/// Whether `iptables -S OUTPUT` output has a RST-drop rule for TCP.
+/// Whether `iptables -S OUTPUT` output has a RST-drop rule for TCP (the harness, which
+/// installs the rule in its topologies, owns the one parser of it).
 pub fn has_rst_drop(listing: &str) -> bool {
-    listing.lines().any(|line| {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let has = |seq: &[&str]| words.windows(seq.len()).any(|w| w == seq);
-        words.first() == Some(&"-A")
-            && words.get(1) == Some(&"OUTPUT")
-            && has(&["-p", "tcp"])
-            && has(&["--tcp-flags", "RST", "RST"])
-            && has(&["-j", "DROP"])
-            && !words.contains(&"!")
-    })
+    l4lb_harness::firewall::has_rst_drop(listing)
 }
 
 fn iptables(args: &[String]) -> anyhow::Result<std::process::Output> {
