@@ -3,8 +3,19 @@
 //! setns(2) changes only the calling thread, so this module never switches a tokio
 //! worker: code runs in a namespace on a dedicated std thread ([`Namespace::run`]), and
 //! processes enter it in the child between fork and exec ([`Namespace::command`]).
+//! A netlink socket stays bound to the namespace it was opened in, so
+//! [`Namespace::rtnetlink`] opens one on a throwaway thread inside the namespace and the
+//! returned handle is then usable from any task.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nix::sched::{setns, CloneFlags};
+
+/// Directory where named network namespaces are bind-mounted (as `ip netns` does).
+pub const NETNS_DIR: &str = "/run/netns";
 
 /// A named network namespace (a bind mount under /run/netns).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,18 +26,281 @@ pub struct Namespace {
     pub path: PathBuf,
 }
 
+/// An rtnetlink handle bound to one namespace, with the task that drives its socket.
+/// Dropping it closes the socket (which otherwise keeps the namespace alive).
+#[derive(Debug)]
+pub struct NetlinkHandle {
+    /// The handle: clone it freely; requests go to the namespace it was opened in.
+    pub handle: rtnetlink::Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NetlinkHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Namespace {
+    /// The namespace called `name` under [`NETNS_DIR`] (it need not exist yet).
+    pub fn named(name: &str) -> Namespace {
+        Namespace {
+            name: name.to_string(),
+            path: Path::new(NETNS_DIR).join(name),
+        }
+    }
+
+    /// Opens the namespace file (an fd that setns(2) accepts).
+    pub fn open(&self) -> anyhow::Result<File> {
+        File::open(&self.path).with_context(|| {
+            format!(
+                "cannot open network namespace {} (was it removed? `ip netns list` shows what exists)",
+                self.path.display()
+            )
+        })
+    }
+
     /// Runs `f` on a fresh std thread that has entered this namespace, and returns its result.
-    pub fn run<T, F>(&self, _f: F) -> anyhow::Result<T>
+    ///
+    /// Blocks the calling thread until `f` returns; from async code prefer
+    /// [`Namespace::run_async`]. A panic in `f` is re-raised in the caller.
+    pub fn run<T, F>(&self, f: F) -> anyhow::Result<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        todo!()
+        let file = self.open()?;
+        let name = self.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("netns-{}", short(&name)))
+            .spawn(move || -> anyhow::Result<T> {
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("setns into {name} failed (needs root)"))?;
+                Ok(f())
+            })
+            .context("cannot spawn a thread to enter a namespace")?;
+        match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Like [`Namespace::run`], but awaits the thread instead of blocking the caller.
+    pub async fn run_async<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let file = self.open()?;
+        let name = self.name.clone();
+        std::thread::Builder::new()
+            .name(format!("netns-{}", short(&name)))
+            .spawn(move || {
+                let result = setns(&file, CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("setns into {name} failed (needs root)"))
+                    .map(|()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+                let _ = tx.send(result);
+            })
+            .context("cannot spawn a thread to enter a namespace")?;
+        match rx.await.context("namespace thread vanished")?? {
+            Ok(value) => Ok(value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// A `tokio::process::Command` whose child enters this namespace before exec.
-    pub fn command(&self, _program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
-        todo!()
+    ///
+    /// The child also gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the thread that
+    /// spawned it: spawn from a long-lived thread (a tokio worker, the main thread),
+    /// never from a short-lived one such as a [`Namespace::run`] closure. If the namespace
+    /// cannot be opened, the returned command fails at spawn with that error.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        let fd: Result<OwnedFd, std::io::Error> = File::open(&self.path).map(OwnedFd::from);
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs in the child between fork and exec; it only calls
+        // async-signal-safe functions (setns, prctl, getppid) and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = match &fd {
+                    Ok(fd) => fd.as_raw_fd(),
+                    Err(e) => {
+                        return Err(std::io::Error::from_raw_os_error(
+                            e.raw_os_error().unwrap_or(libc::ENOENT),
+                        ))
+                    }
+                };
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// A std `Command` for one-off helper tools (iptables, tc, ethtool) run in this namespace.
+    pub fn std_command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(program);
+        let fd: Result<OwnedFd, std::io::Error> = File::open(&self.path).map(OwnedFd::from);
+        // SAFETY: as in `command`: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = match &fd {
+                    Ok(fd) => fd.as_raw_fd(),
+                    Err(e) => {
+                        return Err(std::io::Error::from_raw_os_error(
+                            e.raw_os_error().unwrap_or(libc::ENOENT),
+                        ))
+                    }
+                };
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Opens an rtnetlink socket inside this namespace (on a throwaway thread) and drives
+    /// it on the current tokio runtime. Must be called from within a runtime.
+    pub fn rtnetlink(&self) -> anyhow::Result<NetlinkHandle> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .context("Namespace::rtnetlink needs a tokio runtime")?;
+        let rt = runtime.clone();
+        let (connection, handle) = self.run(move || {
+            let _guard = rt.enter();
+            rtnetlink::new_connection().map(|(c, h, _)| (c, h))
+        })??;
+        let task = runtime.spawn(connection);
+        Ok(NetlinkHandle { handle, task })
+    }
+
+    /// Whether the namespace's bind mount exists.
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+}
+
+/// The part of a namespace name after the run prefix, for thread names (≤15 bytes).
+fn short(name: &str) -> String {
+    let tail = name.rsplit('-').next().unwrap_or(name);
+    tail.chars().take(9).collect()
+}
+
+/// Creates a fresh network namespace bound at `ns.path`, on a throwaway thread, and
+/// returns it together with an rtnetlink socket opened inside it (so one thread does
+/// both; nothing is ever created in the caller's namespace).
+pub(crate) fn create(
+    ns: &Namespace,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<NetlinkHandle> {
+    ensure_netns_dir()?;
+    let path = ns.path.clone();
+    let rt = runtime.clone();
+    let name = ns.name.clone();
+    let (connection, handle) = std::thread::Builder::new()
+        .name(format!("mkns-{}", short(&name)))
+        .spawn(move || -> anyhow::Result<_> {
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .with_context(|| {
+                    format!("cannot create {} (does it exist already?)", path.display())
+                })?;
+            let made = (|| -> anyhow::Result<_> {
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                    .context("unshare(CLONE_NEWNET) failed (needs root)")?;
+                let own = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+                nix::mount::mount(
+                    Some(own.as_str()),
+                    &path,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .with_context(|| format!("cannot bind-mount a namespace at {}", path.display()))?;
+                let _guard = rt.enter();
+                let (c, h, _) = rtnetlink::new_connection()
+                    .context("cannot open an rtnetlink socket in the new namespace")?;
+                Ok((c, h))
+            })();
+            if made.is_err() {
+                let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_file(&path);
+            }
+            made
+        })
+        .context("cannot spawn a thread to create a namespace")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("namespace creation thread panicked"))??;
+    let task = runtime.spawn(connection);
+    Ok(NetlinkHandle { handle, task })
+}
+
+/// Removes a namespace's bind mount (the kernel frees the namespace and its links once
+/// no process or socket holds it any more).
+pub(crate) fn remove(path: &Path) -> anyhow::Result<()> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot unmount namespace {}", path.display()))
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+/// Makes sure /run/netns exists and is a shared mount point, as `ip netns add` does,
+/// so namespaces created here are visible to `ip netns exec` in other mount namespaces.
+fn ensure_netns_dir() -> anyhow::Result<()> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        use nix::mount::{mount, MsFlags};
+        std::fs::create_dir_all(NETNS_DIR)
+            .map_err(|e| format!("cannot create {NETNS_DIR}: {e}"))?;
+        let shared = |flags| mount(None::<&str>, NETNS_DIR, Some("none"), flags, None::<&str>);
+        if shared(MsFlags::MS_SHARED | MsFlags::MS_REC).is_ok() {
+            return Ok(());
+        }
+        mount(
+            Some(NETNS_DIR),
+            NETNS_DIR,
+            Some("none"),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("cannot bind-mount {NETNS_DIR} on itself: {e} (needs root)"))?;
+        shared(MsFlags::MS_SHARED | MsFlags::MS_REC)
+            .map_err(|e| format!("cannot make {NETNS_DIR} a shared mount: {e}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_namespace_lives_under_run_netns() {
+        let ns = Namespace::named("l4lb-1-0-lb");
+        assert_eq!(ns.path, Path::new("/run/netns/l4lb-1-0-lb"));
+        assert_eq!(short(&ns.name), "lb");
+        assert_eq!(short("l4lb-1-0-client12345678"), "client123");
     }
 }

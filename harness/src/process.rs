@@ -3,9 +3,17 @@
 //! [`NsProcess::spawn`] starts a command in a namespace; every stdout and stderr line is
 //! recorded with the time it arrived (a transcript the runner asserts on); stdin takes
 //! lines. Dropping an `NsProcess` kills it (SIGKILL) and reaps it, so no process
-//! outlives its run.
+//! outlives its run. Children also carry `PR_SET_PDEATHSIG = SIGKILL` (see
+//! [`Namespace::command`]): spawn them from a long-lived thread.
 
-use std::time::Instant;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::watch;
 
 use crate::netns::Namespace;
 
@@ -22,6 +30,18 @@ pub enum Signal {
     Cont,
 }
 
+impl Signal {
+    fn nix(self) -> nix::sys::signal::Signal {
+        use nix::sys::signal::Signal as S;
+        match self {
+            Signal::Term => S::SIGTERM,
+            Signal::Kill => S::SIGKILL,
+            Signal::Stop => S::SIGSTOP,
+            Signal::Cont => S::SIGCONT,
+        }
+    }
+}
+
 /// One line a process printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -33,66 +53,256 @@ pub struct Line {
     pub stderr: bool,
 }
 
+/// The shared transcript: lines so far, and a counter bumped on every new line (and
+/// once more when both streams have ended).
+#[derive(Debug)]
+struct Transcript {
+    lines: Mutex<Vec<Line>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Transcript {
+    fn push(&self, line: Line) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
 /// A running process in a namespace.
 #[derive(Debug)]
 pub struct NsProcess {
-    _private: (),
+    child: Child,
+    pid: u32,
+    stdin: Option<ChildStdin>,
+    transcript: Arc<Transcript>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    exit: Option<ExitStatus>,
+    /// What was started, for error messages.
+    label: String,
 }
 
 impl NsProcess {
     /// Starts `program args...` inside `ns`, with piped stdin/stdout/stderr.
     pub async fn spawn(
-        _ns: &Namespace,
-        _program: &std::path::Path,
-        _args: &[String],
+        ns: &Namespace,
+        program: &std::path::Path,
+        args: &[String],
     ) -> anyhow::Result<NsProcess> {
-        todo!()
+        let label = format!("{} {} (in {})", program.display(), args.join(" "), ns.name);
+        let mut child = ns
+            .command(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {label}"))?;
+        let pid = child.id().context("child has no pid")?;
+        let (changed, _) = watch::channel(0);
+        let transcript = Arc::new(Transcript {
+            lines: Mutex::new(Vec::new()),
+            changed,
+        });
+        let stdout = child.stdout.take().context("stdout not piped")?;
+        let stderr = child.stderr.take().context("stderr not piped")?;
+        let readers = vec![
+            tokio::spawn(read_lines(stdout, false, transcript.clone())),
+            tokio::spawn(read_lines(stderr, true, transcript.clone())),
+        ];
+        Ok(NsProcess {
+            stdin: child.stdin.take(),
+            child,
+            pid,
+            transcript,
+            readers,
+            exit: None,
+            label,
+        })
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        todo!()
+        self.pid
     }
 
     /// Writes `line` and a newline to the process's stdin.
-    pub async fn send_line(&mut self, _line: &str) -> anyhow::Result<()> {
-        todo!()
+    pub async fn send_line(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .with_context(|| format!("stdin of {} is closed", self.label))?;
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        stdin
+            .write_all(&buf)
+            .await
+            .with_context(|| format!("cannot write to {} (has it exited?)", self.label))?;
+        stdin.flush().await?;
+        Ok(())
     }
 
     /// Closes stdin (end of input).
     pub fn close_stdin(&mut self) {
-        todo!()
+        self.stdin = None;
     }
 
     /// Sends a signal.
-    pub fn signal(&self, _signal: Signal) -> anyhow::Result<()> {
-        todo!()
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        if self.exit.is_some() {
+            anyhow::bail!("{} has already exited", self.label);
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), signal.nix())
+            .with_context(|| format!("cannot send {signal:?} to {}", self.label))
     }
 
     /// Every line printed so far, in order.
     pub fn transcript(&self) -> Vec<Line> {
-        todo!()
+        self.transcript
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Waits until a stdout/stderr line satisfies `pred`, or `timeout` passes; returns the line.
+    /// Lines printed before the call count too (the first match in the transcript wins).
     pub async fn wait_for_line(
         &self,
-        _pred: impl Fn(&str) -> bool,
-        _timeout: std::time::Duration,
+        pred: impl Fn(&str) -> bool,
+        timeout: std::time::Duration,
     ) -> Option<Line> {
-        todo!()
+        let mut changed = self.transcript.changed.subscribe();
+        let mut seen = 0;
+        let search = async {
+            loop {
+                changed.borrow_and_update();
+                {
+                    let lines = self
+                        .transcript
+                        .lines
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if let Some(line) = lines[seen..].iter().find(|l| pred(&l.text)) {
+                        return Some(line.clone());
+                    }
+                    seen = lines.len();
+                }
+                if changed.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, search).await.ok().flatten()
+    }
+
+    /// Waits until the process has closed stdout and stderr (usually: it exited) or
+    /// `timeout` passes; true if both ended.
+    pub async fn wait_output_closed(&self, timeout: Duration) -> bool {
+        let readers_done = || self.readers.iter().all(|r| r.is_finished());
+        let mut changed = self.transcript.changed.subscribe();
+        let wait = async {
+            while !readers_done() {
+                if changed.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok() && readers_done()
     }
 
     /// The exit status if the process has ended, without waiting.
     pub fn try_exit_code(&mut self) -> Option<std::process::ExitStatus> {
-        todo!()
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+
+    /// Waits for the process to exit, up to `timeout`; None if it is still running.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        if let Some(status) = self.exit {
+            return Ok(Some(status));
+        }
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => {
+                let status = status.with_context(|| format!("cannot wait for {}", self.label))?;
+                self.exit = Some(status);
+                Ok(Some(status))
+            }
+            Err(_) => Ok(None),
+        }
     }
 
     /// Sends SIGTERM, waits up to `grace`, then SIGKILL; returns the exit status.
     pub async fn stop(
         &mut self,
-        _grace: std::time::Duration,
+        grace: std::time::Duration,
     ) -> anyhow::Result<std::process::ExitStatus> {
-        todo!()
+        if let Some(status) = self.try_exit_code() {
+            return Ok(status);
+        }
+        // A stopped process would not act on SIGTERM until continued.
+        let _ = self.signal(Signal::Term);
+        let _ = self.signal(Signal::Cont);
+        if let Some(status) = self.wait_exit(grace).await? {
+            return Ok(status);
+        }
+        let _ = self.signal(Signal::Kill);
+        let status = self
+            .child
+            .wait()
+            .await
+            .with_context(|| format!("cannot reap {}", self.label))?;
+        self.exit = Some(status);
+        Ok(status)
     }
+}
+
+impl Drop for NsProcess {
+    fn drop(&mut self) {
+        if self.try_exit_code().is_none() {
+            for r in &self.readers {
+                r.abort();
+            }
+            let _ = self.child.start_kill();
+            // Reap now so no zombie outlives the run: SIGKILL is prompt, so this waits
+            // only briefly (bounded, for a process stuck in the kernel).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+    }
+}
+
+async fn read_lines(stream: impl AsyncRead + Unpin, stderr: bool, transcript: Arc<Transcript>) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let at = Instant::now();
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+                if buf.last() == Some(&b'\r') {
+                    buf.pop();
+                }
+                transcript.push(Line {
+                    at,
+                    text: String::from_utf8_lossy(&buf).into_owned(),
+                    stderr,
+                });
+            }
+        }
+    }
+    // Wake waiters so they can notice the stream ended.
+    transcript.changed.send_modify(|n| *n += 1);
 }

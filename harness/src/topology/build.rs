@@ -1,0 +1,290 @@
+//! Building a topology through rtnetlink: namespaces in parallel, then bridges, then
+//! every veth in one request each (both ends placed and brought up at creation), then
+//! addresses and routes, each namespace's requests pipelined on its own socket.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::future::try_join_all;
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage, State};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::{Host, Offloads, Topology};
+use crate::netns::{self, Namespace};
+
+/// How long a link may take to become operationally up before the build fails.
+const OPER_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Index of `lo` in every network namespace (LOOPBACK_IFINDEX in the kernel).
+const LOOPBACK_IFINDEX: u32 = 1;
+
+pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    // 1. Namespaces, each with its own netlink socket, all in parallel.
+    let created = try_join_all(topo.members.iter().map(|m| {
+        let ns = m.ns.clone();
+        let rt = runtime.clone();
+        async move { spawn_create(ns, rt).await }
+    }))
+    .await?;
+    for (m, handle) in topo.members.iter_mut().zip(created) {
+        m.netlink = Some(handle);
+    }
+    let handles: Vec<rtnetlink::Handle> = topo
+        .members
+        .iter()
+        .map(|m| m.netlink.as_ref().expect("just created").handle.clone())
+        .collect();
+    let lan = handles.last().expect("lan handle").clone();
+
+    // 2. Loopback up everywhere, bridges in lan: independent, so concurrently.
+    let loopbacks = try_join_all(handles.iter().map(|h| async move {
+        h.link()
+            .set(LinkUnspec::new_with_index(LOOPBACK_IFINDEX).up().build())
+            .execute()
+            .await
+            .context("cannot bring lo up")
+    }));
+    let bridges = try_join_all(topo.plan.bridges.iter().map(|name| {
+        let lan = lan.clone();
+        async move {
+            lan.link()
+                .add(LinkBridge::new(name).build())
+                .execute()
+                .await
+                .with_context(|| format!("cannot create bridge {name} in lan"))?;
+            link_index(&lan, name).await
+        }
+    }));
+    let ((), bridge_indexes) = futures::try_join!(async { loopbacks.await.map(|_| ()) }, bridges)?;
+
+    // 3. Veths: `p-<role>` in lan (enslaved, up), peer `ethX` straight into the host's
+    //    namespace. One request each, pipelined on lan's socket.
+    let mtu = topo.spec.mtu;
+    let veths = topo.plan.links.iter().map(|link| {
+        let host_i = topo
+            .plan
+            .hosts
+            .iter()
+            .position(|&h| h == link.host)
+            .expect("host");
+        let ns = topo.members[host_i].ns.clone();
+        let bridge_i = topo
+            .plan
+            .bridges
+            .iter()
+            .position(|b| *b == link.bridge)
+            .expect("bridge");
+        let master = bridge_indexes[bridge_i];
+        let lan = lan.clone();
+        async move {
+            let fd = ns.open()?;
+            let msg = veth_message(&link.lan_if, &link.host_if, master, mtu, &fd);
+            lan.link().add(msg).execute().await.with_context(|| {
+                format!(
+                    "cannot create veth {} (lan) <-> {} ({})",
+                    link.lan_if, link.host_if, ns.name
+                )
+            })?;
+            drop(fd);
+            anyhow::Ok(())
+        }
+    });
+    try_join_all(veths).await?;
+
+    // 4. Addresses and routes inside every host namespace, concurrently.
+    let configure = topo.plan.links.iter().map(|link| {
+        let host_i = topo
+            .plan
+            .hosts
+            .iter()
+            .position(|&h| h == link.host)
+            .expect("host");
+        let handle = handles[host_i].clone();
+        async move {
+            let index = link_index(&handle, &link.host_if).await?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .with_context(|| format!("cannot bring {} of {} up", link.host_if, link.host))?;
+            handle
+                .address()
+                .add(index, IpAddr::V4(link.addr), super::plan::PREFIX_LEN)
+                .execute()
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot add {} to {} of {}",
+                        link.addr, link.host_if, link.host
+                    )
+                })?;
+            if let Some(gw) = link.gateway {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(index)
+                    .build();
+                handle.route().add(route).execute().await.with_context(|| {
+                    format!("cannot add default route via {gw} in {}", link.host)
+                })?;
+            }
+            wait_oper_up(&handle, index, &link.host_if).await
+        }
+    });
+    let lan_ports = topo.plan.links.iter().map(|link| {
+        let lan = lan.clone();
+        async move {
+            let index = link_index(&lan, &link.lan_if).await?;
+            wait_oper_up(&lan, index, &link.lan_if).await
+        }
+    });
+    futures::try_join!(try_join_all(configure), try_join_all(lan_ports))?;
+
+    // 5. Forwarding, offloads, firewall: only when asked for.
+    if topo.plan.lb_forwards {
+        let lb = topo.namespace(Host::Lb).clone();
+        lb.run_async(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))
+            .await?
+            .context("cannot enable ip_forward in lb")?;
+    }
+    if topo.spec.offloads == Offloads::Off {
+        let mut jobs = Vec::new();
+        for link in &topo.plan.links {
+            let host_ns = topo.namespace(link.host).clone();
+            jobs.push(offloads_off(host_ns, link.host_if.clone()));
+            jobs.push(offloads_off(topo.lan().clone(), link.lan_if.clone()));
+        }
+        try_join_all(jobs).await?;
+    }
+    if topo.spec.rst_drop {
+        crate::firewall::install_rst_drop(topo.namespace(Host::Lb)).await?;
+    }
+    Ok(())
+}
+
+/// Creates a namespace on a throwaway thread and returns its netlink handle.
+async fn spawn_create(
+    ns: Namespace,
+    rt: tokio::runtime::Handle,
+) -> anyhow::Result<netns::NetlinkHandle> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("l4lb-mkns".into())
+        .spawn(move || {
+            let _ = tx.send(netns::create(&ns, &rt));
+        })
+        .context("cannot spawn a thread to create a namespace")?;
+    rx.await.context("namespace creation thread vanished")?
+}
+
+/// A veth request: `local` (enslaved to `master`, up) here, `peer` in `peer_ns`.
+/// The peer cannot be brought up in the same request (the kernel answers ENOTCONN when
+/// the peer lives in another namespace), so its own namespace does that next.
+fn veth_message(
+    local: &str,
+    peer: &str,
+    master: u32,
+    mtu: Option<u32>,
+    peer_ns: &std::fs::File,
+) -> LinkMessage {
+    use std::os::fd::AsRawFd;
+    let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(peer.to_string())
+        .setns_by_fd(peer_ns.as_raw_fd());
+    let mut local_msg = LinkVeth::new(local, peer).up().controller(master);
+    if let Some(mtu) = mtu {
+        peer_msg = peer_msg.mtu(mtu);
+        local_msg = local_msg.mtu(mtu);
+    }
+    local_msg
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
+        .build()
+}
+
+/// The index of interface `name` in the handle's namespace.
+pub(super) async fn link_index(handle: &rtnetlink::Handle, name: &str) -> anyhow::Result<u32> {
+    let msg = handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+        .with_context(|| format!("cannot look up interface {name}"))?
+        .with_context(|| format!("no interface {name}"))?;
+    Ok(msg.header.index)
+}
+
+async fn oper_state(handle: &rtnetlink::Handle, index: u32) -> anyhow::Result<Option<State>> {
+    let msg = handle
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await?
+        .context("interface vanished")?;
+    Ok(msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::OperState(s) => Some(*s),
+        _ => None,
+    }))
+}
+
+/// Polls until the link is operationally up: before that the kernel has not yet
+/// activated its queues and drops what is sent (the first SYN would be lost).
+pub(super) async fn wait_oper_up(
+    handle: &rtnetlink::Handle,
+    index: u32,
+    name: &str,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if oper_state(handle, index).await? == Some(State::Up) {
+            return Ok(());
+        }
+        if start.elapsed() > OPER_UP_TIMEOUT {
+            bail!("{name} did not come up within {OPER_UP_TIMEOUT:?}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Sets `ifname` up or down; up waits for operational state up.
+pub(super) async fn set_link(
+    handle: &rtnetlink::Handle,
+    ifname: &str,
+    up: bool,
+) -> anyhow::Result<()> {
+    let index = link_index(handle, ifname).await?;
+    let msg = LinkUnspec::new_with_index(index);
+    let msg = if up { msg.up() } else { msg.down() };
+    handle.link().set(msg.build()).execute().await?;
+    if up {
+        wait_oper_up(handle, index, ifname).await?;
+    }
+    Ok(())
+}
+
+/// `ethtool -K <if> gro off gso off tso off tx off rx off` inside `ns`.
+async fn offloads_off(ns: Namespace, ifname: String) -> anyhow::Result<()> {
+    let out = ns
+        .command("ethtool")
+        .args([
+            "-K", &ifname, "gro", "off", "gso", "off", "tso", "off", "tx", "off", "rx", "off",
+        ])
+        .output()
+        .await
+        .context("cannot run ethtool (install it: apt-get install ethtool)")?;
+    if !out.status.success() {
+        bail!(
+            "ethtool -K {ifname} in {} failed: {}",
+            ns.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
