@@ -26,7 +26,10 @@ pub fn args(
             a.extend(["--port".into(), settings.port.to_string()]);
         }
         BalancerKind::Proxy => {
-            a.extend(["--listen".into(), SocketAddrV4::new(lb_addr, settings.port).to_string()]);
+            a.extend([
+                "--listen".into(),
+                SocketAddrV4::new(lb_addr, settings.port).to_string(),
+            ]);
         }
     }
     for b in backends {

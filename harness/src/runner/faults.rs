@@ -13,7 +13,9 @@ pub fn netem_supported() -> bool {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dir = std::path::Path::new("/lib/modules").join(release).join("kernel/net/sched");
+    let dir = std::path::Path::new("/lib/modules")
+        .join(release)
+        .join("kernel/net/sched");
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -44,7 +46,14 @@ pub async fn tc(ns: &Namespace, args: &[&str]) -> anyhow::Result<()> {
 
 /// Limits `eth0` of `ns` to `rate` (token bucket filter).
 pub async fn rate_limit(ns: &Namespace, rate: &str) -> anyhow::Result<()> {
-    tc(ns, &["qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]).await
+    tc(
+        ns,
+        &[
+            "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "32kbit",
+            "latency", "400ms",
+        ],
+    )
+    .await
 }
 
 /// Applies netem `args` on `eth0` of `ns`.

@@ -105,13 +105,19 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
     let topo = match Topology::build(&spec).await {
         Ok(t) => t,
         Err(e) => {
-            ev.step_failures.push(format!("the topology could not be built: {e:#}"));
+            ev.step_failures
+                .push(format!("the topology could not be built: {e:#}"));
             ev.duration = start.elapsed();
             return ev;
         }
     };
     let backends = (0..spec.servers)
-        .map(|i| SocketAddrV4::new(topo.addr(Host::Server(i)), scenario.topology.server_ports[i]))
+        .map(|i| {
+            SocketAddrV4::new(
+                topo.addr(Host::Server(i)),
+                scenario.topology.server_ports[i],
+            )
+        })
         .collect();
     let mut run = Run {
         scenario,
@@ -134,7 +140,9 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         Ok(()) => {
             for step in &scenario.steps {
                 if let Err(e) = run.step(step).await {
-                    run.ev.step_failures.push(format!("line {}: {e:#}", step.line));
+                    run.ev
+                        .step_failures
+                        .push(format!("line {}: {e:#}", step.line));
                 }
             }
             run.finish().await;
@@ -169,14 +177,22 @@ impl Run<'_> {
                 "balancer `{}` on {lb}:{} (namespace lb){}",
                 self.kind,
                 self.scenario.health.port,
-                if self.kind == BalancerKind::Raw { ", RST-drop rule installed" } else { "" }
+                if self.kind == BalancerKind::Raw {
+                    ", RST-drop rule installed"
+                } else {
+                    ""
+                }
             ),
         ];
         for (i, b) in self.backends.iter().enumerate() {
             lines.push(format!("server {} at {b}", server_name(i)));
         }
         for i in 0..t.clients {
-            lines.push(format!("client host client{} at {}", i + 1, self.topo.addr(Host::Client(i))));
+            lines.push(format!(
+                "client host client{} at {}",
+                i + 1,
+                self.topo.addr(Host::Client(i))
+            ));
         }
         lines.push(format!(
             "programs: server `{}`, client `{}`",
@@ -203,10 +219,18 @@ impl Run<'_> {
                 break;
             }
             if let Some(status) = p.try_exit_code() {
-                anyhow::bail!("server {} exited at start ({status}): {}", server_name(i), tail(&p));
+                anyhow::bail!(
+                    "server {} exited at start ({status}): {}",
+                    server_name(i),
+                    tail(&p)
+                );
             }
             if Instant::now() > deadline {
-                anyhow::bail!("server {} does not listen on port {port} after {START_TIMEOUT:?}: {}", server_name(i), tail(&p));
+                anyhow::bail!(
+                    "server {} does not listen on port {port} after {START_TIMEOUT:?}: {}",
+                    server_name(i),
+                    tail(&p)
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -221,7 +245,8 @@ impl Run<'_> {
         let lb_ns = self.topo.namespace(Host::Lb).clone();
         if let Some(path) = &self.opts.pcap {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             let args: Vec<String> = ["-i", "any", "-U", "-n", "-s", "256", "-w"]
                 .iter()
@@ -229,7 +254,10 @@ impl Run<'_> {
                 .chain([path.display().to_string(), "tcp".into()])
                 .collect();
             let p = NsProcess::spawn(&lb_ns, std::path::Path::new("tcpdump"), &args).await?;
-            if p.wait_for_line(|l| l.contains("listening on"), START_TIMEOUT).await.is_none() {
+            if p.wait_for_line(|l| l.contains("listening on"), START_TIMEOUT)
+                .await
+                .is_none()
+            {
                 anyhow::bail!("tcpdump did not start in the lb namespace: {}", tail(&p));
             }
             self.capture = Some(p);
@@ -276,15 +304,32 @@ impl Run<'_> {
         }
         self.balancer = Some(p);
         let servers = (0..self.servers.len())
-            .map(|i| (self.topo.namespace(Host::Server(i)).clone(), self.backends[i].port()))
+            .map(|i| {
+                (
+                    self.topo.namespace(Host::Server(i)).clone(),
+                    self.backends[i].port(),
+                )
+            })
             .collect();
-        self.observer = Some(Observer::start(self.start, servers, lb_ns, admin, self.backends.clone()));
-        self.event(None, format!("servers and the {} balancer are up", self.kind), None);
+        self.observer = Some(Observer::start(
+            self.start,
+            servers,
+            lb_ns,
+            admin,
+            self.backends.clone(),
+        ));
+        self.event(
+            None,
+            format!("servers and the {} balancer are up", self.kind),
+            None,
+        );
         Ok(())
     }
 
     fn observer(&self) -> anyhow::Result<&Observer> {
-        self.observer.as_ref().context("the observer is not running")
+        self.observer
+            .as_ref()
+            .context("the observer is not running")
     }
 
     async fn step(&mut self, step: &Step) -> anyhow::Result<()> {
@@ -305,9 +350,17 @@ impl Run<'_> {
                     let client = self.clients.get(c).context("unknown client")?;
                     let proc = client.proc.clone();
                     let at = self.now();
-                    proc.lock().await.send_line(text).await.with_context(|| format!("{c} cannot say a line"))?;
+                    proc.lock()
+                        .await
+                        .send_line(text)
+                        .await
+                        .with_context(|| format!("{c} cannot say a line"))?;
                     *lock(&client.last_activity) = at;
-                    lock(&self.says).push(SayRecord { client: c.clone(), text: text.clone(), at });
+                    lock(&self.says).push(SayRecord {
+                        client: c.clone(),
+                        text: text.clone(),
+                        at,
+                    });
                     self.event(Some(step), format!("{c} says \"{text}\""), None);
                     // Give the server a moment so lines of different senders do not merge.
                     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -315,8 +368,14 @@ impl Run<'_> {
             }
             Action::Chat { client, every } => {
                 let c = self.clients.get_mut(client).context("unknown client")?;
-                let (proc, last, says, start, every, name) =
-                    (c.proc.clone(), c.last_activity.clone(), self.says.clone(), self.start, *every, client.clone());
+                let (proc, last, says, start, every, name) = (
+                    c.proc.clone(),
+                    c.last_activity.clone(),
+                    self.says.clone(),
+                    self.start,
+                    *every,
+                    client.clone(),
+                );
                 c.chatter = Some(tokio::spawn(async move {
                     let mut n = 0u32;
                     loop {
@@ -327,11 +386,22 @@ impl Run<'_> {
                             return;
                         }
                         *lock(&last) = at;
-                        lock(&says).push(SayRecord { client: name.clone(), text, at });
+                        lock(&says).push(SayRecord {
+                            client: name.clone(),
+                            text,
+                            at,
+                        });
                         tokio::time::sleep(every).await;
                     }
                 }));
-                self.event(Some(step), format!("{client} starts talking every {}", humantime::format_duration(every)), None);
+                self.event(
+                    Some(step),
+                    format!(
+                        "{client} starts talking every {}",
+                        humantime::format_duration(every)
+                    ),
+                    None,
+                );
             }
             Action::Silent(client) => {
                 if let Some(t) = self.clients.get_mut(client).and_then(|c| c.chatter.take()) {
@@ -348,7 +418,9 @@ impl Run<'_> {
                     c.quit = true;
                     let proc = c.proc.clone();
                     let mut p = proc.lock().await;
-                    p.send_line("q").await.with_context(|| format!("{name} cannot quit"))?;
+                    p.send_line("q")
+                        .await
+                        .with_context(|| format!("{name} cannot quit"))?;
                     let status = p.wait_exit(Duration::from_secs(2)).await?;
                     drop(p);
                     let text = match status {
@@ -362,21 +434,37 @@ impl Run<'_> {
             Action::Server { server, action } => self.server_action(step, *server, *action).await?,
             Action::Link { host: h, up } => {
                 self.topo.set_link(host(*h), *up).await?;
-                self.event(Some(step), format!("link of {h} {}", if *up { "up" } else { "down" }), Some(Mark::Fault));
+                self.event(
+                    Some(step),
+                    format!("link of {h} {}", if *up { "up" } else { "down" }),
+                    Some(Mark::Fault),
+                );
             }
             Action::Drop { host: h, fraction } => {
                 let ns = self.topo.namespace(host(*h)).clone();
                 crate::firewall::drop_fraction(&ns, "eth0", *fraction).await?;
                 self.drops.push((*h, *fraction));
-                self.event(Some(step), format!("dropping {:.1}% of packets on {h}", fraction * 100.0), Some(Mark::Fault));
+                self.event(
+                    Some(step),
+                    format!("dropping {:.1}% of packets on {h}", fraction * 100.0),
+                    Some(Mark::Fault),
+                );
             }
             Action::Rate { host: h, rate } => {
                 faults::rate_limit(self.topo.namespace(host(*h)), rate).await?;
-                self.event(Some(step), format!("rate limit {rate} on {h}"), Some(Mark::Fault));
+                self.event(
+                    Some(step),
+                    format!("rate limit {rate} on {h}"),
+                    Some(Mark::Fault),
+                );
             }
             Action::Netem { host: h, args } => {
                 faults::netem(self.topo.namespace(host(*h)), args).await?;
-                self.event(Some(step), format!("netem {args} on {h}"), Some(Mark::Fault));
+                self.event(
+                    Some(step),
+                    format!("netem {args} on {h}"),
+                    Some(Mark::Fault),
+                );
             }
             Action::ClearFaults(h) => {
                 let ns = self.topo.namespace(host(*h)).clone();
@@ -390,16 +478,31 @@ impl Run<'_> {
                 }
                 self.drops = keep;
                 faults::clear_qdisc(&ns).await;
-                self.event(Some(step), format!("faults on {h} cleared"), Some(Mark::Fault));
+                self.event(
+                    Some(step),
+                    format!("faults on {h} cleared"),
+                    Some(Mark::Fault),
+                );
             }
             Action::Wait(d) => {
                 tokio::time::sleep(*d).await;
-                self.event(Some(step), format!("waited {}", humantime::format_duration(*d)), None);
+                self.event(
+                    Some(step),
+                    format!("waited {}", humantime::format_duration(*d)),
+                    None,
+                );
             }
-            Action::WaitUntil { condition, deadline } => {
+            Action::WaitUntil {
+                condition,
+                deadline,
+            } => {
                 let what = match condition {
-                    Condition::ServerDown(s) => format!("the balancer reports {} down", server_name(*s)),
-                    Condition::ServerUp(s) => format!("the balancer reports {} up", server_name(*s)),
+                    Condition::ServerDown(s) => {
+                        format!("the balancer reports {} down", server_name(*s))
+                    }
+                    Condition::ServerUp(s) => {
+                        format!("the balancer reports {} up", server_name(*s))
+                    }
                     Condition::Closed(c) => format!("{c}'s session is closed"),
                     Condition::Sessions(n) => format!("the balancer holds {n} session(s)"),
                 };
@@ -410,8 +513,18 @@ impl Run<'_> {
                         break;
                     }
                     if Instant::now() > end {
-                        self.event(Some(step), format!("NOT MET within {}: {what}", humantime::format_duration(*deadline)), None);
-                        anyhow::bail!("{what}: not within {}", humantime::format_duration(*deadline));
+                        self.event(
+                            Some(step),
+                            format!(
+                                "NOT MET within {}: {what}",
+                                humantime::format_duration(*deadline)
+                            ),
+                            None,
+                        );
+                        anyhow::bail!(
+                            "{what}: not within {}",
+                            humantime::format_duration(*deadline)
+                        );
                     }
                     tokio::time::sleep(POLL).await;
                 }
@@ -425,7 +538,9 @@ impl Run<'_> {
         Ok(match c {
             Condition::ServerDown(s) => obs.lock().health[*s] == Some(false),
             Condition::ServerUp(s) => obs.lock().health[*s] == Some(true),
-            Condition::Sessions(n) => obs.lock().stats.as_ref().and_then(|s| s.sessions) == Some(*n),
+            Condition::Sessions(n) => {
+                obs.lock().stats.as_ref().and_then(|s| s.sessions) == Some(*n)
+            }
             Condition::Closed(name) => {
                 let c = self.clients.get(name).context("unknown client")?;
                 let mut p = c.proc.lock().await;
@@ -434,7 +549,12 @@ impl Run<'_> {
         })
     }
 
-    async fn server_action(&mut self, step: &Step, i: usize, action: ServerAction) -> anyhow::Result<()> {
+    async fn server_action(
+        &mut self,
+        step: &Step,
+        i: usize,
+        action: ServerAction,
+    ) -> anyhow::Result<()> {
         let name = server_name(i);
         match action {
             ServerAction::Restart => {
@@ -443,10 +563,16 @@ impl Run<'_> {
                     let _ = p.wait_exit(Duration::from_secs(2)).await;
                 }
                 self.start_server(i).await?;
-                self.event(Some(step), format!("restart {name}"), Some(Mark::Server(i, action)));
+                self.event(
+                    Some(step),
+                    format!("restart {name}"),
+                    Some(Mark::Server(i, action)),
+                );
             }
             _ => {
-                let p = self.servers[i].as_mut().with_context(|| format!("{name} is not running"))?;
+                let p = self.servers[i]
+                    .as_mut()
+                    .with_context(|| format!("{name} is not running"))?;
                 let (signal, verb) = match action {
                     ServerAction::Kill => (Signal::Kill, "kill"),
                     ServerAction::Stop => (Signal::Stop, "stop"),
@@ -456,7 +582,11 @@ impl Run<'_> {
                 if action == ServerAction::Kill {
                     let _ = p.wait_exit(Duration::from_secs(2)).await;
                 }
-                self.event(Some(step), format!("{verb} {name}"), Some(Mark::Server(i, action)));
+                self.event(
+                    Some(step),
+                    format!("{verb} {name}"),
+                    Some(Mark::Server(i, action)),
+                );
             }
         }
         Ok(())
@@ -487,7 +617,10 @@ impl Run<'_> {
             }
             if Instant::now() > end {
                 break JoinOutcome::Unplaced {
-                    why: format!("no new established socket on any server within {}", humantime::format_duration(JOIN_TIMEOUT)),
+                    why: format!(
+                        "no new established socket on any server within {}",
+                        humantime::format_duration(JOIN_TIMEOUT)
+                    ),
                 };
             }
             tokio::time::sleep(POLL).await;
@@ -499,7 +632,12 @@ impl Run<'_> {
             JoinOutcome::Unplaced { .. } => format!("{name} joins -> not placed"),
         };
         self.event(Some(step), text, None);
-        self.ev.joins.push(JoinRecord { client: name.to_string(), at, settled, outcome });
+        self.ev.joins.push(JoinRecord {
+            client: name.to_string(),
+            at,
+            settled,
+            outcome,
+        });
         self.clients.insert(
             name.to_string(),
             Client {
@@ -524,7 +662,10 @@ impl Run<'_> {
         if let Some(obs) = &self.observer {
             self.ev.open_sessions_end = obs.lock().stats.as_ref().and_then(|s| s.sessions);
         }
-        self.ev.balancer_alive_end = self.balancer.as_mut().is_some_and(|b| b.try_exit_code().is_none());
+        self.ev.balancer_alive_end = self
+            .balancer
+            .as_mut()
+            .is_some_and(|b| b.try_exit_code().is_none());
         let start = self.start;
         for (name, c) in &self.clients {
             let mut p = c.proc.lock().await;
@@ -581,13 +722,31 @@ impl Run<'_> {
             self.ev.samples = seen.samples;
         }
         for m in self.ev.health.clone() {
-            let text = format!("balancer reports {} {}", server_name(m.server), if m.up { "up" } else { "down" });
-            let mark = if m.up { Mark::Up(m.server) } else { Mark::Down(m.server) };
-            self.ev.events.push(Event { at: m.at, step_line: None, text, mark: Some(mark) });
+            let text = format!(
+                "balancer reports {} {}",
+                server_name(m.server),
+                if m.up { "up" } else { "down" }
+            );
+            let mark = if m.up {
+                Mark::Up(m.server)
+            } else {
+                Mark::Down(m.server)
+            };
+            self.ev.events.push(Event {
+                at: m.at,
+                step_line: None,
+                text,
+                mark: Some(mark),
+            });
         }
         for (name, c) in &self.ev.closes {
             if !c.by_quit {
-                self.ev.events.push(Event { at: c.at, step_line: None, text: format!("{name}'s session closed ({})", c.how), mark: None });
+                self.ev.events.push(Event {
+                    at: c.at,
+                    step_line: None,
+                    text: format!("{name}'s session closed ({})", c.how),
+                    mark: None,
+                });
             }
         }
         self.ev.events.sort_by_key(|e| e.at);
@@ -619,13 +778,20 @@ fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
     }) {
         return Some((l.at, l.text.clone()));
     }
-    p.try_exit_code().map(|s| (Instant::now(), format!("exited ({s})")))
+    p.try_exit_code()
+        .map(|s| (Instant::now(), format!("exited ({s})")))
 }
 
 /// The last lines a process printed, for error messages.
 fn tail(p: &NsProcess) -> String {
     let t = p.transcript();
-    let lines: Vec<String> = t.iter().rev().take(5).rev().map(|l| l.text.clone()).collect();
+    let lines: Vec<String> = t
+        .iter()
+        .rev()
+        .take(5)
+        .rev()
+        .map(|l| l.text.clone())
+        .collect();
     if lines.is_empty() {
         "(it printed nothing)".into()
     } else {

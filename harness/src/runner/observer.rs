@@ -96,7 +96,9 @@ impl Observer {
                             Ok(text) => {
                                 let stats = probe::parse_metrics(&text);
                                 for (i, b) in backends.iter().enumerate() {
-                                    let Some(&up) = stats.up.get(&b.to_string()) else { continue };
+                                    let Some(&up) = stats.up.get(&b.to_string()) else {
+                                        continue;
+                                    };
                                     match s.health[i] {
                                         Some(prev) if prev != up => s.marks.push(HealthMark {
                                             server: i,
@@ -114,7 +116,10 @@ impl Observer {
                         }
                         if last_sample.is_none_or(|t| now - t >= SAMPLE_EVERY) {
                             let per_server = s.conns.iter().map(|m| m.len()).collect();
-                            s.samples.push(Sample { at: now - start, per_server });
+                            s.samples.push(Sample {
+                                at: now - start,
+                                per_server,
+                            });
                             last_sample = Some(now);
                         }
                         drop(s);
@@ -123,7 +128,12 @@ impl Observer {
                 })
                 .await;
         }));
-        Observer { seen, start, stop, tasks }
+        Observer {
+            seen,
+            start,
+            stop,
+            tasks,
+        }
     }
 
     /// Time since the run started.
@@ -138,7 +148,11 @@ impl Observer {
 
     /// The sockets each server has now.
     pub fn baseline(&self) -> Vec<Vec<SocketAddrV4>> {
-        self.lock().conns.iter().map(|m| m.keys().copied().collect()).collect()
+        self.lock()
+            .conns
+            .iter()
+            .map(|m| m.keys().copied().collect())
+            .collect()
     }
 
     /// Servers with a socket not in `baseline` that has persisted [`PERSIST`]; earliest first.

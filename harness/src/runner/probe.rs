@@ -74,8 +74,12 @@ pub fn parse_metrics(text: &str) -> Stats {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let Ok(value) = value.trim().parse::<f64>() else { continue };
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
         let (name, labels) = match series.split_once('{') {
             Some((n, l)) => (n, l.trim_end_matches('}')),
             None => (series, ""),
@@ -100,7 +104,11 @@ pub fn parse_metrics(text: &str) -> Stats {
                 }
             }
             "l4lb_backend_sessions_live" => *live.get_or_insert(0.0) += value,
-            n if n.starts_with("l4lb_raw") && n.contains("rows") && !n.ends_with("_total") && !n.contains("max") => {
+            n if n.starts_with("l4lb_raw")
+                && n.contains("rows")
+                && !n.ends_with("_total")
+                && !n.contains("max") =>
+            {
                 *rows.get_or_insert(0.0) += value;
             }
             _ => {}
@@ -134,7 +142,9 @@ pub fn fetch_metrics(addr: SocketAddr, timeout: Duration) -> std::io::Result<Str
     let mut buf = String::new();
     stream.read_to_string(&mut buf)?;
     match buf.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200") => Ok(body.to_string()),
+        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200") => {
+            Ok(body.to_string())
+        }
         _ => Err(std::io::Error::other(format!(
             "unexpected reply from the stats endpoint: {}",
             buf.lines().next().unwrap_or("(empty)")
