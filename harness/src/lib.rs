@@ -7,6 +7,8 @@
 //! - [`process`]: real processes started inside a namespace, piped, signalled, reaped.
 //! - [`firewall`]: iptables rules inside a namespace (RST drop, packet loss, ...).
 //! - [`cleanup`]: sweeping what crashed runs left behind (only this project's prefix).
+//! - [`sockets`]: established/listening TCP sockets in a namespace (sock_diag), ground truth.
+//! - [`faults`]: link down/up, packet loss, rate limits, netem detection.
 //! - [`scenario`]: the scenario file model, its parser and validation.
 //! - [`runner`]: runs one scenario against one balancer and collects evidence.
 //! - [`report`]: Markdown, JSON and SVG reports of a run.
@@ -17,6 +19,7 @@
 pub mod bench;
 pub mod cleanup;
 pub mod commands;
+pub mod faults;
 pub mod firewall;
 pub mod netns;
 pub mod privilege;
@@ -24,4 +27,5 @@ pub mod process;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod sockets;
 pub mod topology;

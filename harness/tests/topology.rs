@@ -508,3 +508,129 @@ async fn ns_process_transcript_stdin_and_signals() {
         "dropped process {pid} still alive"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sock_diag_sees_established_and_listening_sockets() {
+    if !root_or_skip("sock_diag_sees_established_and_listening_sockets") {
+        return;
+    }
+    use l4lb_harness::sockets;
+    let topo = Topology::build(&TopologySpec::default()).await.unwrap();
+    let s1 = topo.namespace(Host::Server(0)).clone();
+    assert!(sockets::established(&s1, 7400).await.unwrap().is_empty());
+    let listener = s1
+        .run(|| TcpListener::bind("0.0.0.0:7400"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sockets::listening(&s1).await.unwrap(),
+        vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7400)]
+    );
+    let target = SocketAddrV4::new(topo.addr(Host::Server(0)), 7400);
+    let clients = topo
+        .namespace(Host::Client(0))
+        .run(move || {
+            (0..2)
+                .map(|_| {
+                    TcpStream::connect_timeout(&target.into(), Duration::from_secs(3)).unwrap()
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    let accepted: Vec<_> = (0..2).map(|_| listener.accept().unwrap()).collect();
+    let seen = sockets::established(&s1, 7400).await.unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for ((local, remote), c) in seen.iter().zip({
+        let mut v: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        v.sort();
+        v
+    }) {
+        assert_eq!(*local, target);
+        assert_eq!(std::net::SocketAddr::V4(*remote), c);
+    }
+    // Nothing of s1's shows up in s2 or in the client's listening set.
+    assert!(sockets::established(topo.namespace(Host::Server(1)), 7400)
+        .await
+        .unwrap()
+        .is_empty());
+    drop(accepted);
+    drop(clients);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_drop_rate_limit_and_netem_detection() {
+    if !root_or_skip("faults_drop_rate_limit_and_netem_detection") {
+        return;
+    }
+    use l4lb_harness::faults;
+    let topo = Topology::build(&TopologySpec {
+        rst_drop: false,
+        ..TopologySpec::default()
+    })
+    .await
+    .unwrap();
+    let s1 = topo.namespace(Host::Server(0)).clone();
+    let client = topo.namespace(Host::Client(0)).clone();
+    let target = SocketAddrV4::new(topo.addr(Host::Server(0)), 7500);
+    let _listener = s1
+        .run(|| TcpListener::bind("0.0.0.0:7500"))
+        .unwrap()
+        .unwrap();
+
+    // Dropping everything on s1's eth0: a connect times out; removing it heals.
+    faults::drop_fraction(&s1, "eth0", 1.0).await.unwrap();
+    let rules = firewall::iptables(&s1, &["-S"]).await.unwrap();
+    assert!(
+        rules.contains("-A INPUT -i eth0 -m statistic --mode random --probability 1"),
+        "{rules}"
+    );
+    let c = client.clone();
+    let err = c
+        .run(move || TcpStream::connect_timeout(&target.into(), Duration::from_millis(300)))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    faults::remove_drop_fraction(&s1, "eth0", 1.0)
+        .await
+        .unwrap();
+    assert!(!firewall::iptables(&s1, &["-S"])
+        .await
+        .unwrap()
+        .contains("statistic"));
+    client
+        .run(move || TcpStream::connect_timeout(&target.into(), Duration::from_secs(2)))
+        .unwrap()
+        .expect("connect after the drop rule is gone");
+
+    // A tbf rate limit shows up as s1's root qdisc and goes away again.
+    faults::rate_limit(&s1, "eth0", 1000).await.unwrap();
+    let qdisc = s1
+        .std_command("tc")
+        .args(["qdisc", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&qdisc.stdout).contains("tbf"));
+    faults::clear_qdisc(&s1, "eth0").await.unwrap();
+    let qdisc = s1
+        .std_command("tc")
+        .args(["qdisc", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&qdisc.stdout).contains("tbf"));
+
+    // netem: either it works, or it says "unsupported" cleanly (this kernel: unsupported).
+    let supported = faults::netem_supported();
+    let result = faults::netem(&s1, "eth0", &["delay", "5ms"]).await;
+    if supported {
+        result.unwrap();
+    } else {
+        let err = result.unwrap_err();
+        assert_eq!(
+            err.downcast_ref(),
+            Some(&faults::FaultError::NetemUnsupported),
+            "{err:#}"
+        );
+        assert!(err.to_string().contains("unsupported"));
+    }
+    eprintln!("netem supported on this kernel: {supported}");
+}

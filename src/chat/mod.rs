@@ -1,12 +1,33 @@
 //! Chat server and client, wire-compatible with the original C programs (see SEED.md).
+//!
+//! - [`wire`]: the pure parts (line framing `[nick] line\n`, the quit rule).
+//! - [`server`]: `l4lb chat-server`, a broadcast hub with a bounded queue per client.
+//! - [`client`]: `l4lb chat-client`, stdin lines out, socket bytes to stdout.
 
 use std::process::ExitCode;
+
+use clap::builder::TypedValueParser as _;
+
+use crate::logging::LogFormat;
+
+pub mod client;
+pub mod server;
+pub mod wire;
+
+/// Default bound of each client's outgoing queue on the server, in chunks.
+pub const DEFAULT_QUEUE_CHUNKS: usize = 1024;
 
 /// `l4lb chat-server <port>`.
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// TCP port to listen on (all addresses).
+    /// TCP port to listen on (all addresses); 0 picks a free port (logged on stderr).
     pub port: u16,
+    /// Chunks that may wait for one client before it is dropped as too slow.
+    #[arg(long, default_value_t = DEFAULT_QUEUE_CHUNKS, value_parser = clap::value_parser!(u64).range(1..=1_048_576).map(|n| n as usize))]
+    pub queue_chunks: usize,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// `l4lb chat-client <host> <port> <nickname>`.
@@ -18,14 +39,17 @@ pub struct ClientArgs {
     pub port: u16,
     /// Nickname put in front of every line sent.
     pub nickname: String,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// Runs the chat server until SIGTERM/SIGINT.
-pub fn run_server(_args: ServerArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("chat-server is not implemented yet")
+pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    server::run(args)
 }
 
 /// Runs the chat client until `q`, end of input or the server closing.
-pub fn run_client(_args: ClientArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("chat-client is not implemented yet")
+pub fn run_client(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    client::run(args)
 }

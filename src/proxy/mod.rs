@@ -1,15 +1,34 @@
 //! The tokio proxy balancer: least connections, health checks, idle timeouts.
+//!
+//! Every client connection gets its own upstream connection, to the usable backend with
+//! the fewest live sessions (weighted; ties round robin, see [`crate::pool::select`]).
+//!
+//! - [`config`]: `l4lb proxy` arguments and their validation.
+//! - [`server`]: listener, accept loop, session limit, graceful shutdown.
+//! - [`session`]: one client: connect (timeout, retry elsewhere), forward, idle timeout.
+//! - [`forward`]: two half-duplex copies (splice(2) through a pipe, or a buffer).
+//! - [`stats`]: proxy-wide counters, exported on the stats endpoint.
+
+pub mod config;
+pub mod forward;
+pub mod server;
+pub mod session;
+mod splice;
+pub mod stats;
 
 use std::process::ExitCode;
 
-/// `l4lb proxy` arguments.
-#[derive(Debug, clap::Args)]
-pub struct ProxyArgs {
-    /// Original positional form: `IP PORT IP PORT ...`.
-    pub positional: Vec<String>,
-}
+pub use config::{ProxyArgs, ProxyConfig};
 
-/// Runs the proxy balancer until SIGTERM/SIGINT.
-pub fn run(_args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("proxy is not implemented yet")
+/// Runs the proxy balancer until SIGTERM/SIGINT (then drains up to `--grace`).
+pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let config = args.resolve()?;
+    args.log.init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("l4lb-proxy")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the tokio runtime: {e}"))?;
+    runtime.block_on(server::serve_until_signal(config))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,245 @@
+//! Forwarding a session's bytes: two half-duplex copies, run together, each ending on its
+//! own (a FIN from one side is passed on as a FIN, and the other direction goes on).
+//!
+//! Both copies work on `&TcpStream` through tokio's readiness API (`readable`,
+//! `try_io`), so the same session task drives both directions without splitting sockets.
+//! [`Mode::Splice`] moves bytes socket -> pipe -> socket with splice(2) (zero copy);
+//! [`Mode::Copy`] reads into a user-space buffer and writes it out.
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::splice::Pipe;
+
+/// Buffer per direction in [`Mode::Copy`].
+pub const COPY_BUFFER: usize = 64 * 1024;
+
+/// How bytes are moved between the two sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// splice(2) through a pipe per direction: no copy through user space.
+    Splice,
+    /// read(2)/write(2) through a 64 KiB buffer per direction.
+    Copy,
+}
+
+/// Byte counts and the time of the last byte, shared by both directions of a session.
+#[derive(Debug)]
+pub struct Transfer {
+    base: Instant,
+    last_activity_ms: AtomicU64,
+    to_backend: AtomicU64,
+    from_backend: AtomicU64,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Transfer {
+    /// Counters at zero, last activity now.
+    pub fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            to_backend: AtomicU64::new(0),
+            from_backend: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When a byte last moved in either direction (the session start if none did).
+    pub fn last_activity(&self) -> Instant {
+        let ms = self.last_activity_ms.load(Ordering::Relaxed);
+        self.base + std::time::Duration::from_millis(ms)
+    }
+
+    /// Bytes forwarded client -> backend so far.
+    pub fn to_backend(&self) -> u64 {
+        self.to_backend.load(Ordering::Relaxed)
+    }
+
+    /// Bytes forwarded backend -> client so far.
+    pub fn from_backend(&self) -> u64 {
+        self.from_backend.load(Ordering::Relaxed)
+    }
+}
+
+/// Forwards both directions until both have seen end of stream; the first error (e.g. a
+/// reset) ends both. Bytes and activity are recorded in `transfer` as they move.
+pub async fn forward(
+    client: &TcpStream,
+    backend: &TcpStream,
+    mode: Mode,
+    transfer: &Transfer,
+) -> io::Result<()> {
+    match mode {
+        Mode::Splice => {
+            let (up, down) = (Pipe::new()?, Pipe::new()?);
+            tokio::try_join!(
+                splice_half(client, backend, &up, transfer, &transfer.to_backend),
+                splice_half(backend, client, &down, transfer, &transfer.from_backend),
+            )?;
+        }
+        Mode::Copy => {
+            let (mut up, mut down) = (vec![0u8; COPY_BUFFER], vec![0u8; COPY_BUFFER]);
+            tokio::try_join!(
+                copy_half(client, backend, &mut up, transfer, &transfer.to_backend),
+                copy_half(backend, client, &mut down, transfer, &transfer.from_backend),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Passes end of stream on: no more writes to `dst` (its reading side stays open).
+fn shutdown_write(dst: &TcpStream) -> io::Result<()> {
+    match socket2::SockRef::from(dst).shutdown(Shutdown::Write) {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
+}
+
+async fn splice_half(
+    src: &TcpStream,
+    dst: &TcpStream,
+    pipe: &Pipe,
+    transfer: &Transfer,
+    counter: &AtomicU64,
+) -> io::Result<()> {
+    loop {
+        let n = loop {
+            src.readable().await?;
+            match src.try_io(Interest::READABLE, || pipe.fill(src)) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return shutdown_write(dst);
+        }
+        transfer.record(counter, n);
+        let mut left = n;
+        while left > 0 {
+            match dst.try_io(Interest::WRITABLE, || pipe.drain(dst, left)) {
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+async fn copy_half(
+    src: &TcpStream,
+    dst: &TcpStream,
+    buf: &mut [u8],
+    transfer: &Transfer,
+    counter: &AtomicU64,
+) -> io::Result<()> {
+    loop {
+        let n = loop {
+            src.readable().await?;
+            match src.try_read(buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return shutdown_write(dst);
+        }
+        transfer.record(counter, n);
+        let mut sent = 0;
+        while sent < n {
+            match dst.try_write(&buf[sent..n]) {
+                Ok(m) => sent += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Two connected pairs: (client, proxy's client side) and (proxy's backend side, backend).
+    async fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (a2, _) = l.accept().await.unwrap();
+        let b = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b2, _) = l.accept().await.unwrap();
+        ((a, a2), (b, b2))
+    }
+
+    async fn half_close_carries_last_bytes(mode: Mode) {
+        let ((mut client, proxy_client), (proxy_backend, mut backend)) = pairs().await;
+        let transfer = Transfer::new();
+        let run = forward(&proxy_client, &proxy_backend, mode, &transfer);
+        let peers = async {
+            let big = vec![7u8; 1 << 20];
+            client.write_all(&big).await.unwrap();
+            client.shutdown().await.unwrap(); // FIN: client sends no more
+            let mut got = Vec::new();
+            backend.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got.len(), big.len());
+            // The other direction still works after the client's FIN.
+            backend.write_all(b"last words").await.unwrap();
+            backend.shutdown().await.unwrap();
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).await.unwrap();
+            assert_eq!(reply, b"last words");
+        };
+        let (result, ()) = tokio::join!(run, peers);
+        result.unwrap();
+        assert_eq!(
+            (transfer.to_backend(), transfer.from_backend()),
+            (1 << 20, 10)
+        );
+    }
+
+    #[tokio::test]
+    async fn splice_half_close() {
+        half_close_carries_last_bytes(Mode::Splice).await;
+    }
+
+    #[tokio::test]
+    async fn copy_half_close() {
+        half_close_carries_last_bytes(Mode::Copy).await;
+    }
+
+    #[tokio::test]
+    async fn reset_ends_both_directions() {
+        for mode in [Mode::Splice, Mode::Copy] {
+            let ((client, proxy_client), (proxy_backend, _backend)) = pairs().await;
+            let transfer = Transfer::new();
+            let run = forward(&proxy_client, &proxy_backend, mode, &transfer);
+            let reset = async {
+                socket2::SockRef::from(&client)
+                    .set_linger(Some(std::time::Duration::ZERO))
+                    .unwrap();
+                drop(client);
+            };
+            let (result, ()) = tokio::join!(run, reset);
+            assert!(result.is_err(), "{mode:?}: a reset is an error");
+        }
+    }
+}
