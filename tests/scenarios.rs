@@ -39,7 +39,7 @@ fn scenario_trial(path: PathBuf) -> Trial {
     let loaded = scenario::load(&rel);
     let (ignored, note) = match &loaded {
         Ok(s) if s.slow => (true, Some("slow: outside the fast suite, run with `-- --ignored` or `l4lb run --include-slow`".to_string())),
-        Ok(s) if s.uses_netem() && !runner::faults::netem_supported() => {
+        Ok(s) if s.uses_netem() && !l4lb_harness::faults::netem_supported() => {
             (true, Some("netem is unsupported on this kernel (no sch_netem): reported as skipped, not passed".to_string()))
         }
         _ => (false, None),

@@ -15,7 +15,8 @@ use anyhow::Context;
 
 use super::evidence::*;
 use super::observer::{Observer, POLL};
-use super::{balancer, faults, probe};
+use super::{balancer, probe};
+use crate::faults;
 use crate::netns::Namespace;
 use crate::process::{NsProcess, Signal};
 use crate::scenario::{
@@ -215,7 +216,7 @@ impl Run<'_> {
         let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if ns.run_async(move || probe::listening_here(port)).await? {
+            if crate::sockets::listening(&ns).await?.iter().any(|a| a.port() == port) {
                 break;
             }
             if let Some(status) = p.try_exit_code() {
@@ -442,7 +443,7 @@ impl Run<'_> {
             }
             Action::Drop { host: h, fraction } => {
                 let ns = self.topo.namespace(host(*h)).clone();
-                crate::firewall::drop_fraction(&ns, "eth0", *fraction).await?;
+                faults::drop_fraction(&ns, "eth0", *fraction).await?;
                 self.drops.push((*h, *fraction));
                 self.event(
                     Some(step),
@@ -451,7 +452,7 @@ impl Run<'_> {
                 );
             }
             Action::Rate { host: h, rate } => {
-                faults::rate_limit(self.topo.namespace(host(*h)), rate).await?;
+                faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit(rate)?).await?;
                 self.event(
                     Some(step),
                     format!("rate limit {rate} on {h}"),
@@ -459,7 +460,8 @@ impl Run<'_> {
                 );
             }
             Action::Netem { host: h, args } => {
-                faults::netem(self.topo.namespace(host(*h)), args).await?;
+                let params: Vec<&str> = args.split_whitespace().collect();
+                faults::netem(self.topo.namespace(host(*h)), "eth0", &params).await?;
                 self.event(
                     Some(step),
                     format!("netem {args} on {h}"),
@@ -471,13 +473,13 @@ impl Run<'_> {
                 let mut keep = Vec::new();
                 for (dh, f) in std::mem::take(&mut self.drops) {
                     if dh == *h {
-                        crate::firewall::remove_drop_fraction(&ns, "eth0", f).await?;
+                        faults::remove_drop_fraction(&ns, "eth0", f).await?;
                     } else {
                         keep.push((dh, f));
                     }
                 }
                 self.drops = keep;
-                faults::clear_qdisc(&ns).await;
+                let _ = faults::clear_qdisc(&ns, "eth0").await;
                 self.event(
                     Some(step),
                     format!("faults on {h} cleared"),
@@ -780,6 +782,20 @@ fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
     }
     p.try_exit_code()
         .map(|s| (Instant::now(), format!("exited ({s})")))
+}
+
+/// A tc rate ("512kbit", "10mbit", "1gbit") in kbit/s.
+fn kbit(rate: &str) -> anyhow::Result<u32> {
+    let digits: String = rate.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let n: u64 = digits.parse().with_context(|| format!("`{rate}` is not a rate"))?;
+    let k = match &rate[digits.len()..] {
+        "kbit" => n,
+        "mbit" => n * 1000,
+        "gbit" => n * 1_000_000,
+        "bit" => (n / 1000).max(1),
+        other => anyhow::bail!("unknown rate unit `{other}` in `{rate}`"),
+    };
+    u32::try_from(k).with_context(|| format!("rate `{rate}` is too large"))
 }
 
 /// The last lines a process printed, for error messages.

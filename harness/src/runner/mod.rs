@@ -2,9 +2,8 @@
 //!
 //! - [`live`]: plays a scenario on a real topology and records [`Evidence`].
 //! - [`observer`]: background threads in the namespaces (sockets, balancer stats).
-//! - [`probe`]: reading the kernel's socket table and the balancer's stats.
+//! - [`probe`]: reading the balancer's stats.
 //! - [`balancer`]: the balancer's command line.
-//! - [`faults`]: tc and netem helpers for link faults.
 //! - [`evidence`]: what a run observed (plain data).
 //! - [`expect`]: expectations checked against evidence (pure).
 //! - [`outcome`]: evidence plus verdicts.
@@ -12,7 +11,6 @@
 pub mod balancer;
 pub mod evidence;
 pub mod expect;
-pub mod faults;
 pub mod live;
 pub mod observer;
 pub mod outcome;

@@ -1,5 +1,5 @@
 //! Background observation of a running scenario, on dedicated threads that entered the
-//! namespaces: established sockets on each server's port (kernel table), and the
+//! namespaces: established sockets on each server's port (sock_diag), and the
 //! balancer's stats (health of each backend, sessions held).
 
 use std::collections::BTreeMap;
@@ -65,22 +65,20 @@ impl Observer {
         for (i, (ns, port)) in servers.into_iter().enumerate() {
             let (seen, stop) = (seen.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
-                let _ = ns
-                    .run_async(move || {
-                        while !stop.load(Ordering::Relaxed) {
-                            if let Ok(now_conns) = probe::established_here(port) {
-                                let now = Instant::now();
-                                let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                                let map = &mut s.conns[i];
-                                map.retain(|k, _| now_conns.contains(k));
-                                for c in now_conns {
-                                    map.entry(c).or_insert(now);
-                                }
-                            }
-                            std::thread::sleep(POLL);
+                while !stop.load(Ordering::Relaxed) {
+                    // Kernel ground truth: sock_diag inside the server's namespace.
+                    if let Ok(pairs) = crate::sockets::established(&ns, port).await {
+                        let now_conns: Vec<SocketAddrV4> = pairs.into_iter().map(|(_, r)| r).collect();
+                        let now = Instant::now();
+                        let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+                        let map = &mut s.conns[i];
+                        map.retain(|k, _| now_conns.contains(k));
+                        for c in now_conns {
+                            map.entry(c).or_insert(now);
                         }
-                    })
-                    .await;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
             }));
         }
         let (seen2, stop2) = (seen.clone(), stop.clone());

@@ -1,55 +1,10 @@
-//! Reading the ground truth: established TCP sockets of a namespace (the kernel's own
-//! table, `/proc/thread-self/net/tcp`, read from a thread inside the namespace), and the
-//! balancer's Prometheus stats (`GET /metrics` on its admin address).
+//! Reading the balancer's Prometheus stats (`GET /metrics` on its admin address): the
+//! health it gives each backend and the sessions it holds.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-
-/// Remote ends of the ESTABLISHED sockets whose local port is `port`, from the text of
-/// `/proc/net/tcp` (addresses in little-endian hex, state `01`).
-pub fn parse_established(proc_net_tcp: &str, port: u16) -> Vec<SocketAddrV4> {
-    proc_net_tcp
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let _slot = f.next()?;
-            let local = parse_hex_addr(f.next()?)?;
-            let remote = parse_hex_addr(f.next()?)?;
-            let state = f.next()?;
-            (state == "01" && local.port() == port).then_some(remote)
-        })
-        .collect()
-}
-
-fn parse_hex_addr(s: &str) -> Option<SocketAddrV4> {
-    let (ip, port) = s.split_once(':')?;
-    let ip = u32::from_str_radix(ip, 16).ok()?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    Some(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(ip)), port))
-}
-
-/// Established sockets on `port` in the calling thread's namespace.
-pub fn established_here(port: u16) -> std::io::Result<Vec<SocketAddrV4>> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/tcp")?;
-    Ok(parse_established(&text, port))
-}
-
-/// Whether something listens on `port` in the calling thread's namespace.
-pub fn listening_here(port: u16) -> bool {
-    std::fs::read_to_string("/proc/thread-self/net/tcp")
-        .map(|text| {
-            text.lines().skip(1).any(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                f.len() > 3
-                    && f[3] == "0A"
-                    && parse_hex_addr(f[1]).is_some_and(|a| a.port() == port)
-            })
-        })
-        .unwrap_or(false)
-}
 
 /// What the balancer's stats say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,25 +110,6 @@ pub fn fetch_metrics(addr: SocketAddr, timeout: Duration) -> std::io::Result<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const PROC: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:2328 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
-   1: 0B00000A:2328 0100000A:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
-   2: 0B00000A:2328 0100000A:C351 06 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 20 4 30 10 -1
-   3: 0B00000A:1F90 0100000A:C352 01 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 20 4 30 10 -1
-";
-
-    #[test]
-    fn established_sockets_on_a_port_are_read_from_proc_net_tcp() {
-        // 0x2328 = 9000; 0B00000A = 10.0.0.11 little-endian; C350 = 50000.
-        assert_eq!(
-            parse_established(PROC, 9000),
-            vec!["10.0.0.1:50000".parse::<SocketAddrV4>().unwrap()]
-        );
-        assert_eq!(parse_established(PROC, 8080).len(), 1);
-        assert!(parse_established(PROC, 1234).is_empty());
-        assert!(parse_established("garbage\nnot a line", 9000).is_empty());
-    }
 
     #[test]
     fn metrics_give_health_and_sessions() {
