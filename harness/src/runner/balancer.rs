@@ -49,6 +49,12 @@ pub fn args(
         "--admin".into(),
         ADMIN_ADDR.to_string(),
     ]);
+    if let Some(send) = &settings.health_send {
+        a.extend(["--health-send".into(), send.clone()]);
+    }
+    if let Some(expect) = &settings.health_expect {
+        a.extend(["--health-expect".into(), expect.clone()]);
+    }
     a
 }
 
@@ -66,6 +72,8 @@ mod tests {
             rise: 1,
             fall: 3,
             idle_timeout: std::time::Duration::from_secs(2),
+            health_send: None,
+            health_expect: None,
         };
         let lb = Ipv4Addr::new(10, 0, 0, 1);
         let be = [SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 9000)];

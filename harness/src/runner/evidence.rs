@@ -181,7 +181,7 @@ impl Evidence {
             scenario: scenario.name.clone(),
             file_stem: scenario.file_stem(),
             balancer,
-            settings: scenario.health,
+            settings: scenario.health.clone(),
             servers: scenario.topology.servers,
             topology: Vec::new(),
             events: Vec::new(),

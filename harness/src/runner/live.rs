@@ -63,6 +63,8 @@ struct Run<'a> {
     says: Shared<Vec<SayRecord>>,
     observer: Option<Observer>,
     drops: Vec<(LinkHost, f64)>,
+    /// Hosts with a qdisc fault (rate limit, netem).
+    shaped: Vec<LinkHost>,
 }
 
 fn host(h: LinkHost) -> Host {
@@ -135,6 +137,7 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         says: Arc::new(Mutex::new(Vec::new())),
         observer: None,
         drops: Vec::new(),
+        shaped: Vec::new(),
     };
     run.describe_topology();
     match run.set_up().await {
@@ -453,6 +456,7 @@ impl Run<'_> {
             }
             Action::Rate { host: h, rate } => {
                 faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit(rate)?).await?;
+                self.shaped.push(*h);
                 self.event(
                     Some(step),
                     format!("rate limit {rate} on {h}"),
@@ -462,6 +466,7 @@ impl Run<'_> {
             Action::Netem { host: h, args } => {
                 let params: Vec<&str> = args.split_whitespace().collect();
                 faults::netem(self.topo.namespace(host(*h)), "eth0", &params).await?;
+                self.shaped.push(*h);
                 self.event(
                     Some(step),
                     format!("netem {args} on {h}"),
@@ -479,7 +484,10 @@ impl Run<'_> {
                     }
                 }
                 self.drops = keep;
-                let _ = faults::clear_qdisc(&ns, "eth0").await;
+                if self.shaped.contains(h) {
+                    faults::clear_qdisc(&ns, "eth0").await?;
+                    self.shaped.retain(|x| x != h);
+                }
                 self.event(
                     Some(step),
                     format!("faults on {h} cleared"),
@@ -609,10 +617,23 @@ impl Run<'_> {
         let at = self.now();
         let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
         let end = Instant::now() + super::live::JOIN_TIMEOUT;
+        let persist = if self.drops.is_empty() && self.shaped.is_empty() {
+            super::observer::PERSIST
+        } else {
+            super::observer::PERSIST_LOSSY
+        };
         let outcome = loop {
-            let found = self.observer()?.new_persistent(&baseline);
-            if let Some((server, _)) = found.first() {
-                break JoinOutcome::Placed { server: *server };
+            let found = self.observer()?.new_persistent(&baseline, persist);
+            // One client makes one connection: wait while lingering health checks make
+            // the answer ambiguous, and take the earliest at the deadline.
+            if found.len() == 1 {
+                break JoinOutcome::Placed { server: found[0].0 };
+            }
+            if found.len() > 1 && Instant::now() > end {
+                let servers: Vec<String> = found.iter().map(|(s, _)| server_name(*s)).collect();
+                break JoinOutcome::Unplaced {
+                    why: format!("ambiguous: new long-lived sockets on {} at once", servers.join(", ")),
+                };
             }
             if let Some((_, how)) = closed(&mut p) {
                 break JoinOutcome::Refused { how };
@@ -631,7 +652,7 @@ impl Run<'_> {
         let text = match &outcome {
             JoinOutcome::Placed { server } => format!("{name} joins -> {}", server_name(*server)),
             JoinOutcome::Refused { how } => format!("{name} joins -> refused ({how})"),
-            JoinOutcome::Unplaced { .. } => format!("{name} joins -> not placed"),
+            JoinOutcome::Unplaced { why } => format!("{name} joins -> not placed ({why})"),
         };
         self.event(Some(step), text, None);
         self.ev.joins.push(JoinRecord {

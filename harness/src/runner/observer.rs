@@ -13,9 +13,12 @@ use super::probe::{self, Stats};
 use crate::netns::Namespace;
 
 /// How often the threads look.
-pub const POLL: Duration = Duration::from_millis(20);
+pub const POLL: Duration = Duration::from_millis(25);
 /// How long a new socket must persist to count as a client (health checks come and go).
 pub const PERSIST: Duration = Duration::from_millis(60);
+/// The same while packets are dropped or delayed: a health check whose FIN was lost
+/// stays established until the FIN is retransmitted (RTO 200 ms, then 400 ms).
+pub const PERSIST_LOSSY: Duration = Duration::from_millis(750);
 /// How often a sample for the SVG is taken.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -153,8 +156,8 @@ impl Observer {
             .collect()
     }
 
-    /// Servers with a socket not in `baseline` that has persisted [`PERSIST`]; earliest first.
-    pub fn new_persistent(&self, baseline: &[Vec<SocketAddrV4>]) -> Vec<(usize, Instant)> {
+    /// Servers with a socket not in `baseline` that has persisted `persist`; earliest first.
+    pub fn new_persistent(&self, baseline: &[Vec<SocketAddrV4>], persist: Duration) -> Vec<(usize, Instant)> {
         let now = Instant::now();
         let s = self.lock();
         let mut out: Vec<(usize, Instant)> = s
@@ -163,7 +166,7 @@ impl Observer {
             .enumerate()
             .filter_map(|(i, m)| {
                 m.iter()
-                    .filter(|(k, first)| !baseline[i].contains(k) && now - **first >= PERSIST)
+                    .filter(|(k, first)| !baseline[i].contains(k) && now - **first >= persist)
                     .map(|(_, first)| *first)
                     .min()
                     .map(|first| (i, first))

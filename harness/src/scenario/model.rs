@@ -134,7 +134,7 @@ pub struct TopologySettings {
 }
 
 /// Health and timeout settings handed to the balancer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BalancerSettings {
     /// Port the balancer listens on.
     pub port: u16,
@@ -151,6 +151,10 @@ pub struct BalancerSettings {
     /// Silence after which a session is closed.
     #[serde(with = "humantime_serde_compat")]
     pub idle_timeout: Duration,
+    /// Text a health check sends after connecting (None: a plain TCP connect check).
+    pub health_send: Option<String>,
+    /// Prefix the reply must start with.
+    pub health_expect: Option<String>,
 }
 
 impl BalancerSettings {

@@ -343,6 +343,8 @@ impl<'a> Validator<'a> {
             rise: DEFAULT_RISE,
             fall: DEFAULT_FALL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            health_send: None,
+            health_expect: None,
         };
         let Some(raw) = raw else { return h };
         let r = raw.get_ref();
@@ -390,6 +392,15 @@ impl<'a> Validator<'a> {
         }
         if let Some(s) = &r.idle_timeout {
             h.idle_timeout = self.positive(s, "idle_timeout").unwrap_or(h.idle_timeout);
+        }
+        h.health_send = r.health_send.as_ref().map(|s| s.get_ref().clone());
+        h.health_expect = r.health_expect.as_ref().map(|s| s.get_ref().clone());
+        if let (Some(e), None) = (&r.health_expect, &r.health_send) {
+            self.err(
+                e.span(),
+                "`health_expect` without `health_send`",
+                Some("`health_send = \"...\"` too: the check must send something to get a reply".into()),
+            );
         }
         h
     }
