@@ -617,11 +617,14 @@ impl Run<'_> {
         let at = self.now();
         let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
         let end = Instant::now() + super::live::JOIN_TIMEOUT;
+        // A health check to a hung server stays established for the whole check timeout,
+        // longer when the machine is busy: twice the timeout plus a margin.
         let persist = if self.drops.is_empty() && self.shaped.is_empty() {
             super::observer::PERSIST
         } else {
             super::observer::PERSIST_LOSSY
-        };
+        }
+        .max(self.scenario.health.timeout * 2 + Duration::from_millis(100));
         let outcome = loop {
             let found = self.observer()?.new_persistent(&baseline, persist);
             // One client makes one connection: wait while lingering health checks make
