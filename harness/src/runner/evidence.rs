@@ -36,7 +36,7 @@ pub struct JoinRecord {
     pub client: String,
     /// When the client process started, from the run's start.
     pub at: Duration,
-    /// When the placement was seen.
+    /// When the server's socket appeared (placed), or when the harness stopped waiting.
     pub settled: Duration,
     /// What happened.
     pub outcome: JoinOutcome,

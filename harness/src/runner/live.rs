@@ -625,11 +625,13 @@ impl Run<'_> {
             super::observer::PERSIST_LOSSY
         }
         .max(self.scenario.health.timeout * 2 + Duration::from_millis(100));
+        let mut connected = None;
         let outcome = loop {
             let found = self.observer()?.new_persistent(&baseline, persist);
             // One client makes one connection: wait while lingering health checks make
             // the answer ambiguous, and take the earliest at the deadline.
             if found.len() == 1 {
+                connected = Some(found[0].1);
                 break JoinOutcome::Placed { server: found[0].0 };
             }
             if found.len() > 1 && Instant::now() > end {
@@ -651,7 +653,8 @@ impl Run<'_> {
             }
             tokio::time::sleep(POLL).await;
         };
-        let settled = self.now();
+        // Placed: when the server's socket appeared; otherwise when the harness gave up.
+        let settled = connected.map_or_else(|| self.now(), |t| t.saturating_duration_since(self.start));
         let text = match &outcome {
             JoinOutcome::Placed { server } => format!("{name} joins -> {}", server_name(*server)),
             JoinOutcome::Refused { how } => format!("{name} joins -> refused ({how})"),
