@@ -219,7 +219,11 @@ impl Run<'_> {
         let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if crate::sockets::listening(&ns).await?.iter().any(|a| a.port() == port) {
+            if crate::sockets::listening(&ns)
+                .await?
+                .iter()
+                .any(|a| a.port() == port)
+            {
                 break;
             }
             if let Some(status) = p.try_exit_code() {
@@ -255,7 +259,7 @@ impl Run<'_> {
             let args: Vec<String> = ["-i", "any", "-U", "-n", "-s", "256", "-w"]
                 .iter()
                 .map(|s| s.to_string())
-                .chain([path.display().to_string(), "tcp".into()])
+                .chain([path.display().to_string(), "tcp and not port 9100".into()])
                 .collect();
             let p = NsProcess::spawn(&lb_ns, std::path::Path::new("tcpdump"), &args).await?;
             if p.wait_for_line(|l| l.contains("listening on"), START_TIMEOUT)
@@ -637,7 +641,10 @@ impl Run<'_> {
             if found.len() > 1 && Instant::now() > end {
                 let servers: Vec<String> = found.iter().map(|(s, _)| server_name(*s)).collect();
                 break JoinOutcome::Unplaced {
-                    why: format!("ambiguous: new long-lived sockets on {} at once", servers.join(", ")),
+                    why: format!(
+                        "ambiguous: new long-lived sockets on {} at once",
+                        servers.join(", ")
+                    ),
                 };
             }
             if let Some((_, how)) = closed(&mut p) {
@@ -654,7 +661,8 @@ impl Run<'_> {
             tokio::time::sleep(POLL).await;
         };
         // Placed: when the server's socket appeared; otherwise when the harness gave up.
-        let settled = connected.map_or_else(|| self.now(), |t| t.saturating_duration_since(self.start));
+        let settled =
+            connected.map_or_else(|| self.now(), |t| t.saturating_duration_since(self.start));
         let text = match &outcome {
             JoinOutcome::Placed { server } => format!("{name} joins -> {}", server_name(*server)),
             JoinOutcome::Refused { how } => format!("{name} joins -> refused ({how})"),
@@ -814,7 +822,9 @@ fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
 /// A tc rate ("512kbit", "10mbit", "1gbit") in kbit/s.
 fn kbit(rate: &str) -> anyhow::Result<u32> {
     let digits: String = rate.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let n: u64 = digits.parse().with_context(|| format!("`{rate}` is not a rate"))?;
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("`{rate}` is not a rate"))?;
     let k = match &rate[digits.len()..] {
         "kbit" => n,
         "mbit" => n * 1000,

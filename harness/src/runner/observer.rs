@@ -71,7 +71,8 @@ impl Observer {
                 while !stop.load(Ordering::Relaxed) {
                     // Kernel ground truth: sock_diag inside the server's namespace.
                     if let Ok(pairs) = crate::sockets::established(&ns, port).await {
-                        let now_conns: Vec<SocketAddrV4> = pairs.into_iter().map(|(_, r)| r).collect();
+                        let now_conns: Vec<SocketAddrV4> =
+                            pairs.into_iter().map(|(_, r)| r).collect();
                         let now = Instant::now();
                         let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
                         let map = &mut s.conns[i];
@@ -157,7 +158,11 @@ impl Observer {
     }
 
     /// Servers with a socket not in `baseline` that has persisted `persist`; earliest first.
-    pub fn new_persistent(&self, baseline: &[Vec<SocketAddrV4>], persist: Duration) -> Vec<(usize, Instant)> {
+    pub fn new_persistent(
+        &self,
+        baseline: &[Vec<SocketAddrV4>],
+        persist: Duration,
+    ) -> Vec<(usize, Instant)> {
         let now = Instant::now();
         let s = self.lock();
         let mut out: Vec<(usize, Instant)> = s
