@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::runner::{RunOutcome, Status};
+use crate::scenario::BalancerKind;
 
 /// `index.md`: one row a scenario x balancer, linking to its report.
 pub fn index(outcomes: &[RunOutcome]) -> String {
@@ -21,6 +22,35 @@ pub fn index(outcomes: &[RunOutcome]) -> String {
         "# l4lb scenario runs\n\n{} runs: {passed} passed, {failed} failed, {skipped} skipped.\n",
         outcomes.len()
     );
+    let _ = writeln!(s, "## Side by side\n\nThe same steps against each balancer.\n");
+    let _ = writeln!(s, "| scenario | raw | proxy |\n|---|---|---|");
+    let mut stems: Vec<&str> = Vec::new();
+    for o in outcomes {
+        if !stems.contains(&o.evidence.file_stem.as_str()) {
+            stems.push(&o.evidence.file_stem);
+        }
+    }
+    for stem in stems {
+        let cell = |b: BalancerKind| {
+            outcomes
+                .iter()
+                .find(|o| o.evidence.file_stem == stem && o.evidence.balancer == b)
+                .map_or("not run".to_string(), |o| {
+                    format!(
+                        "**{}** {}",
+                        o.status().label(),
+                        o.key_figures().replace('|', "\\|")
+                    )
+                })
+        };
+        let _ = writeln!(
+            s,
+            "| {stem} | {} | {} |",
+            cell(BalancerKind::Raw),
+            cell(BalancerKind::Proxy)
+        );
+    }
+    let _ = writeln!(s, "\n## Every run\n");
     let _ = writeln!(
         s,
         "| scenario | balancer | verdict | key figures | report |\n|---|---|---|---|---|"
