@@ -155,7 +155,7 @@ fn processes_in(ids: &HashSet<NsId>) -> Vec<(u32, NsId)> {
         .collect()
 }
 
-/// Kills every process inside `namespaces`, waits (bounded) for them to leave, then
+/// Kills every process inside `namespaces`, waits (bounded) for them to die, then
 /// unmounts the namespaces. Returns every error met; never stops early.
 pub fn remove_namespaces(namespaces: &[Namespace]) -> Vec<anyhow::Error> {
     let mut errors = Vec::new();
@@ -180,11 +180,12 @@ pub fn remove_namespaces(namespaces: &[Namespace]) -> Vec<anyhow::Error> {
         let mut left = procs;
         while !left.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
-            left.retain(|(pid, id)| ns_id(Path::new(&format!("/proc/{pid}/ns/net"))) == Some(*id));
+            // Gone or a zombie: it no longer holds the namespace, and never runs again.
+            left.retain(|(pid, _)| pid_alive(*pid));
         }
         for (pid, _) in left {
             errors.push(anyhow::anyhow!(
-                "pid {pid} still runs inside a namespace after SIGKILL (stuck in the kernel?)"
+                "pid {pid} still runs {KILL_WAIT:?} after SIGKILL (stuck in the kernel?)"
             ));
         }
     }
@@ -251,18 +252,30 @@ pub mod registry {
     }
 }
 
-/// On SIGINT or SIGTERM: tear down every live topology of this process, then exit with
-/// 130 (SIGINT) or 143 (SIGTERM). Call once, inside a tokio runtime, early in a command
-/// that builds topologies (`l4lb run`, `l4lb topo up`). Returns the watcher task.
-pub fn install_signal_teardown() -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// Resolves when this process gets SIGINT (returns 130) or SIGTERM (returns 143), the
+/// shell's exit codes for them. Registering replaces the default "die at once", so the
+/// caller gets to tear down. Must be called inside a tokio runtime.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = i32>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    Ok(tokio::spawn(async move {
-        let code = tokio::select! {
+    Ok(async move {
+        tokio::select! {
             _ = int.recv() => 130,
             _ = term.recv() => 143,
-        };
+        }
+    })
+}
+
+/// On SIGINT or SIGTERM: tear down every live topology of this process (the
+/// [`registry`]), then exit with 130 (SIGINT) or 143 (SIGTERM). Call once, inside a
+/// tokio runtime, early in a command that builds topologies (`l4lb run`). Children
+/// started with [`crate::netns::Namespace::command`] die with the process anyway
+/// (PR_SET_PDEATHSIG). Returns the watcher task.
+pub fn install_signal_teardown() -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let signal = shutdown_signal()?;
+    Ok(tokio::spawn(async move {
+        let code = signal.await;
         let errors = registry::teardown_all();
         if let Err(e) = combine_errors("teardown on signal", errors) {
             eprintln!("l4lb: {e:#}");

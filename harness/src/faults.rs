@@ -5,7 +5,6 @@
 //! ([`Topology::set_link`]), loss through iptables ([`crate::firewall`]), rate limits
 //! and netem through `tc` run inside the namespace.
 
-use std::os::unix::process::CommandExt;
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context};
@@ -122,22 +121,13 @@ pub fn netem_supported() -> bool {
 }
 
 fn probe_netem() -> bool {
-    let mut cmd = std::process::Command::new("tc");
-    cmd.args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
+    crate::netns::private_command("tc")
+        .args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // SAFETY: unshare is async-signal-safe; the child gets a fresh network namespace of
-    // its own (never the host's), which disappears when it exits.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.status().is_ok_and(|s| s.success())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nix::sched::{setns, CloneFlags};
+use nix::sched::CloneFlags;
 
 /// Directory where named network namespaces are bind-mounted (as `ip netns` does).
 pub const NETNS_DIR: &str = "/run/netns";
@@ -52,7 +52,20 @@ impl Namespace {
 
     /// Opens the namespace file (an fd that setns(2) accepts).
     pub fn open(&self) -> anyhow::Result<File> {
-        File::open(&self.path).with_context(|| {
+        self.handle()?
+            .file()
+            .try_clone()
+            .with_context(|| format!("cannot duplicate the fd of {}", self.path.display()))
+    }
+
+    /// Opens the namespace as a netns-rs handle (the crate's `NetNs`), whose `enter`
+    /// switches the calling thread into it.
+    ///
+    /// Creation stays in [`create`]: netns-rs creates a namespace on a thread that exits
+    /// at once (we need that thread to open the netlink socket too), and reuses an
+    /// existing name instead of failing.
+    pub fn handle(&self) -> anyhow::Result<netns_rs::NetNs> {
+        netns_rs::get_from_path(&self.path).with_context(|| {
             format!(
                 "cannot open network namespace {} (was it removed? `ip netns list` shows what exists)",
                 self.path.display()
@@ -69,12 +82,13 @@ impl Namespace {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let file = self.open()?;
+        let netns = self.handle()?;
         let name = self.name.clone();
         let thread = std::thread::Builder::new()
             .name(format!("netns-{}", short(&name)))
             .spawn(move || -> anyhow::Result<T> {
-                setns(&file, CloneFlags::CLONE_NEWNET)
+                netns
+                    .enter()
                     .with_context(|| format!("setns into {name} failed (needs root)"))?;
                 Ok(f())
             })
@@ -92,12 +106,13 @@ impl Namespace {
         T: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let file = self.open()?;
+        let netns = self.handle()?;
         let name = self.name.clone();
         std::thread::Builder::new()
             .name(format!("netns-{}", short(&name)))
             .spawn(move || {
-                let result = setns(&file, CloneFlags::CLONE_NEWNET)
+                let result = netns
+                    .enter()
                     .with_context(|| format!("setns into {name} failed (needs root)"))
                     .map(|()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
                 let _ = tx.send(result);
@@ -113,63 +128,66 @@ impl Namespace {
     ///
     /// The child also gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the thread that
     /// spawned it: spawn from a long-lived thread (a tokio worker, the main thread),
-    /// never from a short-lived one such as a [`Namespace::run`] closure. If the namespace
-    /// cannot be opened, the returned command fails at spawn with that error.
+    /// never from a short-lived one such as a [`Namespace::run`] closure or a
+    /// `spawn_blocking` task. If the namespace cannot be opened, the returned command
+    /// fails at spawn with that error.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(program);
-        let fd: Result<OwnedFd, std::io::Error> = File::open(&self.path).map(OwnedFd::from);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the closure runs in the child between fork and exec; it only calls
-        // async-signal-safe functions (setns, prctl, getppid) and allocates nothing.
+        let enter = self.pre_exec_enter(true);
+        // SAFETY: `enter` only makes async-signal-safe calls (see `pre_exec_enter`).
         unsafe {
-            cmd.pre_exec(move || {
-                let fd = match &fd {
-                    Ok(fd) => fd.as_raw_fd(),
-                    Err(e) => {
-                        return Err(std::io::Error::from_raw_os_error(
-                            e.raw_os_error().unwrap_or(libc::ENOENT),
-                        ))
-                    }
-                };
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died between fork and prctl.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
+            cmd.pre_exec(enter);
         }
         cmd
     }
 
-    /// A std `Command` for one-off helper tools (iptables, tc, ethtool) run in this namespace.
+    /// A std `Command` for one-off helper tools (iptables, tc, ethtool) run in this
+    /// namespace (no parent-death signal: it is waited for synchronously).
     pub fn std_command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(program);
-        let fd: Result<OwnedFd, std::io::Error> = File::open(&self.path).map(OwnedFd::from);
-        // SAFETY: as in `command`: only async-signal-safe calls between fork and exec.
+        let enter = self.pre_exec_enter(false);
+        // SAFETY: `enter` only makes async-signal-safe calls (see `pre_exec_enter`).
         unsafe {
-            cmd.pre_exec(move || {
-                let fd = match &fd {
-                    Ok(fd) => fd.as_raw_fd(),
-                    Err(e) => {
-                        return Err(std::io::Error::from_raw_os_error(
-                            e.raw_os_error().unwrap_or(libc::ENOENT),
-                        ))
-                    }
-                };
+            cmd.pre_exec(enter);
+        }
+        cmd
+    }
+
+    /// The closure a child runs between fork and exec: setns into this namespace (the
+    /// file is opened now, in the parent), optionally PR_SET_PDEATHSIG = SIGKILL. It only
+    /// calls async-signal-safe functions (setns, prctl, getppid, _exit) and allocates
+    /// nothing, as `pre_exec` requires.
+    fn pre_exec_enter(
+        &self,
+        die_with_parent: bool,
+    ) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
+        let fd: Result<OwnedFd, i32> = File::open(&self.path)
+            .map(OwnedFd::from)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT));
+        let parent = std::process::id() as libc::pid_t;
+        move || {
+            let fd = match &fd {
+                Ok(fd) => fd.as_raw_fd(),
+                Err(errno) => return Err(std::io::Error::from_raw_os_error(*errno)),
+            };
+            // SAFETY: plain syscalls on a valid fd; no memory is shared or allocated.
+            unsafe {
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
-            });
+                if die_with_parent {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The parent may have died between fork and prctl.
+                    if libc::getppid() != parent {
+                        libc::_exit(1);
+                    }
+                }
+            }
+            Ok(())
         }
-        cmd
     }
 
     /// Opens an rtnetlink socket inside this namespace (on a throwaway thread) and drives
@@ -190,6 +208,25 @@ impl Namespace {
     pub fn exists(&self) -> bool {
         self.path.exists()
     }
+}
+
+/// A std `Command` whose child runs in a fresh, private, unnamed network namespace
+/// (only `lo`, down) that vanishes when it exits: for probes such as "does this kernel
+/// have netem" that must not touch any real namespace.
+pub fn private_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    // SAFETY: unshare is async-signal-safe and allocates nothing; it runs in the child
+    // between fork and exec and gives it a new network namespace (never the host's).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// The part of a namespace name after the run prefix, for thread names (≤15 bytes).
@@ -216,9 +253,7 @@ pub(crate) fn create(
                 .write(true)
                 .create_new(true)
                 .open(&path)
-                .with_context(|| {
-                    format!("cannot create {} (does it exist already?)", path.display())
-                })?;
+                .with_context(|| format!("cannot create {} (needs root)", path.display()))?;
             let made = (|| -> anyhow::Result<_> {
                 nix::sched::unshare(CloneFlags::CLONE_NEWNET)
                     .context("unshare(CLONE_NEWNET) failed (needs root)")?;

@@ -91,10 +91,21 @@ impl NsProcess {
         program: &std::path::Path,
         args: &[String],
     ) -> anyhow::Result<NsProcess> {
+        Self::spawn_env(ns, program, args, &[]).await
+    }
+
+    /// Like [`NsProcess::spawn`], with extra environment variables (e.g. `RUST_LOG`).
+    pub async fn spawn_env(
+        ns: &Namespace,
+        program: &std::path::Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<NsProcess> {
         let label = format!("{} {} (in {})", program.display(), args.join(" "), ns.name);
         let mut child = ns
             .command(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

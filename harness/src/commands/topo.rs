@@ -96,19 +96,14 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let signal = cleanup::shutdown_signal()?;
         let topo = Topology::build(&spec).await?;
         print!("{}", describe(&topo));
         println!(
             "waiting: Ctrl-C or SIGTERM (kill {}) tears it down",
             std::process::id()
         );
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        signal.await;
         let prefix = topo.prefix().to_string();
         topo.teardown().await?;
         println!("removed {prefix}*");
