@@ -114,6 +114,13 @@ pub fn render(outcome: &RunOutcome) -> String {
         let _ = writeln!(s, "{} {:>5}  {}", t(e.at), origin, e.text);
     }
     let _ = writeln!(s, "```\n\n![sessions per server over time](timeline.svg)\n");
+    if let Some(stats) = &ev.stats_end {
+        let _ = writeln!(
+            s,
+            "<details><summary>Balancer stats at the end</summary>\n\n```\n{}```\n</details>\n",
+            stats.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect::<String>()
+        );
+    }
     if !ev.transcripts.is_empty() {
         let _ = writeln!(s, "## Chat transcripts (what each client received)\n");
         for (client, lines) in &ev.transcripts {

@@ -162,6 +162,8 @@ pub struct Evidence {
     pub samples: Vec<Sample>,
     /// Sessions the balancer reported at the end (raw: NAT rows).
     pub open_sessions_end: Option<u32>,
+    /// The balancer's stats at the end (Prometheus text), for the report.
+    pub stats_end: Option<String>,
     /// Whether the balancer process still ran at the end.
     pub balancer_alive_end: bool,
     /// Steps that failed (deadline passed, process failed to start, ...).
@@ -192,6 +194,7 @@ impl Evidence {
             health: Vec::new(),
             samples: Vec::new(),
             open_sessions_end: None,
+            stats_end: None,
             balancer_alive_end: false,
             step_failures: Vec::new(),
             skipped: None,

@@ -697,7 +697,9 @@ impl Run<'_> {
         // A last fresh reading of the balancer's sessions.
         tokio::time::sleep(POLL * 3).await;
         if let Some(obs) = &self.observer {
-            self.ev.open_sessions_end = obs.lock().stats.as_ref().and_then(|s| s.sessions);
+            let seen = obs.lock();
+            self.ev.open_sessions_end = seen.stats.as_ref().and_then(|s| s.sessions);
+            self.ev.stats_end = seen.stats_text.clone();
         }
         self.ev.balancer_alive_end = self
             .balancer

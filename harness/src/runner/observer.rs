@@ -29,6 +29,8 @@ pub struct Seen {
     pub conns: Vec<BTreeMap<SocketAddrV4, Instant>>,
     /// Last stats read, when they could be read.
     pub stats: Option<Stats>,
+    /// Text of the last stats read.
+    pub stats_text: Option<String>,
     /// Last error reading the stats.
     pub stats_error: Option<String>,
     /// Per server: last known health (None: not known yet).
@@ -112,6 +114,7 @@ impl Observer {
                                     s.health[i] = Some(up);
                                 }
                                 s.stats = Some(stats);
+                                s.stats_text = Some(text);
                                 s.stats_error = None;
                             }
                             Err(e) => s.stats_error = Some(e.to_string()),

@@ -19,7 +19,7 @@ pub struct Stats {
 ///
 /// Up/down: `l4lb_backend_state{state="up"}` when present (a fully healthy backend),
 /// otherwise `l4lb_backend_up`; down is `l4lb_backend_up == 0`. Sessions: a gauge whose
-/// name mentions NAT rows (`l4lb_raw_*rows*`), else the sum of `l4lb_backend_sessions_live`.
+/// `l4lb_raw_rows` (NAT rows), else the sum of `l4lb_backend_sessions_live`.
 pub fn parse_metrics(text: &str) -> Stats {
     let mut usable: BTreeMap<String, bool> = BTreeMap::new();
     let mut state_up: BTreeMap<String, bool> = BTreeMap::new();
@@ -59,13 +59,7 @@ pub fn parse_metrics(text: &str) -> Stats {
                 }
             }
             "l4lb_backend_sessions_live" => *live.get_or_insert(0.0) += value,
-            n if n.starts_with("l4lb_raw")
-                && n.contains("rows")
-                && !n.ends_with("_total")
-                && !n.contains("max") =>
-            {
-                *rows.get_or_insert(0.0) += value;
-            }
+            "l4lb_raw_rows" => rows = Some(value),
             _ => {}
         }
     }
@@ -129,7 +123,7 @@ l4lb_backend_sessions_live{backend="10.0.0.13:9000"} 1
         // Suspect (usable, not fully up): neither mark.
         assert_eq!(s.up.get("10.0.0.13:9000"), None);
         assert_eq!(s.sessions, Some(3));
-        let raw = format!("{text}l4lb_raw_nat_rows 5\n");
+        let raw = format!("{text}l4lb_raw_rows 5\nl4lb_raw_backend_rows{{backend=\"10.0.0.11:9000\"}} 5\n");
         assert_eq!(parse_metrics(&raw).sessions, Some(5));
         assert_eq!(parse_metrics("").sessions, None);
     }
