@@ -687,6 +687,20 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// A fresh reading of the balancer's stats (three tries, one second each).
+    async fn fresh_stats(&self) -> anyhow::Result<String> {
+        let lb = self.topo.namespace(Host::Lb).clone();
+        let admin = SocketAddr::V4(balancer::ADMIN_ADDR);
+        let mut last = String::new();
+        for _ in 0..3 {
+            match lb.run_async(move || probe::fetch_metrics(admin, Duration::from_secs(1))).await? {
+                Ok(text) => return Ok(text),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        anyhow::bail!("{last}")
+    }
+
     /// Reads the end state while everything still runs.
     async fn finish(&mut self) {
         for c in self.clients.values_mut() {
@@ -696,10 +710,12 @@ impl Run<'_> {
         }
         // A last fresh reading of the balancer's sessions.
         tokio::time::sleep(POLL * 3).await;
-        if let Some(obs) = &self.observer {
-            let seen = obs.lock();
-            self.ev.open_sessions_end = seen.stats.as_ref().and_then(|s| s.sessions);
-            self.ev.stats_end = seen.stats_text.clone();
+        match self.fresh_stats().await {
+            Ok(text) => {
+                self.ev.open_sessions_end = probe::parse_metrics(&text).sessions;
+                self.ev.stats_end = Some(text);
+            }
+            Err(e) => self.ev.stats_end = Some(format!("# the stats could not be read: {e}\n")),
         }
         self.ev.balancer_alive_end = self
             .balancer
