@@ -558,7 +558,7 @@ impl Run<'_> {
             Condition::Closed(name) => {
                 let c = self.clients.get(name).context("unknown client")?;
                 let mut p = c.proc.lock().await;
-                closed(&mut p).is_some()
+                closed(&mut p).await.is_some()
             }
         })
     }
@@ -647,7 +647,7 @@ impl Run<'_> {
                     ),
                 };
             }
-            if let Some((_, how)) = closed(&mut p) {
+            if let Some((_, how)) = closed(&mut p).await {
                 break JoinOutcome::Refused { how };
             }
             if Instant::now() > end {
@@ -724,7 +724,7 @@ impl Run<'_> {
         let start = self.start;
         for (name, c) in &self.clients {
             let mut p = c.proc.lock().await;
-            if let Some((at, how)) = closed(&mut p) {
+            if let Some((at, how)) = closed(&mut p).await {
                 self.ev.closes.insert(
                     name.clone(),
                     CloseRecord {
@@ -825,16 +825,28 @@ impl Run<'_> {
 }
 
 /// When and how a client's session ended: its disconnect or error line, or its exit.
-fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
-    let lines = p.transcript();
-    if let Some(l) = lines.iter().find(|l| {
-        let t = l.text.to_ascii_lowercase();
-        t.contains("connect() error") || t.contains("disconnected") || t.contains("refused")
-    }) {
-        return Some((l.at, l.text.clone()));
+/// `how` is a fixed phrase (it goes into snapshots); the client's own words are not.
+async fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
+    let scan = |p: &NsProcess| {
+        p.transcript().into_iter().find_map(|l| {
+            let t = l.text.to_ascii_lowercase();
+            if t.contains("connect() error") || t.contains("refused") {
+                Some((l.at, "connection refused".to_string()))
+            } else if t.contains("disconnected") {
+                Some((l.at, "closed by the other side".to_string()))
+            } else {
+                None
+            }
+        })
+    };
+    if let Some(found) = scan(p) {
+        return Some(found);
     }
-    p.try_exit_code()
-        .map(|s| (Instant::now(), format!("exited ({s})")))
+    let status = p.try_exit_code()?;
+    let exited = Instant::now();
+    // It may have printed its reason just before exiting: read to the end first.
+    p.wait_output_closed(Duration::from_millis(300)).await;
+    scan(p).or(Some((exited, format!("exited ({status}) without saying why"))))
 }
 
 /// A tc rate ("512kbit", "10mbit", "1gbit") in kbit/s.
