@@ -631,20 +631,19 @@ impl Run<'_> {
         .max(self.scenario.health.timeout * 2 + Duration::from_millis(100));
         let mut connected = None;
         let outcome = loop {
-            let found = self.observer()?.new_persistent(&baseline, persist);
-            // One client makes one connection: wait while lingering health checks make
-            // the answer ambiguous, and take the earliest at the deadline.
-            if found.len() == 1 {
-                connected = Some(found[0].1);
-                break JoinOutcome::Placed { server: found[0].0 };
+            let found = self.observer()?.new_sockets(&baseline, persist);
+            let lasting: Vec<_> = found.iter().filter(|n| n.persistent).collect();
+            // One client makes one connection: decide only when one server alone has new
+            // sockets (a young one elsewhere may be the client, the old one a slow check).
+            // At the deadline, young sockets elsewhere did not last: they were checks.
+            if lasting.len() == 1 && (found.len() == 1 || Instant::now() > end) {
+                connected = Some(lasting[0].first);
+                break JoinOutcome::Placed { server: lasting[0].server };
             }
-            if found.len() > 1 && Instant::now() > end {
-                let servers: Vec<String> = found.iter().map(|(s, _)| server_name(*s)).collect();
+            if lasting.len() > 1 && Instant::now() > end {
+                let servers: Vec<String> = lasting.iter().map(|n| server_name(n.server)).collect();
                 break JoinOutcome::Unplaced {
-                    why: format!(
-                        "ambiguous: new long-lived sockets on {} at once",
-                        servers.join(", ")
-                    ),
+                    why: format!("ambiguous: new long-lived sockets on {} at once", servers.join(", ")),
                 };
             }
             if let Some((_, how)) = closed(&mut p).await {

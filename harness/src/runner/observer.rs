@@ -41,6 +41,17 @@ pub struct Seen {
     pub samples: Vec<Sample>,
 }
 
+/// New sockets on one server since a baseline.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSockets {
+    /// Server index.
+    pub server: usize,
+    /// When the oldest of them appeared.
+    pub first: Instant,
+    /// Whether that one has lasted long enough to be a client, not a health check.
+    pub persistent: bool,
+}
+
 /// The running observer; [`Observer::stop`] ends its threads.
 pub struct Observer {
     /// Shared view.
@@ -160,27 +171,24 @@ impl Observer {
             .collect()
     }
 
-    /// Servers with a socket not in `baseline` that has persisted `persist`; earliest first.
-    pub fn new_persistent(
-        &self,
-        baseline: &[Vec<SocketAddrV4>],
-        persist: Duration,
-    ) -> Vec<(usize, Instant)> {
+    /// Servers with a socket not in `baseline`: each with when its oldest new socket
+    /// appeared and whether that one has persisted `persist`; oldest first.
+    pub fn new_sockets(&self, baseline: &[Vec<SocketAddrV4>], persist: Duration) -> Vec<NewSockets> {
         let now = Instant::now();
         let s = self.lock();
-        let mut out: Vec<(usize, Instant)> = s
+        let mut out: Vec<NewSockets> = s
             .conns
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
                 m.iter()
-                    .filter(|(k, first)| !baseline[i].contains(k) && now - **first >= persist)
+                    .filter(|(k, _)| !baseline[i].contains(k))
                     .map(|(_, first)| *first)
                     .min()
-                    .map(|first| (i, first))
+                    .map(|first| NewSockets { server: i, first, persistent: now - first >= persist })
             })
             .collect();
-        out.sort_by_key(|(_, t)| *t);
+        out.sort_by_key(|n| n.first);
         out
     }
 
