@@ -26,7 +26,7 @@ use crate::scenario::{
 use crate::topology::{Host, Layout, Topology, TopologySpec};
 
 /// Longest a join may take before the client counts as unplaced.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(4);
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(6);
 /// Longest a server or the balancer may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -169,9 +169,10 @@ impl BalancerSettings {
         self.interval * self.rise + self.timeout
     }
 
-    /// Slack added to measured bounds for polling and scheduling on a busy machine.
+    /// Slack added to measured bounds for polling (25 ms) and scheduling on a busy
+    /// machine: one more interval, at least 300 ms.
     pub fn margin(&self) -> Duration {
-        (self.interval / 2).max(Duration::from_millis(150))
+        self.interval.max(Duration::from_millis(300))
     }
 }
 
