@@ -118,7 +118,11 @@ pub fn render(outcome: &RunOutcome) -> String {
         let _ = writeln!(
             s,
             "<details><summary>Balancer stats at the end</summary>\n\n```\n{}```\n</details>\n",
-            stats.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect::<String>()
+            stats
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
         );
     }
     if !ev.transcripts.is_empty() {

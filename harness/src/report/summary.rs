@@ -22,7 +22,10 @@ pub fn index(outcomes: &[RunOutcome]) -> String {
         "# l4lb scenario runs\n\n{} runs: {passed} passed, {failed} failed, {skipped} skipped.\n",
         outcomes.len()
     );
-    let _ = writeln!(s, "## Side by side\n\nThe same steps against each balancer.\n");
+    let _ = writeln!(
+        s,
+        "## Side by side\n\nThe same steps against each balancer.\n"
+    );
     let _ = writeln!(s, "| scenario | raw | proxy |\n|---|---|---|");
     let mut stems: Vec<&str> = Vec::new();
     for o in outcomes {

@@ -173,7 +173,11 @@ impl Observer {
 
     /// Servers with a socket not in `baseline`: each with when its oldest new socket
     /// appeared and whether that one has persisted `persist`; oldest first.
-    pub fn new_sockets(&self, baseline: &[Vec<SocketAddrV4>], persist: Duration) -> Vec<NewSockets> {
+    pub fn new_sockets(
+        &self,
+        baseline: &[Vec<SocketAddrV4>],
+        persist: Duration,
+    ) -> Vec<NewSockets> {
         let now = Instant::now();
         let s = self.lock();
         let mut out: Vec<NewSockets> = s
@@ -185,7 +189,11 @@ impl Observer {
                     .filter(|(k, _)| !baseline[i].contains(k))
                     .map(|(_, first)| *first)
                     .min()
-                    .map(|first| NewSockets { server: i, first, persistent: now - first >= persist })
+                    .map(|first| NewSockets {
+                        server: i,
+                        first,
+                        persistent: now - first >= persist,
+                    })
             })
             .collect();
         out.sort_by_key(|n| n.first);

@@ -123,7 +123,9 @@ l4lb_backend_sessions_live{backend="10.0.0.13:9000"} 1
         // Suspect (usable, not fully up): neither mark.
         assert_eq!(s.up.get("10.0.0.13:9000"), None);
         assert_eq!(s.sessions, Some(3));
-        let raw = format!("{text}l4lb_raw_rows 5\nl4lb_raw_backend_rows{{backend=\"10.0.0.11:9000\"}} 5\n");
+        let raw = format!(
+            "{text}l4lb_raw_rows 5\nl4lb_raw_backend_rows{{backend=\"10.0.0.11:9000\"}} 5\n"
+        );
         assert_eq!(parse_metrics(&raw).sessions, Some(5));
         assert_eq!(parse_metrics("").sessions, None);
     }
