@@ -71,10 +71,15 @@ pub fn render(ev: &Evidence) -> String {
         );
         let mut points = String::new();
         let mut prev: Option<f64> = None;
-        for sample in &ev.samples {
+        let last = ev.samples.len().saturating_sub(1);
+        for (k, sample) in ev.samples.iter().enumerate() {
             let count = sample.per_server.get(i).copied().unwrap_or(0) as f64;
             let y = base - (LANE - 20.0) * count / max_count;
             let px = x(sample.at.as_secs_f64());
+            // A step line: a point where the count changes, and one at the end.
+            if prev == Some(y) && k != last {
+                continue;
+            }
             if let Some(py) = prev {
                 let _ = write!(points, "{px:.1},{py:.1} ");
             }
