@@ -6,7 +6,7 @@
 //! [`Mode::Splice`] moves bytes socket -> pipe -> socket with splice(2) (zero copy);
 //! [`Mode::Copy`] reads into a user-space buffer and writes it out.
 
-use std::io;
+use std::io::{self, Read as _};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,17 +14,19 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::splice::Pipe;
+use super::splice::{Pipe, PIPE_CAPACITY};
 
-/// Buffer per direction in [`Mode::Copy`].
+/// Buffer per direction in [`Mode::Copy`] once a read has filled the first one.
 pub const COPY_BUFFER: usize = 64 * 1024;
+/// First buffer per direction in [`Mode::Copy`].
+pub const FIRST_COPY_BUFFER: usize = 8 * 1024;
 
 /// How bytes are moved between the two sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// splice(2) through a pipe per direction: no copy through user space.
     Splice,
-    /// read(2)/write(2) through a 64 KiB buffer per direction.
+    /// read(2)/write(2) through a buffer per direction (8 KiB, 64 KiB once one fills).
     Copy,
 }
 
@@ -94,10 +96,9 @@ pub async fn forward(
             )?;
         }
         Mode::Copy => {
-            let (mut up, mut down) = (vec![0u8; COPY_BUFFER], vec![0u8; COPY_BUFFER]);
             tokio::try_join!(
-                copy_half(client, backend, &mut up, transfer, &transfer.to_backend),
-                copy_half(backend, client, &mut down, transfer, &transfer.from_backend),
+                copy_half(client, backend, transfer, &transfer.to_backend),
+                copy_half(backend, client, transfer, &transfer.from_backend),
             )?;
         }
     }
@@ -122,7 +123,17 @@ async fn splice_half(
     loop {
         let n = loop {
             src.readable().await?;
-            match src.try_io(Interest::READABLE, || pipe.fill(src)) {
+            let mut short = None;
+            // As in `read_and_clear`: less than a full pipe means `src` is drained.
+            let filled = src.try_io(Interest::READABLE, || {
+                let n = pipe.fill(src)?;
+                if n > 0 && n < PIPE_CAPACITY {
+                    short = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match short.map_or(filled, Ok) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -143,17 +154,39 @@ async fn splice_half(
     }
 }
 
+/// One read from `src`. A short read (less than the buffer) means the socket is drained
+/// for now, so its readiness is cleared at once: the next wait goes straight to the event
+/// loop instead of costing a read that would only say `EAGAIN`. Tokio clears readiness
+/// only up to the event seen before the read, so data that arrives meanwhile is not missed.
+fn read_and_clear(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut short = None;
+    let result = src.try_io(Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(src)).read(buf)?;
+        if n > 0 && n < buf.len() {
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (result, short) {
+        (_, Some(n)) => Ok(n),
+        (result, None) => result,
+    }
+}
+
 async fn copy_half(
     src: &TcpStream,
     dst: &TcpStream,
-    buf: &mut [u8],
     transfer: &Transfer,
     counter: &AtomicU64,
 ) -> io::Result<()> {
+    // Small first: most sessions (requests, chat lines) never fill it, and a big zeroed
+    // buffer per session costs time and cache. A read that fills it grows it once.
+    let mut buf = vec![0u8; FIRST_COPY_BUFFER];
     loop {
         let n = loop {
             src.readable().await?;
-            match src.try_read(buf) {
+            match read_and_clear(src, &mut buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -170,6 +203,9 @@ async fn copy_half(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
                 Err(e) => return Err(e),
             }
+        }
+        if n == buf.len() && buf.len() < COPY_BUFFER {
+            buf = vec![0u8; COPY_BUFFER];
         }
     }
 }

@@ -4,13 +4,15 @@
 //! the fewest live sessions (weighted; ties round robin, see [`crate::pool::select`]).
 //!
 //! - [`config`]: `l4lb proxy` arguments and their validation.
-//! - [`server`]: listener, accept loop, session limit, graceful shutdown.
+//! - [`server`]: listener, per-CPU workers, accept loop, session limit, graceful shutdown.
 //! - [`session`]: one client: connect (timeout, retry elsewhere), forward, idle timeout.
 //! - [`forward`]: two half-duplex copies (splice(2) through a pipe, or a buffer).
+//! - [`limits`]: the descriptor budget `--max-sessions` needs.
 //! - [`stats`]: proxy-wide counters, exported on the stats endpoint.
 
 pub mod config;
 pub mod forward;
+pub mod limits;
 pub mod server;
 pub mod session;
 mod splice;
@@ -24,9 +26,11 @@ pub use config::{ProxyArgs, ProxyConfig};
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let config = args.resolve()?;
     args.log.init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    limits::ensure_descriptors(config.max_sessions, config.forward);
+    // The main runtime runs signals, health checks and the stats endpoint; sessions run
+    // on the workers' own runtimes (see `server`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("l4lb-proxy")
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the tokio runtime: {e}"))?;
     runtime.block_on(server::serve_until_signal(config))?;

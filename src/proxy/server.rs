@@ -1,4 +1,12 @@
-//! The listener and accept loop: session limit, refusal, graceful shutdown.
+//! The listener, the workers and their accept loops: session limit, refusal, graceful
+//! shutdown.
+//!
+//! Threading: one single-threaded tokio runtime per worker thread (`--workers`, default
+//! one per CPU), each accepting from its own SO_REUSEPORT listening socket and running
+//! the sessions it accepted to the end. No work stealing, no cross-thread wake-ups on the
+//! data path, no two workers woken for one connection. The
+//! main thread's runtime runs the signals, the health checker and the stats endpoint.
+//! Shared state is the pool (a mutex held for a few comparisons) and atomic counters.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,19 +31,41 @@ use crate::pool::Pool;
 /// Listen backlog (the kernel caps it at net.core.somaxconn).
 pub const BACKLOG: i32 = 4096;
 
-/// Binds the client listener: SO_REUSEADDR, TCP_NODELAY (inherited by accepted sockets),
-/// a large backlog for connection-rate bursts.
-pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Binds the client listeners, one per worker, all on one address with SO_REUSEPORT so
+/// the kernel spreads new connections over them (no thundering herd between workers).
+/// Each has SO_REUSEADDR, TCP_NODELAY (inherited by accepted sockets) and a large backlog.
+///
+/// SO_REUSEPORT alone would let a second balancer started on the same address silently
+/// share it; a plain bind first makes that a clear error instead.
+pub fn bind(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let taken =
+        || format!("cannot listen on {addr}: is something else using it? choose another --listen");
+    let probe = socket_for(addr)?;
+    probe.bind(&addr.into()).with_context(taken)?;
+    // With port 0 the probe picked the port; the workers' sockets take the same one.
+    let addr = probe
+        .local_addr()?
+        .as_socket()
+        .context("the listening socket has no IP address")?;
+    drop(probe);
+    (0..count.max(1))
+        .map(|_| {
+            let socket = socket_for(addr)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&addr.into()).with_context(taken)?;
+            socket.listen(BACKLOG)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
+fn socket_for(addr: SocketAddr) -> anyhow::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .context("cannot create the listening socket")?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into()).with_context(|| {
-        format!("cannot listen on {addr}: is something else using it? choose another --listen")
-    })?;
-    socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into()).context("cannot register the listener with tokio")
+    Ok(socket)
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -51,17 +81,18 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Binds `config.listen` and serves until SIGTERM/SIGINT.
+/// Binds `config.listen` and serves until SIGTERM/SIGINT. Call on a tokio runtime; the
+/// workers get runtimes of their own.
 pub async fn serve_until_signal(config: ProxyConfig) -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
-    let listener = bind(config.listen)?;
-    serve(listener, config, stop).await
+    let listeners = bind(config.listen, config.workers)?;
+    serve(listeners, config, stop).await
 }
 
-/// Serves clients from `listener` until `stop` resolves, then stops accepting, lets
+/// Serves clients from `listeners` (one worker each) until `stop` resolves, then stops accepting, lets
 /// open sessions finish for up to `config.grace`, and closes the rest.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     config: ProxyConfig,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -82,15 +113,37 @@ pub async fn serve(
         }
         None => None,
     };
-    let limit = Arc::new(Semaphore::new(config.max_sessions));
     let grace = config.grace;
+    let workers = listeners.len();
     let ctx = Arc::new(Context {
         pool,
         config,
         stats: Arc::clone(&stats),
         force_close: CancellationToken::new(),
     });
-    let sessions = TaskTracker::new();
+    let shared = Arc::new(Shared {
+        ctx: Arc::clone(&ctx),
+        limit: Arc::new(Semaphore::new(ctx.config.max_sessions)),
+        sessions: TaskTracker::new(),
+        stop_accepting: CancellationToken::new(),
+        exit: CancellationToken::new(),
+    });
+    let local = listeners
+        .first()
+        .context("no listening socket to serve")?
+        .local_addr()?;
+    let (accepting_tx, mut accepting_rx) = tokio::sync::mpsc::channel::<()>(workers);
+    let mut threads = Vec::new();
+    for (n, handle) in listeners.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let done = accepting_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("l4lb-proxy-{n}"))
+            .spawn(move || worker(handle, shared, done))
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+    drop(accepting_tx);
     let backends: Vec<String> = ctx
         .pool
         .backends()
@@ -98,24 +151,93 @@ pub async fn serve(
         .map(|b| b.addr.to_string())
         .collect();
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %local,
         backends = %backends.join(","),
+        workers,
         max_sessions = ctx.config.max_sessions,
         forward = ?ctx.config.forward,
         "proxy listening"
     );
 
-    tokio::pin!(stop);
+    stop.await;
+    shared.stop_accepting.cancel();
+    // Each worker drops its listener handle and reports; then no session can be added.
+    while accepting_rx.recv().await.is_some() {}
+    let sessions = &shared.sessions;
+    sessions.close();
+    tracing::info!(
+        live = sessions.len(),
+        grace_ms = grace.as_millis() as u64,
+        "no longer accepting; draining sessions"
+    );
+    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+        tracing::warn!(
+            live = sessions.len(),
+            "grace period over; closing the remaining sessions"
+        );
+        ctx.force_close.cancel();
+        sessions.wait().await;
+    }
+    shared.exit.cancel();
+    for thread in threads {
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => return Err(error),
+            _ => anyhow::bail!("a worker thread panicked"),
+        }
+    }
+    checker.shutdown().await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    tracing::info!("proxy stopped");
+    Ok(())
+}
+
+/// What the workers share.
+struct Shared {
+    ctx: Arc<Context>,
+    limit: Arc<Semaphore>,
+    sessions: TaskTracker,
+    stop_accepting: CancellationToken,
+    exit: CancellationToken,
+}
+
+/// One worker thread: its own runtime, accepting until told to stop, then running its
+/// sessions until told to exit.
+fn worker(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    accepting: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a worker's tokio runtime")?;
+    runtime.block_on(async move {
+        let listener =
+            TcpListener::from_std(listener).context("cannot register the listener with tokio")?;
+        accept_loop(&listener, &shared).await;
+        drop(listener);
+        drop(accepting); // tells the main thread this worker stopped accepting
+        shared.exit.cancelled().await;
+        Ok(())
+    })
+}
+
+async fn accept_loop(listener: &TcpListener, shared: &Shared) {
+    let stats = &shared.ctx.stats;
     loop {
         tokio::select! {
             biased;
-            () = &mut stop => break,
+            () = shared.stop_accepting.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
                     stats.accepted();
-                    match Arc::clone(&limit).try_acquire_owned() {
+                    match Arc::clone(&shared.limit).try_acquire_owned() {
                         Ok(permit) => {
-                            sessions.spawn(session::run(Arc::clone(&ctx), client, peer, permit));
+                            let ctx = Arc::clone(&shared.ctx);
+                            shared.sessions.spawn(session::run(ctx, client, peer, permit));
                         }
                         Err(_) => {
                             stats.refused(Refusal::MaxSessions);
@@ -131,26 +253,34 @@ pub async fn serve(
             },
         }
     }
+}
 
-    drop(listener);
-    sessions.close();
-    tracing::info!(
-        live = sessions.len(),
-        grace_ms = grace.as_millis() as u64,
-        "no longer accepting; draining sessions"
-    );
-    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
-        tracing::warn!(
-            live = sessions.len(),
-            "grace period over; closing the remaining sessions"
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        listener.set_nonblocking(false).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_taken_address_is_a_clear_error() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        assert_eq!(
+            first[1].local_addr().unwrap(),
+            addr,
+            "workers share one port"
         );
-        ctx.force_close.cancel();
-        sessions.wait().await;
+        let err = bind(addr, 2).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("choose another --listen"),
+            "{err:#}"
+        );
     }
-    checker.shutdown().await;
-    if let Some(task) = admin_task {
-        task.abort();
-    }
-    tracing::info!("proxy stopped");
-    Ok(())
 }

@@ -39,8 +39,7 @@ pub async fn run(
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
 ) {
-    let _permit = permit;
-    let _ = client.set_nodelay(true);
+    let _permit = permit; // TCP_NODELAY is inherited from the listener
     let (backend, guard) = match connect_upstream(&ctx, peer).await {
         Ok(connected) => connected,
         Err(why) => {
@@ -50,7 +49,8 @@ pub async fn run(
         }
     };
     let backend_addr = guard.backend().addr;
-    tracing::info!(client = %peer, backend = %backend_addr, "session opened");
+    // Debug: the close event (info) carries client, backend, bytes and duration.
+    tracing::debug!(client = %peer, backend = %backend_addr, "session opened");
     ctx.stats.opened();
 
     let transfer = Transfer::new();

@@ -6,6 +6,9 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
 
+/// Linux's default pipe capacity: a fill that moves less found the socket drained.
+pub const PIPE_CAPACITY: usize = 64 * 1024;
+
 /// Most bytes moved by one splice call (the pipe's capacity bounds it further).
 const CHUNK: usize = 1 << 20;
 

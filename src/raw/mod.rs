@@ -1,15 +1,70 @@
 //! The raw-socket full-NAT balancer (pnet): round robin over healthy backends.
+//!
+//! Layout (pure parts first, I/O last):
+//! - [`packet`]: checked IPv4/TCP views, rewrite with RFC 1624 checksum updates, drop reasons.
+//! - [`segment`]: user-space segmentation of GRO/TSO super-packets to the egress MTU.
+//! - [`table`]: the NAT table (O(1) both ways, per-backend port pools, timeouts, bound).
+//! - [`nat`]: the core: one datagram in, a rewritten datagram or a counted drop out.
+//! - [`device`]: the device seam ([`device::Device`]), an in-memory device, the pump.
+//! - [`sys`]: the raw socket device (BPF filter, SO_MARK, recvmmsg/sendmmsg).
+//! - [`sender`]: the optional sender thread (`--send-thread`).
+//! - [`firewall`]: the RST-drop rule and the mark exemption for forwarded RSTs.
+//! - [`stats`]: the balancer's metrics on the shared stats endpoint.
+//! - [`cli`]: arguments and their validation; [`run`] wires it all together.
+//!
+//! Offloads: no setting is required. With a veth's default offloads a sender's TSO hands
+//! the balancer super-packets of up to 64 KB whose TCP checksum is only the pseudo-header
+//! part (CHECKSUM_PARTIAL); the balancer recognises that value and computes the checksum
+//! in full, and cuts datagrams longer than `--mtu` into MTU-sized segments in user space
+//! ([`segment`]). With offloads off (`Offloads::Off`) every checksum is final and is
+//! updated incrementally (RFC 1624), the cheap path.
+//!
+//! Firewall (in the balancer's namespace): the RST-drop rule must exist (or
+//! `--install-rst-drop`); the balancer inserts `-m mark --mark 0x4c34 -j ACCEPT` before it
+//! so the RSTs it forwards pass, and, with `--capture packet` (default), `raw`-table
+//! PREROUTING drops for the listening port and the NAT range (local destinations only);
+//! it removes what it added on exit.
 
-use std::process::ExitCode;
+pub mod cli;
+pub mod device;
+pub mod firewall;
+pub mod nat;
+pub mod packet;
+mod run;
+pub mod segment;
+pub mod sender;
+pub mod stats;
+pub mod sys;
+pub mod table;
+
+pub use run::run;
 
 /// `l4lb raw` arguments.
 #[derive(Debug, clap::Args)]
 pub struct RawArgs {
-    /// Original positional form: `SOURCE_IP IP PORT IP PORT ...`.
+    /// Backends (`--backend IP:PORT`, repeatable, round-robin order).
+    #[command(flatten)]
+    pub backends: crate::args::BackendArgs,
+    /// Balancer options.
+    #[command(flatten)]
+    pub options: cli::RawOptions,
+    /// Health-check flags (shared with the proxy).
+    #[command(flatten)]
+    pub health: crate::args::HealthArgs,
+    /// Stats endpoint.
+    #[command(flatten)]
+    pub admin: crate::args::AdminArgs,
+    /// Log format.
+    #[command(flatten)]
+    pub log: crate::args::LogArgs,
+    /// Original positional form: `SOURCE_IP IP PORT IP PORT ...` (without SOURCE_IP when
+    /// `--source-ip` is given).
     pub positional: Vec<String>,
 }
 
-/// Runs the raw balancer until SIGTERM/SIGINT.
-pub fn run(_args: RawArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("raw is not implemented yet")
-}
+pub mod fixture;
+
+#[cfg(test)]
+mod tests_packet;
+#[cfg(test)]
+mod tests_table;

@@ -1,0 +1,263 @@
+//! Arguments of `l4lb raw`, and their validation into a [`Settings`] value.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::raw::table::{self, TableConfig};
+use crate::usage::UsageError;
+
+/// Default listening port (the original's).
+pub const DEFAULT_PORT: u16 = 20000;
+
+/// `l4lb raw` options (the shared health/admin/log flags are added by `RawArgs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RawOptions {
+    /// Source address towards the backends (this host's address on their network).
+    #[arg(long, value_name = "IP")]
+    pub source_ip: Option<Ipv4Addr>,
+    /// Port the clients connect to.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// NAT source ports towards each backend, `LOW-HIGH` (default: the 16,384 ports just
+    /// below the kernel's ip_local_port_range, so they never collide with the kernel's
+    /// own ephemeral ports, e.g. the health checks').
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub nat_ports: Option<String>,
+    /// Most NAT rows at once.
+    #[arg(long, default_value_t = table::DEFAULT_MAX_ROWS)]
+    pub max_rows: usize,
+    /// Free a row whose handshake did not complete after this much silence.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub half_open_timeout: Duration,
+    /// Free an established row after this much silence.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    pub idle_timeout: Duration,
+    /// Keep a row this long after FIN in both directions (for the last ACK).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub fin_linger: Duration,
+    /// Add the RST-drop rule if it is missing, and remove it on exit.
+    #[arg(long)]
+    pub install_rst_drop: bool,
+    /// Egress MTU: larger (GRO/TSO super-) packets are segmented in user space.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: usize,
+    /// Datagrams received and sent per system call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Where segments are taken from: `packet` (AF_PACKET, kernel processing of our
+    /// ports cut off in PREROUTING) or `raw` (a raw TCP socket, the original's way).
+    #[arg(long, value_enum, default_value_t = crate::raw::sys::Capture::Packet)]
+    pub capture: crate::raw::sys::Capture,
+    /// Send on a second thread (overlaps the receivers' kernel work with receiving).
+    #[arg(long)]
+    pub send_thread: bool,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Source address towards backends.
+    pub source_ip: Ipv4Addr,
+    /// Backends, in round-robin order.
+    pub backends: Vec<SocketAddrV4>,
+    /// Listening port.
+    pub port: u16,
+    /// Table limits.
+    pub table: TableConfig,
+    /// Whether to add the RST-drop rule.
+    pub install_rst_drop: bool,
+    /// Egress MTU.
+    pub mtu: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Capture mode.
+    pub capture: crate::raw::sys::Capture,
+    /// Whether to send on a second thread.
+    pub send_thread: bool,
+}
+
+/// Takes the source address from `--source-ip`, or else from the first positional word
+/// (the original form `SOURCE_IP IP PORT IP PORT ...`); returns it and the backend words.
+pub fn split_source(
+    flag: Option<Ipv4Addr>,
+    positional: &[String],
+) -> Result<(Ipv4Addr, &[String]), UsageError> {
+    if let Some(ip) = flag {
+        return Ok((ip, positional));
+    }
+    let Some((first, rest)) = positional.split_first() else {
+        return Err(UsageError::new(
+            "no source address: pass --source-ip IP (or SOURCE_IP as the first positional argument)",
+        ));
+    };
+    let ip = first.parse::<Ipv4Addr>().map_err(|_| {
+        UsageError::new(format!(
+            "`{first}` is not an IPv4 source address (positional form: SOURCE_IP IP PORT IP PORT ...)"
+        ))
+    })?;
+    Ok((ip, rest))
+}
+
+/// The backends as IPv4 socket addresses (the raw balancer speaks IPv4 only).
+pub fn ipv4_backends(backends: &[crate::pool::Backend]) -> Result<Vec<SocketAddrV4>, UsageError> {
+    backends
+        .iter()
+        .map(|b| match b.addr {
+            std::net::SocketAddr::V4(v4) => Ok(v4),
+            std::net::SocketAddr::V6(v6) => Err(UsageError::new(format!(
+                "backend {v6} is IPv6; l4lb raw balances IPv4 only (use l4lb proxy for IPv6)"
+            ))),
+        })
+        .collect()
+}
+
+/// Parses `LOW-HIGH`.
+pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, UsageError> {
+    let bad = || {
+        UsageError::new(format!(
+            "`{text}` is not a port range LOW-HIGH (e.g. 16384-32767)"
+        ))
+    };
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
+}
+
+/// The default NAT range: up to 16,384 ports just below `ephemeral_low` (but above 1023);
+/// if the listening port falls inside, the larger side of it.
+pub fn default_nat_ports(ephemeral_low: u16, listen: u16) -> RangeInclusive<u16> {
+    let hi = ephemeral_low.saturating_sub(1).max(1025);
+    let lo = hi.saturating_sub(16_383).max(1024);
+    if (lo..=hi).contains(&listen) {
+        let below = listen - lo;
+        let above = hi - listen;
+        if above >= below {
+            return listen + 1..=hi;
+        }
+        return lo..=listen - 1;
+    }
+    lo..=hi
+}
+
+/// Reads the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`).
+pub fn ephemeral_range() -> std::io::Result<RangeInclusive<u16>> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) => Ok(lo..=hi),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unexpected ip_local_port_range: {text:?}"),
+        )),
+    }
+}
+
+/// Checks that the NAT range avoids the kernel's ephemeral range and the listening port.
+pub fn check_nat_ports(
+    nat: &RangeInclusive<u16>,
+    ephemeral: &RangeInclusive<u16>,
+    listen: u16,
+) -> Result<(), UsageError> {
+    if nat.start() <= ephemeral.end() && ephemeral.start() <= nat.end() {
+        return Err(UsageError::new(format!(
+            "--nat-ports {}-{} overlaps the kernel's ephemeral ports {}-{} \
+             (ip_local_port_range); pick ports outside it",
+            nat.start(),
+            nat.end(),
+            ephemeral.start(),
+            ephemeral.end()
+        )));
+    }
+    if nat.contains(&listen) {
+        return Err(UsageError::new(format!(
+            "--nat-ports {}-{} contains the listening port {listen}; pick a range without it",
+            nat.start(),
+            nat.end()
+        )));
+    }
+    Ok(())
+}
+
+/// Validates options for `backends` (already checked for duplicates by the shared args).
+pub fn settings(
+    opts: &RawOptions,
+    source_ip: Ipv4Addr,
+    backends: Vec<SocketAddrV4>,
+    ephemeral: RangeInclusive<u16>,
+) -> Result<Settings, UsageError> {
+    let nat_ports = match &opts.nat_ports {
+        Some(text) => parse_port_range(text)?,
+        None => default_nat_ports(*ephemeral.start(), opts.port),
+    };
+    check_nat_ports(&nat_ports, &ephemeral, opts.port)?;
+    if opts.max_rows == 0 {
+        return Err(UsageError::new("--max-rows must be at least 1"));
+    }
+    for (name, d) in [
+        ("--half-open-timeout", opts.half_open_timeout),
+        ("--idle-timeout", opts.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(UsageError::new(format!("{name} must be longer than zero")));
+        }
+    }
+    if opts.mtu < 576 || opts.mtu > 65_535 {
+        return Err(UsageError::new("--mtu must be between 576 and 65535"));
+    }
+    Ok(Settings {
+        source_ip,
+        backends,
+        port: opts.port,
+        table: TableConfig {
+            max_rows: opts.max_rows,
+            half_open_timeout: opts.half_open_timeout,
+            established_timeout: opts.idle_timeout,
+            fin_linger: opts.fin_linger,
+            nat_ports,
+        },
+        install_rst_drop: opts.install_rst_drop,
+        mtu: opts.mtu,
+        batch: opts.batch.clamp(1, 1024),
+        capture: opts.capture,
+        send_thread: opts.send_thread,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn source_address_from_flag_or_first_word() {
+        let w = words("10.0.0.1 10.0.0.11 7000");
+        let (ip, rest) = split_source(None, &w).expect("valid");
+        assert_eq!(ip, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(rest.len(), 2);
+        let (ip, rest) = split_source(Some(Ipv4Addr::new(10, 0, 0, 9)), &w).expect("valid");
+        assert_eq!(ip, Ipv4Addr::new(10, 0, 0, 9));
+        assert_eq!(rest.len(), 3);
+        assert!(split_source(None, &[]).is_err());
+        assert!(split_source(None, &words("nope 10.0.0.11 80")).is_err());
+    }
+
+    #[test]
+    fn default_nat_range_avoids_ephemeral_and_listen_ports() {
+        let r = default_nat_ports(32768, 20000);
+        assert_eq!(r, 20001..=32767);
+        assert!(check_nat_ports(&r, &(32768..=60999), 20000).is_ok());
+        assert_eq!(default_nat_ports(40000, 20000), 23616..=39999);
+        assert!(check_nat_ports(&(30000..=33000), &(32768..=60999), 20000).is_err());
+        assert!(check_nat_ports(&(19000..=21000), &(32768..=60999), 20000).is_err());
+        assert_eq!(parse_port_range("100-200").expect("range"), 100..=200);
+        assert!(parse_port_range("200-100").is_err());
+    }
+}

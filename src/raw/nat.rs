@@ -1,0 +1,321 @@
+//! The NAT core: one received datagram in, a rewritten datagram (or a counted drop) out.
+//!
+//! Client -> `lb:port` becomes `source_ip:nat_port -> backend`; backend -> `nat_port`
+//! becomes `lb:port -> client`. Round robin (through a [`Selector`]) decides on a client's
+//! first SYN; a retransmitted SYN reuses its row. Structured events are emitted for
+//! rows created, backends chosen and rows freed, never per packet.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::raw::packet::{self, flags, DropReason, Rewrite, Segment};
+use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig};
+
+/// Picks the backend of a new connection (round robin over usable backends).
+pub trait Selector {
+    /// The next usable backend, or None when every backend is down.
+    fn pick(&mut self) -> Option<SocketAddrV4>;
+}
+
+/// Round robin over a fixed list (tests, and the base the health-aware selector wraps).
+#[derive(Debug, Clone)]
+pub struct FixedRoundRobin {
+    backends: Vec<SocketAddrV4>,
+    next: usize,
+}
+
+impl FixedRoundRobin {
+    /// Round robin over `backends` in order.
+    pub fn new(backends: Vec<SocketAddrV4>) -> Self {
+        Self { backends, next: 0 }
+    }
+}
+
+impl Selector for FixedRoundRobin {
+    fn pick(&mut self) -> Option<SocketAddrV4> {
+        if self.backends.is_empty() {
+            return None;
+        }
+        let b = self.backends[self.next % self.backends.len()];
+        self.next = self.next.wrapping_add(1);
+        Some(b)
+    }
+}
+
+/// What to do with a processed datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send `buf[..len]` (rewritten in place) to `dst`.
+    Forward {
+        /// Destination address (for `sendto`).
+        dst: Ipv4Addr,
+        /// Datagram length.
+        len: usize,
+    },
+    /// Drop it, for this reason (already counted).
+    Drop(DropReason),
+}
+
+/// Packet and drop counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Drops by [`DropReason::index`].
+    pub drops: [u64; DropReason::ALL.len()],
+    /// Datagrams forwarded client -> backend.
+    pub to_backend: u64,
+    /// Datagrams forwarded backend -> client.
+    pub to_client: u64,
+    /// Rows created.
+    pub rows_created: u64,
+    /// Segments whose received checksum was partial (offload) and was computed in full.
+    pub checksum_full: u64,
+    /// Rows freed by [`FreeReason`] name.
+    pub rows_freed: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Counters {
+    /// Counts a drop and returns the verdict for it.
+    pub fn drop(&mut self, reason: DropReason) -> Verdict {
+        self.drops[reason.index()] += 1;
+        Verdict::Drop(reason)
+    }
+
+    /// Drops counted for `reason`.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+}
+
+/// Static settings of the core.
+#[derive(Debug, Clone)]
+pub struct NatConfig {
+    /// Source address towards backends.
+    pub source_ip: Ipv4Addr,
+    /// Port clients connect to (20000).
+    pub listen_port: u16,
+    /// The table's limits.
+    pub table: TableConfig,
+}
+
+/// The NAT core.
+pub struct Nat {
+    source_ip: Ipv4Addr,
+    listen_port: u16,
+    nat_ports: RangeInclusive<u16>,
+    table: NatTable,
+    counters: Counters,
+    /// Datagrams the core itself wants sent (RST + SYN again for a backend TIME_WAIT).
+    pending: Vec<(Vec<u8>, Ipv4Addr)>,
+}
+
+impl Nat {
+    /// A core with an empty table.
+    pub fn new(config: NatConfig) -> Self {
+        Self {
+            source_ip: config.source_ip,
+            listen_port: config.listen_port,
+            nat_ports: config.table.nat_ports.clone(),
+            table: NatTable::new(config.table),
+            counters: Counters::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The table (stats).
+    pub fn table(&self) -> &NatTable {
+        &self.table
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn count_fix(&mut self, fix: packet::ChecksumFix) {
+        if fix == packet::ChecksumFix::Full {
+            self.counters.checksum_full += 1;
+        }
+    }
+
+    /// Takes the datagrams the core generated itself (send them after the batch).
+    pub fn take_pending(&mut self) -> Vec<(Vec<u8>, Ipv4Addr)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Counts a drop decided outside the core (e.g. a failed send).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.drop(reason);
+    }
+
+    /// Counts `n` drops decided outside the core (e.g. failed sends on a sender thread).
+    pub fn count_drops(&mut self, reason: DropReason, n: u64) {
+        self.counters.drops[reason.index()] += n;
+    }
+
+    /// Processes one datagram in place. Never panics, whatever the bytes.
+    pub fn process(&mut self, buf: &mut [u8], now: Duration, sel: &mut dyn Selector) -> Verdict {
+        let seg = match packet::parse(buf) {
+            Ok(seg) => seg,
+            Err(reason) => return self.counters.drop(reason),
+        };
+        if seg.dport == self.listen_port {
+            self.client_segment(buf, &seg, now, sel)
+        } else if self.nat_ports.contains(&seg.dport) {
+            self.backend_segment(buf, &seg, now)
+        } else {
+            self.counters.drop(DropReason::NotForUs)
+        }
+    }
+
+    fn client_segment(
+        &mut self,
+        buf: &mut [u8],
+        seg: &Segment,
+        now: Duration,
+        sel: &mut dyn Selector,
+    ) -> Verdict {
+        let client = SocketAddrV4::new(seg.src, seg.sport);
+        let existing = self.table.by_client(client).filter(|id| {
+            // A SYN on a closing row is a new connection from a reused port.
+            !(seg.is_initial_syn()
+                && self
+                    .table
+                    .get(*id)
+                    .is_some_and(|r| matches!(r.state, RowState::Closing { .. })))
+        });
+        let id = match existing {
+            Some(id) => id,
+            None if seg.is_initial_syn() => {
+                let Some(backend) = sel.pick() else {
+                    return self.counters.drop(DropReason::NoBackend);
+                };
+                match self.table.open(client, seg.dst, backend, now) {
+                    Ok(opened) => {
+                        for (row, reason) in opened.freed {
+                            self.log_freed(&row, reason);
+                        }
+                        self.counters.rows_created += 1;
+                        if let Some(row) = self.table.get(opened.id) {
+                            tracing::info!(
+                                event = "row_created",
+                                client = %row.client,
+                                backend = %row.backend,
+                                nat_port = row.nat_port,
+                                rows = self.table.len(),
+                                "backend chosen"
+                            );
+                        }
+                        opened.id
+                    }
+                    Err(OpenError::TableFull) => {
+                        return self.counters.drop(DropReason::TableFull);
+                    }
+                    Err(OpenError::PortsExhausted) => {
+                        return self.counters.drop(DropReason::PortsExhausted);
+                    }
+                }
+            }
+            None => return self.counters.drop(DropReason::UnknownClient),
+        };
+        let Some(row) = self.table.get(id) else {
+            return self.counters.drop(DropReason::UnknownClient);
+        };
+        let to = Rewrite {
+            src: self.source_ip,
+            sport: row.nat_port,
+            dst: *row.backend.ip(),
+            dport: row.backend.port(),
+        };
+        self.count_fix(packet::rewrite(buf, seg, &to));
+        self.counters.to_backend += 1;
+        if seg.is_initial_syn() {
+            if let Some(row) = self.table.get_mut(id) {
+                if row.state == RowState::HalfOpen {
+                    row.syn = Some(buf[..seg.total_len].into());
+                }
+            }
+        }
+        if let Some(reason) = self.table.observe(id, Direction::ToBackend, seg.flags, now) {
+            self.free(id, reason);
+        }
+        Verdict::Forward {
+            dst: to.dst,
+            len: seg.total_len,
+        }
+    }
+
+    fn backend_segment(&mut self, buf: &mut [u8], seg: &Segment, now: Duration) -> Verdict {
+        let backend = SocketAddrV4::new(seg.src, seg.sport);
+        let Some(id) = self.table.by_nat(backend, seg.dport) else {
+            return self.counters.drop(DropReason::UnknownNatPort);
+        };
+        let Some(row) = self.table.get(id) else {
+            return self.counters.drop(DropReason::UnknownNatPort);
+        };
+        let stale_ack = row.state == RowState::HalfOpen
+            && !row.backend_seen
+            && seg.has(flags::ACK)
+            && seg.flags & (flags::SYN | flags::RST) == 0;
+        if stale_ack {
+            let nat_port = row.nat_port;
+            if let Some(syn) = self.table.get_mut(id).and_then(|r| r.syn.take()) {
+                // Reset the backend's TIME_WAIT connection, then offer the SYN again.
+                let rst = packet::build_rst(self.source_ip, nat_port, seg.src, seg.sport, seg.ack);
+                self.pending.push((rst, seg.src));
+                self.pending.push((syn.into_vec(), seg.src));
+                tracing::debug!(
+                    event = "backend_time_wait",
+                    backend = %backend,
+                    nat_port,
+                    "backend still had this NAT port in TIME_WAIT; reset it and resent the SYN"
+                );
+                return self.counters.drop(DropReason::BackendTimeWait);
+            }
+        }
+        let Some(row) = self.table.get(id) else {
+            return self.counters.drop(DropReason::UnknownNatPort);
+        };
+        let to = Rewrite {
+            src: row.lb_ip,
+            sport: self.listen_port,
+            dst: *row.client.ip(),
+            dport: row.client.port(),
+        };
+        self.count_fix(packet::rewrite(buf, seg, &to));
+        self.counters.to_client += 1;
+        if let Some(reason) = self.table.observe(id, Direction::ToClient, seg.flags, now) {
+            self.free(id, reason);
+        }
+        Verdict::Forward {
+            dst: to.dst,
+            len: seg.total_len,
+        }
+    }
+
+    fn free(&mut self, id: crate::raw::table::RowId, reason: FreeReason) {
+        if let Some(row) = self.table.free(id) {
+            self.log_freed(&row, reason);
+        }
+    }
+
+    fn log_freed(&mut self, row: &Row, reason: FreeReason) {
+        *self.counters.rows_freed.entry(reason.name()).or_default() += 1;
+        tracing::info!(
+            event = "row_freed",
+            client = %row.client,
+            backend = %row.backend,
+            nat_port = row.nat_port,
+            reason = reason.name(),
+            rows = self.table.len(),
+            "row freed"
+        );
+    }
+
+    /// Frees rows whose time is up (call about once a second).
+    pub fn expire(&mut self, now: Duration) {
+        for (row, reason) in self.table.expire(now) {
+            self.log_freed(&row, reason);
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Checked views of untrusted IPv4/TCP bytes and the NAT rewrite, as pure functions.
+//!
+//! [`parse`] validates a received datagram (version, IHL, total length against the
+//! buffer, fragments, protocol, TCP data offset) and returns a [`Segment`] summary or the
+//! [`DropReason`]; it never panics, whatever the bytes. [`rewrite`] changes addresses and
+//! ports in place and fixes both checksums incrementally (RFC 1624, eqn. 3), so IP and TCP
+//! options and the payload are carried through untouched. Field reads go through pnet's
+//! views once the bounds are checked here.
+
+use std::net::Ipv4Addr;
+
+use pnet::packet::ip::IpNextHeaderProtocols;
+use pnet::packet::ipv4::Ipv4Packet;
+use pnet::packet::tcp::TcpPacket;
+
+/// Minimum IPv4 header length in bytes (IHL 5).
+pub const IPV4_MIN_HEADER: usize = 20;
+/// Minimum TCP header length in bytes (data offset 5).
+pub const TCP_MIN_HEADER: usize = 20;
+
+/// Byte offsets inside the IPv4 header.
+mod ip_off {
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+}
+
+/// Byte offsets inside the TCP header.
+mod tcp_off {
+    pub const SRC_PORT: usize = 0;
+    pub const DST_PORT: usize = 2;
+    pub const CHECKSUM: usize = 16;
+}
+
+/// TCP flag bits (low byte of the flags field).
+pub mod flags {
+    /// FIN: the sender has finished sending.
+    pub const FIN: u8 = 0x01;
+    /// SYN: synchronise sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// RST: reset the connection.
+    pub const RST: u8 = 0x04;
+    /// PSH: push.
+    pub const PSH: u8 = 0x08;
+    /// ACK: the acknowledgment field is significant.
+    pub const ACK: u8 = 0x10;
+}
+
+/// Why a packet was not forwarded. Every drop has one; the balancer counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Shorter than a minimal IPv4 header.
+    Truncated,
+    /// IP version field is not 4.
+    BadVersion,
+    /// IHL below 5 or beyond the buffer.
+    BadHeaderLength,
+    /// Total length smaller than the header or larger than the received bytes.
+    BadTotalLength,
+    /// A fragment (MF set or offset not zero).
+    Fragment,
+    /// Not TCP.
+    NotTcp,
+    /// TCP header truncated or data offset below 5 or beyond the segment.
+    BadTcpHeader,
+    /// Destination port is neither the listening port nor a NAT port.
+    NotForUs,
+    /// A non-SYN segment from a client that has no NAT row.
+    UnknownClient,
+    /// A segment from a backend to a NAT port that has no row.
+    UnknownNatPort,
+    /// A new connection while no backend is usable.
+    NoBackend,
+    /// A new connection while the table is full of established rows.
+    TableFull,
+    /// Every NAT port of the chosen backend is in use.
+    PortsExhausted,
+    /// A segment larger than the egress MTU that could not be sent.
+    TooBig,
+    /// The kernel refused to send the rewritten packet.
+    SendFailed,
+    /// The backend answered a new connection's SYN with a bare ACK: an old connection
+    /// on the same NAT port is still in TIME_WAIT there. The ACK is not forwarded; the
+    /// balancer resets that old connection and sends the SYN again.
+    BackendTimeWait,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 16] = [
+        DropReason::Truncated,
+        DropReason::BadVersion,
+        DropReason::BadHeaderLength,
+        DropReason::BadTotalLength,
+        DropReason::Fragment,
+        DropReason::NotTcp,
+        DropReason::BadTcpHeader,
+        DropReason::NotForUs,
+        DropReason::UnknownClient,
+        DropReason::UnknownNatPort,
+        DropReason::NoBackend,
+        DropReason::TableFull,
+        DropReason::PortsExhausted,
+        DropReason::TooBig,
+        DropReason::SendFailed,
+        DropReason::BackendTimeWait,
+    ];
+
+    /// Stable snake_case name (metrics label, logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadVersion => "bad_version",
+            DropReason::BadHeaderLength => "bad_header_length",
+            DropReason::BadTotalLength => "bad_total_length",
+            DropReason::Fragment => "fragment",
+            DropReason::NotTcp => "not_tcp",
+            DropReason::BadTcpHeader => "bad_tcp_header",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::UnknownClient => "unknown_client",
+            DropReason::UnknownNatPort => "unknown_nat_port",
+            DropReason::NoBackend => "no_backend",
+            DropReason::TableFull => "table_full",
+            DropReason::PortsExhausted => "ports_exhausted",
+            DropReason::TooBig => "too_big",
+            DropReason::SendFailed => "send_failed",
+            DropReason::BackendTimeWait => "backend_time_wait",
+        }
+    }
+
+    /// Index into a counter array of length [`DropReason::ALL`]`.len()`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What [`parse`] learned about a valid IPv4/TCP datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Segment {
+    /// IPv4 header length in bytes (options included).
+    pub ip_header_len: usize,
+    /// IPv4 total length: the datagram is `buf[..total_len]`.
+    pub total_len: usize,
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// TCP source port.
+    pub sport: u16,
+    /// TCP destination port.
+    pub dport: u16,
+    /// TCP header length in bytes (options included).
+    pub tcp_header_len: usize,
+    /// TCP flags (low 8 bits).
+    pub flags: u8,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// Payload bytes after the TCP header.
+    pub payload_len: usize,
+}
+
+impl Segment {
+    /// Whether every bit of `mask` is set in the flags.
+    pub fn has(&self, mask: u8) -> bool {
+        self.flags & mask == mask
+    }
+
+    /// A connection-opening SYN (SYN without ACK).
+    pub fn is_initial_syn(&self) -> bool {
+        self.has(flags::SYN) && !self.has(flags::ACK)
+    }
+}
+
+/// Validates `buf` as one IPv4 datagram carrying a TCP segment. Never panics.
+pub fn parse(buf: &[u8]) -> Result<Segment, DropReason> {
+    if buf.len() < IPV4_MIN_HEADER {
+        return Err(DropReason::Truncated);
+    }
+    let ip = Ipv4Packet::new(buf).ok_or(DropReason::Truncated)?;
+    if ip.get_version() != 4 {
+        return Err(DropReason::BadVersion);
+    }
+    let ihl = usize::from(ip.get_header_length()) * 4;
+    if ihl < IPV4_MIN_HEADER || ihl > buf.len() {
+        return Err(DropReason::BadHeaderLength);
+    }
+    let total_len = usize::from(ip.get_total_length());
+    if total_len < ihl || total_len > buf.len() {
+        return Err(DropReason::BadTotalLength);
+    }
+    // MF flag (0b001) or a fragment offset: the kernel reassembles before raw delivery,
+    // so this only guards against odd input.
+    if ip.get_flags() & 0b001 != 0 || ip.get_fragment_offset() != 0 {
+        return Err(DropReason::Fragment);
+    }
+    if ip.get_next_level_protocol() != IpNextHeaderProtocols::Tcp {
+        return Err(DropReason::NotTcp);
+    }
+    let tcp_bytes = &buf[ihl..total_len];
+    if tcp_bytes.len() < TCP_MIN_HEADER {
+        return Err(DropReason::BadTcpHeader);
+    }
+    let tcp = TcpPacket::new(tcp_bytes).ok_or(DropReason::BadTcpHeader)?;
+    let doff = usize::from(tcp.get_data_offset()) * 4;
+    if doff < TCP_MIN_HEADER || doff > tcp_bytes.len() {
+        return Err(DropReason::BadTcpHeader);
+    }
+    Ok(Segment {
+        ip_header_len: ihl,
+        total_len,
+        src: ip.get_source(),
+        dst: ip.get_destination(),
+        sport: tcp.get_source(),
+        dport: tcp.get_destination(),
+        tcp_header_len: doff,
+        // The classic 8 flag bits (pnet leaves out NS).
+        flags: tcp.get_flags(),
+        seq: tcp.get_sequence(),
+        ack: tcp.get_acknowledgement(),
+        payload_len: tcp_bytes.len() - doff,
+    })
+}
+
+/// New addresses and ports for a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite {
+    /// New source address.
+    pub src: Ipv4Addr,
+    /// New source port.
+    pub sport: u16,
+    /// New destination address.
+    pub dst: Ipv4Addr,
+    /// New destination port.
+    pub dport: u16,
+}
+
+/// How [`rewrite`] fixed the TCP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumFix {
+    /// Incrementally (RFC 1624): the received checksum was a final one.
+    Incremental,
+    /// In full: the received checksum was only the pseudo-header part that a sender with
+    /// checksum offload leaves for the NIC (CHECKSUM_PARTIAL on a veth).
+    Full,
+}
+
+/// The value a CHECKSUM_PARTIAL segment carries in its checksum field: the folded,
+/// uncomplemented pseudo-header sum.
+pub fn partial_checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u16 {
+    let sum = sum_bytes(&src.octets()) + sum_bytes(&dst.octets()) + 6 + tcp_len as u32;
+    fold(sum)
+}
+
+/// Rewrites addresses and ports of a datagram `parse` accepted as `seg`, fixing the IP
+/// header checksum and the TCP checksum incrementally (RFC 1624). Bytes beyond
+/// `seg.total_len`, options and payload are left untouched.
+///
+/// A segment whose checksum field holds exactly the pseudo-header part (what a sender
+/// with checksum offload leaves for the NIC, which a veth passes on unfinished) gets its
+/// checksum computed in full instead; a complete checksum that happens to equal it is
+/// also correct after a full computation, so the test can only err towards correctness.
+pub fn rewrite(buf: &mut [u8], seg: &Segment, to: &Rewrite) -> ChecksumFix {
+    let tcp_len = seg.total_len - seg.ip_header_len;
+    let received = read_u16(buf, seg.ip_header_len + tcp_off::CHECKSUM);
+    let partial = received == partial_checksum(seg.src, seg.dst, tcp_len);
+    let ihl = seg.ip_header_len;
+    let old_src = seg.src.octets();
+    let old_dst = seg.dst.octets();
+    let new_src = to.src.octets();
+    let new_dst = to.dst.octets();
+
+    // IPv4 header: addresses only.
+    let mut ip_sum = Incremental::new(read_u16(buf, ip_off::CHECKSUM));
+    ip_sum.replace4(old_src, new_src);
+    ip_sum.replace4(old_dst, new_dst);
+    buf[ip_off::SRC..ip_off::SRC + 4].copy_from_slice(&new_src);
+    buf[ip_off::DST..ip_off::DST + 4].copy_from_slice(&new_dst);
+    write_u16(buf, ip_off::CHECKSUM, ip_sum.finish());
+
+    // TCP: the pseudo header's addresses and the two ports.
+    let tcp = ihl;
+    let mut tcp_sum = Incremental::new(read_u16(buf, tcp + tcp_off::CHECKSUM));
+    tcp_sum.replace4(old_src, new_src);
+    tcp_sum.replace4(old_dst, new_dst);
+    tcp_sum.replace(seg.sport, to.sport);
+    tcp_sum.replace(seg.dport, to.dport);
+    write_u16(buf, tcp + tcp_off::SRC_PORT, to.sport);
+    write_u16(buf, tcp + tcp_off::DST_PORT, to.dport);
+    if partial {
+        let full = full_tcp_checksum(to.src, to.dst, &buf[tcp..seg.total_len]);
+        write_u16(buf, tcp + tcp_off::CHECKSUM, full);
+        ChecksumFix::Full
+    } else {
+        write_u16(buf, tcp + tcp_off::CHECKSUM, tcp_sum.finish());
+        ChecksumFix::Incremental
+    }
+}
+
+/// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, accumulated over several 16-bit words.
+struct Incremental {
+    sum: u32,
+}
+
+impl Incremental {
+    fn new(check: u16) -> Self {
+        Self {
+            sum: u32::from(!check),
+        }
+    }
+
+    fn replace(&mut self, old: u16, new: u16) {
+        self.sum += u32::from(!old) + u32::from(new);
+    }
+
+    fn replace4(&mut self, old: [u8; 4], new: [u8; 4]) {
+        self.replace(
+            u16::from_be_bytes([old[0], old[1]]),
+            u16::from_be_bytes([new[0], new[1]]),
+        );
+        self.replace(
+            u16::from_be_bytes([old[2], old[3]]),
+            u16::from_be_bytes([new[2], new[3]]),
+        );
+    }
+
+    fn finish(self) -> u16 {
+        !fold(self.sum)
+    }
+}
+
+/// Folds a 32-bit one's-complement accumulator to 16 bits.
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+fn read_u16(buf: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([buf[at], buf[at + 1]])
+}
+
+fn write_u16(buf: &mut [u8], at: usize, value: u16) {
+    buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// One's-complement sum of `bytes` (odd length padded with a zero byte), unfolded.
+fn sum_bytes(bytes: &[u8]) -> u32 {
+    let mut chunks = bytes.chunks_exact(2);
+    let mut sum: u32 = 0;
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        // Fold early so very long inputs cannot overflow.
+        if sum > 0xffff_0000 {
+            sum = u32::from(fold(sum));
+        }
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+/// Full IPv4 header checksum of `header` (its checksum field counted as zero).
+pub fn full_ip_checksum(header: &[u8]) -> u16 {
+    let sum = sum_bytes(header) + 0xffff - u32::from(read_u16(header, ip_off::CHECKSUM));
+    !fold(sum)
+}
+
+/// Full TCP checksum over the pseudo header and `segment` (its checksum field counted as
+/// zero).
+pub fn full_tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
+    let mut sum = sum_bytes(&src.octets()) + sum_bytes(&dst.octets());
+    sum += 6 + segment.len() as u32;
+    sum += u32::from(fold(sum_bytes(segment)));
+    sum += 0xffff - u32::from(read_u16(segment, tcp_off::CHECKSUM));
+    !fold(sum)
+}
+
+/// Recomputes both checksums of a datagram `parse` accepted as `seg` from scratch.
+/// Used for user-space segmentation and by tests as the reference.
+pub fn fill_checksums(buf: &mut [u8], seg: &Segment) {
+    let ihl = seg.ip_header_len;
+    let ip = full_ip_checksum(&buf[..ihl]);
+    write_u16(buf, ip_off::CHECKSUM, ip);
+    let tcp = full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len]);
+    write_u16(buf, ihl + tcp_off::CHECKSUM, tcp);
+}
+
+/// Whether both checksums of `buf` verify (tests and diagnostics).
+pub fn checksums_valid(buf: &[u8]) -> bool {
+    let Ok(seg) = parse(buf) else {
+        return false;
+    };
+    let ihl = seg.ip_header_len;
+    full_ip_checksum(&buf[..ihl]) == read_u16(buf, ip_off::CHECKSUM)
+        && full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len])
+            == read_u16(buf, ihl + tcp_off::CHECKSUM)
+}
+
+/// A bare RST `src:sport -> dst:dport` with sequence number `seq`, both checksums set.
+pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32) -> Vec<u8> {
+    let mut p = vec![0u8; IPV4_MIN_HEADER + TCP_MIN_HEADER];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[6] = 0x40; // DF
+    p[8] = 64;
+    p[9] = 6;
+    p[ip_off::SRC..ip_off::SRC + 4].copy_from_slice(&src.octets());
+    p[ip_off::DST..ip_off::DST + 4].copy_from_slice(&dst.octets());
+    let t = IPV4_MIN_HEADER;
+    write_u16(&mut p, t + tcp_off::SRC_PORT, sport);
+    write_u16(&mut p, t + tcp_off::DST_PORT, dport);
+    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+    p[t + 12] = 5 << 4;
+    p[t + 13] = flags::RST;
+    if let Ok(seg) = parse(&p) {
+        fill_checksums(&mut p, &seg);
+    }
+    p
+}

@@ -1,0 +1,158 @@
+//! The raw balancer's own metrics on the shared stats endpoint: table size, drops by
+//! reason, packets, rows created and freed, rows per backend.
+//!
+//! The forwarding loop publishes a [`Snapshot`] about once a second; the endpoint reads
+//! the latest one, so scraping never touches the hot path.
+
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex};
+
+use crate::admin::{MetricKind, MetricsSource, MetricsWriter};
+use crate::raw::nat::Nat;
+use crate::raw::packet::DropReason;
+
+/// Counters and gauges at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Rows in the table.
+    pub rows: usize,
+    /// Most rows allowed.
+    pub max_rows: usize,
+    /// Drops by reason name.
+    pub drops: Vec<(&'static str, u64)>,
+    /// Datagrams forwarded client -> backend.
+    pub to_backend: u64,
+    /// Datagrams forwarded backend -> client.
+    pub to_client: u64,
+    /// Segments whose partial (offload) checksum was completed in full.
+    pub checksum_full: u64,
+    /// Rows created.
+    pub rows_created: u64,
+    /// Rows freed by reason name.
+    pub rows_freed: Vec<(&'static str, u64)>,
+    /// Rows per backend.
+    pub backend_rows: Vec<(SocketAddrV4, usize)>,
+}
+
+impl Snapshot {
+    /// Reads the core's counters and table.
+    pub fn of(nat: &Nat, backends: &[SocketAddrV4]) -> Self {
+        let c = nat.counters();
+        Self {
+            rows: nat.table().len(),
+            max_rows: nat.table().config().max_rows,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name(), c.drops_of(*r)))
+                .collect(),
+            to_backend: c.to_backend,
+            to_client: c.to_client,
+            checksum_full: c.checksum_full,
+            rows_created: c.rows_created,
+            rows_freed: c.rows_freed.iter().map(|(k, v)| (*k, *v)).collect(),
+            backend_rows: backends
+                .iter()
+                .map(|b| (*b, nat.table().rows_for(*b)))
+                .collect(),
+        }
+    }
+
+    /// Writes the Prometheus families.
+    pub fn write(&self, w: &mut MetricsWriter) {
+        w.family("l4lb_raw_rows", MetricKind::Gauge, "NAT rows in the table.");
+        w.sample("l4lb_raw_rows", &[], self.rows);
+        w.family(
+            "l4lb_raw_max_rows",
+            MetricKind::Gauge,
+            "Most NAT rows allowed.",
+        );
+        w.sample("l4lb_raw_max_rows", &[], self.max_rows);
+        w.family(
+            "l4lb_raw_drops_total",
+            MetricKind::Counter,
+            "Datagrams not forwarded, by reason.",
+        );
+        for (reason, n) in &self.drops {
+            w.sample("l4lb_raw_drops_total", &[("reason", reason)], n);
+        }
+        w.family(
+            "l4lb_raw_packets_total",
+            MetricKind::Counter,
+            "Datagrams forwarded, by direction.",
+        );
+        w.sample(
+            "l4lb_raw_packets_total",
+            &[("direction", "to_backend")],
+            self.to_backend,
+        );
+        w.sample(
+            "l4lb_raw_packets_total",
+            &[("direction", "to_client")],
+            self.to_client,
+        );
+        w.family(
+            "l4lb_raw_checksum_full_total",
+            MetricKind::Counter,
+            "Segments with a partial (offloaded) checksum that was computed in full.",
+        );
+        w.sample("l4lb_raw_checksum_full_total", &[], self.checksum_full);
+        w.family(
+            "l4lb_raw_rows_created_total",
+            MetricKind::Counter,
+            "NAT rows created.",
+        );
+        w.sample("l4lb_raw_rows_created_total", &[], self.rows_created);
+        w.family(
+            "l4lb_raw_rows_freed_total",
+            MetricKind::Counter,
+            "NAT rows freed, by reason.",
+        );
+        for (reason, n) in &self.rows_freed {
+            w.sample("l4lb_raw_rows_freed_total", &[("reason", reason)], n);
+        }
+        w.family(
+            "l4lb_raw_backend_rows",
+            MetricKind::Gauge,
+            "NAT rows towards each backend.",
+        );
+        for (b, n) in &self.backend_rows {
+            w.sample("l4lb_raw_backend_rows", &[("backend", &b.to_string())], n);
+        }
+    }
+
+    /// A one-line summary of the non-zero drops (shutdown log).
+    pub fn drops_line(&self) -> String {
+        let parts: Vec<String> = self
+            .drops
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(",")
+        }
+    }
+}
+
+/// The latest snapshot, shared with the stats endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Published(pub Arc<Mutex<Snapshot>>);
+
+impl Published {
+    /// Replaces the snapshot.
+    pub fn publish(&self, snapshot: Snapshot) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = snapshot;
+        }
+    }
+}
+
+impl MetricsSource for Published {
+    fn write_metrics(&self, out: &mut MetricsWriter) {
+        if let Ok(s) = self.0.lock() {
+            s.write(out);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The socket [`Device`]: receive on an `AF_PACKET` socket (default) or a raw TCP socket,
+//! send whole IP datagrams on a raw socket (`IP_HDRINCL`), with a classic BPF filter so
+//! only our ports reach user space, `SO_MARK` so the firewall can tell our own packets
+//! (forwarded RSTs included) from the kernel's, and `recvmmsg`/`sendmmsg` batching.
+//!
+//! [`Capture::Packet`] takes segments at the device, before the IP stack: together with
+//! the `raw`-table PREROUTING drop that [`crate::raw::firewall`] installs, the kernel
+//! never processes them (no socket lookup, no RST to build and drop), which is most of
+//! the per-packet cost of [`Capture::Raw`], the original's way (a copy of every segment
+//! the kernel also handles). The only `unsafe` of the balancer lives here.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+
+use crate::raw::device::{Device, RecvBatch};
+
+/// Receive buffer asked for (SO_RCVBUFFORCE), so bursts are not dropped by the kernel.
+const RCVBUF: usize = 32 << 20;
+/// Send buffer asked for.
+const SNDBUF: usize = 8 << 20;
+
+/// The classic BPF program: accept a TCP segment whose destination port is `listen` or in
+/// `nat`; everything else stays in the kernel. Raw IPv4 sockets see the IP header at 0.
+pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
+    const LDX_B_MSH: u16 = 0xb1; // X = 4 * (pkt[k] & 0x0f): the IP header length
+    const LD_H_IND: u16 = 0x48; // A = u16 at X + k
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const JGT_K: u16 = 0x25;
+    const RET_K: u16 = 0x06;
+    vec![
+        SockFilter::new(LDX_B_MSH, 0, 0, 0),
+        SockFilter::new(LD_H_IND, 0, 0, 2),
+        SockFilter::new(JEQ_K, 2, 0, u32::from(listen)),
+        SockFilter::new(JGE_K, 0, 2, u32::from(*nat.start())),
+        SockFilter::new(JGT_K, 1, 0, u32::from(*nat.end())),
+        SockFilter::new(RET_K, 0, 0, u32::MAX),
+        SockFilter::new(RET_K, 0, 0, 0),
+    ]
+}
+
+/// The AF_PACKET filter: incoming to this host (PACKET_HOST), TCP, then [`port_filter`].
+pub fn packet_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
+    const LD_W_ABS: u16 = 0x20;
+    const LD_B_ABS: u16 = 0x30;
+    const JEQ_K: u16 = 0x15;
+    const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
+    let ports = port_filter(listen, nat);
+    // Jumps to "drop", the last instruction of `ports`.
+    let n = ports.len() as u8;
+    let mut prog = vec![
+        SockFilter::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+        SockFilter::new(JEQ_K, 0, 2 + n - 1, 0), // PACKET_HOST
+        SockFilter::new(LD_B_ABS, 0, 0, 9),
+        SockFilter::new(JEQ_K, 0, n - 1, 6), // TCP
+    ];
+    prog.extend(ports);
+    prog
+}
+
+/// Where segments are taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Capture {
+    /// An AF_PACKET socket, with the kernel's own processing of our ports cut off in
+    /// PREROUTING (fast).
+    Packet,
+    /// A raw TCP socket: a copy of what the kernel also processes (the original's way).
+    Raw,
+}
+
+/// The socket device.
+pub struct RawDevice {
+    rx: Socket,
+    tx: Socket,
+    /// With [`Capture::Packet`]: this host's addresses (segments routed through it are
+    /// not ours).
+    local: Option<Vec<[u8; 4]>>,
+}
+
+impl RawDevice {
+    /// Opens the sockets (needs root or CAP_NET_RAW), marks them, installs the filter.
+    pub fn open(
+        capture: Capture,
+        mark: u32,
+        listen: u16,
+        nat: &RangeInclusive<u16>,
+    ) -> io::Result<Self> {
+        let (rx, tx, local) = match capture {
+            Capture::Raw => {
+                let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
+                socket.set_header_included_v4(true)?;
+                socket.attach_filter(&port_filter(listen, nat))?;
+                let tx = socket.try_clone()?;
+                (socket, tx, None)
+            }
+            Capture::Packet => {
+                let proto = i32::from((libc::ETH_P_IP as u16).to_be());
+                let rx = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(proto)))?;
+                rx.attach_filter(&packet_filter(listen, nat))?;
+                // IPPROTO_RAW: send-only, header included; it never receives a copy.
+                let tx = Socket::new(
+                    Domain::IPV4,
+                    Type::RAW,
+                    Some(Protocol::from(libc::IPPROTO_RAW)),
+                )?;
+                (rx, tx, Some(local_addresses()?))
+            }
+        };
+        tx.set_mark(mark)?;
+        rx.set_mark(mark)?;
+        force_buffer(&rx, libc::SO_RCVBUFFORCE, RCVBUF)
+            .or_else(|_| rx.set_recv_buffer_size(RCVBUF))?;
+        force_buffer(&tx, libc::SO_SNDBUFFORCE, SNDBUF)
+            .or_else(|_| tx.set_send_buffer_size(SNDBUF))?;
+        rx.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(Self { rx, tx, local })
+    }
+}
+
+impl RawDevice {
+    /// A second handle on the sending socket, for a sender thread.
+    pub fn sender(&self) -> io::Result<RawSender> {
+        Ok(RawSender {
+            tx: self.tx.try_clone()?,
+        })
+    }
+}
+
+/// The sending half of a [`RawDevice`] (`sendmmsg` on the raw socket).
+pub struct RawSender {
+    tx: Socket,
+}
+
+impl RawSender {
+    /// Sends every datagram; returns the failures by index (see [`Device::send`]).
+    pub fn send(&self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+        send_all(&self.tx, packets)
+    }
+}
+
+/// This host's IPv4 addresses.
+fn local_addresses() -> io::Result<Vec<[u8; 4]>> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
+    Ok(addrs
+        .filter_map(|a| a.address)
+        .filter_map(|a| a.as_sockaddr_in().map(|s| s.ip().octets()))
+        .collect())
+}
+
+fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` is a live c_int and its exact size is passed as the option length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Device for RawDevice {
+    fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let n = batch.bufs.len();
+        let mut iovs: Vec<libc::iovec> = batch
+            .bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: an all-zero mmsghdr is a valid "no name, no control" header.
+        let mut msgs: Vec<libc::mmsghdr> = (0..n)
+            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
+            .collect();
+        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs` holds `n` headers whose iovecs point into `batch.bufs`, which
+        // outlive the call; the kernel writes at most `iov_len` bytes into each. The
+        // first datagram waits up to SO_RCVTIMEO; MSG_WAITFORONE returns after it.
+        let rc = unsafe {
+            libc::recvmmsg(
+                self.rx.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(err),
+            };
+        }
+        let got = rc as usize;
+        for (len, m) in batch.lens.iter_mut().zip(&msgs).take(got) {
+            *len = m.msg_len as usize;
+        }
+        drop(msgs);
+        drop(iovs);
+        let Some(local) = &self.local else {
+            return Ok(got);
+        };
+        // Keep only datagrams addressed to this host, in order.
+        let mut kept = 0;
+        for i in 0..got {
+            let b = &batch.bufs[i];
+            let ours = batch.lens[i] < 20 || local.iter().any(|a| b[16..20] == *a);
+            if ours {
+                batch.bufs.swap(kept, i);
+                batch.lens.swap(kept, i);
+                kept += 1;
+            }
+        }
+        Ok(kept)
+    }
+
+    fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+        send_all(&self.tx, packets)
+    }
+}
+
+fn send_all(tx: &Socket, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+    let mut failed = Vec::new();
+    let mut addrs: Vec<libc::sockaddr_in> = packets
+        .iter()
+        .map(|(_, dst)| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(dst.octets()),
+            },
+            sin_zero: [0; 8],
+        })
+        .collect();
+    let mut iovs: Vec<libc::iovec> = packets
+        .iter()
+        .map(|(bytes, _)| libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        })
+        .collect();
+    // SAFETY: an all-zero mmsghdr is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = (0..packets.len())
+        .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
+        .collect();
+    for ((m, iov), addr) in msgs.iter_mut().zip(iovs.iter_mut()).zip(addrs.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    }
+    let mut start = 0;
+    while start < msgs.len() {
+        let rest = &mut msgs[start..];
+        // SAFETY: every header points at a live iovec (into `packets`, only read by
+        // the kernel) and a live sockaddr_in of the size given.
+        let rc = unsafe {
+            libc::sendmmsg(
+                tx.as_raw_fd(),
+                rest.as_mut_ptr(),
+                rest.len() as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The first of the rest failed: count it and go on with the next.
+            failed.push((start, err));
+            start += 1;
+        } else if rc == 0 {
+            failed.push((start, io::Error::from(io::ErrorKind::WriteZero)));
+            start += 1;
+        } else {
+            start += rc as usize;
+        }
+    }
+    failed
+}
