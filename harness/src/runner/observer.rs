@@ -19,6 +19,8 @@ pub const PERSIST: Duration = Duration::from_millis(60);
 /// The same while packets are dropped or delayed: a health check whose FIN was lost
 /// stays established until the FIN is retransmitted (RTO 200 ms, then 400 ms).
 pub const PERSIST_LOSSY: Duration = Duration::from_millis(750);
+/// How long a socket missing from the dumps is still counted (one missed poll or two).
+pub const GRACE: Duration = Duration::from_millis(60);
 /// How often a sample for the SVG is taken.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -27,6 +29,9 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 pub struct Seen {
     /// Per server: remote end of each established socket on its port, and when first seen.
     pub conns: Vec<BTreeMap<SocketAddrV4, Instant>>,
+    /// Per server: when each socket was last seen (a socket missing from one dump is
+    /// kept for [`GRACE`], so a short gap does not restart its age).
+    pub last_seen: Vec<BTreeMap<SocketAddrV4, Instant>>,
     /// Last stats read, when they could be read.
     pub stats: Option<Stats>,
     /// Text of the last stats read.
@@ -73,6 +78,7 @@ impl Observer {
         let n = servers.len();
         let seen = Arc::new(Mutex::new(Seen {
             conns: vec![BTreeMap::new(); n],
+            last_seen: vec![BTreeMap::new(); n],
             health: vec![None; n],
             ..Default::default()
         }));
@@ -88,11 +94,16 @@ impl Observer {
                             pairs.into_iter().map(|(_, r)| r).collect();
                         let now = Instant::now();
                         let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                        let map = &mut s.conns[i];
-                        map.retain(|k, _| now_conns.contains(k));
-                        for c in now_conns {
-                            map.entry(c).or_insert(now);
+                        let Seen {
+                            conns, last_seen, ..
+                        } = &mut *s;
+                        for c in &now_conns {
+                            conns[i].entry(*c).or_insert(now);
+                            last_seen[i].insert(*c, now);
                         }
+                        last_seen[i].retain(|_, seen| now - *seen <= GRACE);
+                        let alive = &last_seen[i];
+                        conns[i].retain(|k, _| alive.contains_key(k));
                     }
                     tokio::time::sleep(POLL).await;
                 }
