@@ -211,6 +211,21 @@ impl Observer {
         out
     }
 
+    /// Sessions per server as the balancer counts them (None: not reported).
+    pub fn balancer_counts(&self, backends: &[SocketAddrV4]) -> Option<Vec<u32>> {
+        let s = self.lock();
+        let stats = s.stats.as_ref()?;
+        if stats.per_backend.is_empty() {
+            return None;
+        }
+        Some(
+            backends
+                .iter()
+                .map(|b| stats.per_backend.get(&b.to_string()).copied().unwrap_or(0))
+                .collect(),
+        )
+    }
+
     /// Stops the threads and waits for them.
     pub async fn stop(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);

@@ -13,6 +13,8 @@ pub struct Stats {
     pub up: BTreeMap<String, bool>,
     /// Sessions the balancer holds: raw NAT rows if reported, else the sum of live sessions.
     pub sessions: Option<u32>,
+    /// Sessions per backend address (raw: `l4lb_raw_backend_rows`; proxy: live sessions).
+    pub per_backend: BTreeMap<String, u32>,
 }
 
 /// Parses the Prometheus text of `l4lb raw|proxy --admin`.
@@ -25,6 +27,8 @@ pub fn parse_metrics(text: &str) -> Stats {
     let mut state_up: BTreeMap<String, bool> = BTreeMap::new();
     let mut rows: Option<f64> = None;
     let mut live: Option<f64> = None;
+    let mut live_per: BTreeMap<String, u32> = BTreeMap::new();
+    let mut rows_per: BTreeMap<String, u32> = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -58,7 +62,17 @@ pub fn parse_metrics(text: &str) -> Stats {
                     }
                 }
             }
-            "l4lb_backend_sessions_live" => *live.get_or_insert(0.0) += value,
+            "l4lb_backend_sessions_live" => {
+                *live.get_or_insert(0.0) += value;
+                if let Some(b) = label("backend") {
+                    live_per.insert(b, value.round() as u32);
+                }
+            }
+            "l4lb_raw_backend_rows" => {
+                if let Some(b) = label("backend") {
+                    rows_per.insert(b, value.round() as u32);
+                }
+            }
             "l4lb_raw_rows" => rows = Some(value),
             _ => {}
         }
@@ -79,6 +93,11 @@ pub fn parse_metrics(text: &str) -> Stats {
     Stats {
         up,
         sessions: rows.or(live).map(|v| v.round() as u32),
+        per_backend: if rows_per.is_empty() {
+            live_per
+        } else {
+            rows_per
+        },
     }
 }
 
@@ -127,6 +146,11 @@ l4lb_backend_sessions_live{backend="10.0.0.13:9000"} 1
             "{text}l4lb_raw_rows 5\nl4lb_raw_backend_rows{{backend=\"10.0.0.11:9000\"}} 5\n"
         );
         assert_eq!(parse_metrics(&raw).sessions, Some(5));
+        assert_eq!(s.per_backend.get("10.0.0.11:9000"), Some(&2));
+        assert_eq!(
+            parse_metrics(&raw).per_backend.get("10.0.0.11:9000"),
+            Some(&5)
+        );
         assert_eq!(parse_metrics("").sessions, None);
     }
 }

@@ -24,6 +24,7 @@ impl Run<'_> {
         let template: &CommandTemplate = &self.scenario.programs.client;
         let (prog, args) = program(template.expand(&vars));
         let baseline = self.observer()?.baseline();
+        let counts_before = self.observer()?.balancer_counts(&self.backends);
         let at = self.now();
         let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
         let end = Instant::now() + JOIN_TIMEOUT;
@@ -38,11 +39,28 @@ impl Run<'_> {
         let mut connected = None;
         let outcome = loop {
             let found = self.observer()?.new_sockets(&baseline, persist);
-            let lasting: Vec<_> = found.iter().filter(|n| n.persistent).collect();
+            // A health check also makes a socket on a server, and on a busy machine it may
+            // last as long as a client's: when the balancer counts sessions per backend,
+            // a server counts only if its count rose too.
+            let rose = |server: usize| match (
+                &counts_before,
+                self.observer()
+                    .ok()
+                    .and_then(|o| o.balancer_counts(&self.backends)),
+            ) {
+                (Some(before), Some(now)) => now[server] > before[server],
+                _ => true,
+            };
+            let lasting: Vec<_> = found
+                .iter()
+                .filter(|n| n.persistent && rose(n.server))
+                .collect();
             // One client makes one connection: decide only when one server alone has new
             // sockets (a young one elsewhere may be the client, the old one a slow check).
             // At the deadline, young sockets elsewhere did not last: they were checks.
-            if lasting.len() == 1 && (found.len() == 1 || Instant::now() > end) {
+            if lasting.len() == 1
+                && (counts_before.is_some() || found.len() == 1 || Instant::now() > end)
+            {
                 connected = Some(lasting[0].first);
                 break JoinOutcome::Placed {
                     server: lasting[0].server,
