@@ -1,12 +1,195 @@
-//! `l4lb run`.
+//! `l4lb run`: every scenario file given or found, against each of its balancers, each
+//! run in its own topology, in parallel up to `-j`; reports and a final table.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::report;
+use crate::runner::{self, RunOptions, RunOutcome, Status};
+use crate::scenario::{self, BalancerKind, Scenario};
 
 /// Arguments of `l4lb run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Scenario files, or directories whose `*.toml` files are run.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Runs at the same time (default: number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Where reports go.
+    #[arg(long, value_name = "DIR", default_value = "target/l4lb-report")]
+    pub report_dir: PathBuf,
+    /// Only this balancer (default: each scenario's own list).
+    #[arg(long, value_enum)]
+    pub balancer: Option<BalancerArg>,
+    /// Capture the balancer namespace's traffic to `capture.pcap` in each report.
+    #[arg(long)]
+    pub pcap: bool,
+    /// Also run scenarios marked `slow = true`.
+    #[arg(long)]
+    pub include_slow: bool,
+}
+
+/// `--balancer` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BalancerArg {
+    /// The raw-socket NAT balancer.
+    Raw,
+    /// The proxy balancer.
+    Proxy,
+}
+
+impl From<BalancerArg> for BalancerKind {
+    fn from(b: BalancerArg) -> Self {
+        match b {
+            BalancerArg::Raw => BalancerKind::Raw,
+            BalancerArg::Proxy => BalancerKind::Proxy,
+        }
+    }
+}
+
+/// Loads every file; all errors are printed before anything runs.
+pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<Scenario>> {
+    let files = scenario::discover(paths).context("cannot list the scenario files")?;
+    if files.is_empty() {
+        anyhow::bail!("no scenario file (*.toml) found in the paths given");
+    }
+    let mut scenarios = Vec::new();
+    let mut bad = 0;
+    for f in files {
+        match scenario::load(&f) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("{e}\n");
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} scenario file(s) are invalid; nothing was run (see above, or `l4lb check`)"
+        );
+    }
+    Ok(scenarios)
+}
 
 /// Runs `l4lb run`.
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`l4lb run` is not implemented yet")
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let scenarios = load_all(&args.paths)?;
+    if !crate::privilege::is_root() {
+        anyhow::bail!("`l4lb run` builds network namespaces and needs root: run it with sudo");
+    }
+    let mut jobs: Vec<(Arc<Scenario>, BalancerKind)> = Vec::new();
+    for s in scenarios {
+        if s.slow && !args.include_slow {
+            println!(
+                "skipping {} (slow; add --include-slow to run it)",
+                s.file.display()
+            );
+            continue;
+        }
+        let s = Arc::new(s);
+        for b in &s.balancers {
+            if args
+                .balancer
+                .is_none_or(|only| BalancerKind::from(only) == *b)
+            {
+                jobs.push((s.clone(), *b));
+            }
+        }
+    }
+    if jobs.is_empty() {
+        anyhow::bail!("nothing to run with these filters");
+    }
+    let parallel = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let l4lb = std::env::current_exe().context("cannot find the l4lb binary itself")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(parallel.clamp(2, 8))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcomes = runtime.block_on(run_jobs(jobs, parallel, l4lb, &args))?;
+    let index = report::write_index(&args.report_dir, &outcomes)?;
+    println!("\n{}", report::summary::table(&outcomes));
+    println!("reports: {}", index.display());
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.status() == Status::Fail)
+        .count();
+    if failed > 0 {
+        println!("{failed} run(s) failed");
+        Ok(ExitCode::FAILURE)
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn run_jobs(
+    jobs: Vec<(Arc<Scenario>, BalancerKind)>,
+    parallel: usize,
+    l4lb: PathBuf,
+    args: &RunArgs,
+) -> anyhow::Result<Vec<RunOutcome>> {
+    let _signals = crate::cleanup::install_signal_teardown()?;
+    let multi = MultiProgress::new();
+    let total = multi.add(ProgressBar::new(jobs.len() as u64));
+    total.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs · {elapsed} · {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut handles = Vec::new();
+    for (i, (s, b)) in jobs.into_iter().enumerate() {
+        let (semaphore, multi, total) = (semaphore.clone(), multi.clone(), total.clone());
+        let report_dir = args.report_dir.clone();
+        let opts = RunOptions {
+            l4lb: l4lb.clone(),
+            pcap: args.pcap.then(|| {
+                report_dir
+                    .join(s.file_stem())
+                    .join(b.as_str())
+                    .join("capture.pcap")
+            }),
+        };
+        handles.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let bar = multi.insert_before(&total, ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar.set_message(format!("{} / {b}", s.file_stem()));
+            let outcome = runner::run_one(&s, b, &opts).await;
+            let written = report::write_run(&report_dir, &outcome);
+            bar.finish_and_clear();
+            total.inc(1);
+            total.set_message(format!(
+                "last: {} / {b} {}",
+                s.file_stem(),
+                outcome.status().label()
+            ));
+            (i, outcome, written)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for h in handles {
+        let (i, outcome, written) = h.await.context("a run panicked")?;
+        if let Err(e) = written {
+            eprintln!("l4lb: {e:#}");
+        }
+        outcomes.push((i, outcome));
+    }
+    total.finish_and_clear();
+    outcomes.sort_by_key(|(i, _)| *i);
+    Ok(outcomes.into_iter().map(|(_, o)| o).collect())
 }

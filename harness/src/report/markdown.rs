@@ -1,0 +1,143 @@
+//! One run as Markdown: topology, settings, placement, figures, verdicts, timeline.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::runner::RunOutcome;
+use crate::scenario::server_name;
+
+fn t(d: Duration) -> String {
+    format!("{:>8.3}s", d.as_secs_f64())
+}
+
+/// Escapes `|` for a table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Renders the Markdown report of a run.
+pub fn render(outcome: &RunOutcome) -> String {
+    let ev = &outcome.evidence;
+    let h = &ev.settings;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# {} — {}: {}\n",
+        ev.scenario,
+        ev.balancer,
+        outcome.status().label()
+    );
+    let _ = writeln!(s, "> {}\n", outcome.purpose);
+    let _ = writeln!(
+        s,
+        "File `{}` · run took {:.1}s · [JSON](report.json) · [timeline](timeline.svg)\n",
+        outcome.file,
+        ev.duration.as_secs_f64()
+    );
+    if let Some(reason) = &ev.skipped {
+        let _ = writeln!(s, "**Skipped:** {reason}\n");
+    }
+    let _ = writeln!(s, "## Topology\n");
+    for line in &ev.topology {
+        let _ = writeln!(s, "- {line}");
+    }
+    let _ = writeln!(
+        s,
+        "\n## Balancer settings\n\nhealth interval {}, timeout {}, rise {}, fall {}, idle timeout {}; \
+         detection bound (interval × fall + timeout) {}, recovery bound (interval × rise + timeout) {}, \
+         measurement margin {}.\n",
+        humantime::format_duration(h.interval),
+        humantime::format_duration(h.timeout),
+        h.rise,
+        h.fall,
+        humantime::format_duration(h.idle_timeout),
+        humantime::format_duration(h.detection_bound()),
+        humantime::format_duration(h.recovery_bound()),
+        humantime::format_duration(h.margin()),
+    );
+    let _ = writeln!(
+        s,
+        "## Placement\n\nFrom the kernel: a new established socket on the server's port in its \
+         namespace (sock_diag) when each client joined; confirmed by who received whose chat lines.\n"
+    );
+    let _ = writeln!(s, "| server | clients | count |\n|---|---|---|");
+    for (i, clients) in ev.placements().iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            server_name(i),
+            clients.join(", "),
+            clients.len()
+        );
+    }
+    let refused: Vec<String> = ev
+        .joins
+        .iter()
+        .filter(|j| !matches!(j.outcome, crate::runner::JoinOutcome::Placed { .. }))
+        .map(|j| format!("{} ({:?})", j.client, j.outcome))
+        .collect();
+    if !refused.is_empty() {
+        let _ = writeln!(s, "\nNot placed: {}", refused.join(", "));
+    }
+    let figures: Vec<&crate::runner::Verdict> = outcome
+        .verdicts
+        .iter()
+        .filter(|v| !v.detail.is_empty())
+        .collect();
+    if !figures.is_empty() {
+        let _ = writeln!(s, "\n## Failover and timeout figures\n");
+        for v in figures {
+            let _ = writeln!(s, "- {}: {}", v.expectation, v.detail);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n## Expectations\n\n| verdict | line | expectation | evidence |\n|---|---|---|---|"
+    );
+    for v in &outcome.verdicts {
+        let _ = writeln!(
+            s,
+            "| **{}** | {} | {} | {} |",
+            v.status.label(),
+            v.line.map_or("harness".into(), |l| l.to_string()),
+            cell(&v.expectation),
+            cell(&v.summary)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Timeline\n\nTimes from the start of the run; `bg` marks what was observed in the background.\n"
+    );
+    let _ = writeln!(s, "```");
+    for e in &ev.events {
+        let origin = e.step_line.map_or("bg".to_string(), |l| format!("L{l}"));
+        let _ = writeln!(s, "{} {:>5}  {}", t(e.at), origin, e.text);
+    }
+    let _ = writeln!(s, "```\n\n![sessions per server over time](timeline.svg)\n");
+    if let Some(stats) = &ev.stats_end {
+        let _ = writeln!(
+            s,
+            "<details><summary>Balancer stats at the end</summary>\n\n```\n{}```\n</details>\n",
+            stats
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
+    }
+    if !ev.transcripts.is_empty() {
+        let _ = writeln!(s, "## Chat transcripts (what each client received)\n");
+        for (client, lines) in &ev.transcripts {
+            let _ = writeln!(
+                s,
+                "<details><summary>{client}: {} lines</summary>\n\n```",
+                lines.len()
+            );
+            for (at, line) in lines.iter().take(200) {
+                let _ = writeln!(s, "{} {line}", t(*at));
+            }
+            let _ = writeln!(s, "```\n</details>\n");
+        }
+    }
+    s
+}

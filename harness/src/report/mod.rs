@@ -1,0 +1,71 @@
+//! Reports of runs: Markdown for people, JSON for tools, an SVG timeline, an index, and
+//! the deterministic text that `cargo test` snapshots.
+//!
+//! - [`markdown`]: one run as Markdown.
+//! - [`svg`]: sessions per server over time, with kill/revive and health marks.
+//! - [`snapshot`]: the deterministic part (placements, verdicts, event order).
+//! - [`summary`]: the index over all runs and the terminal table.
+
+pub mod markdown;
+pub mod snapshot;
+pub mod summary;
+pub mod svg;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::runner::RunOutcome;
+
+/// Directory of one run's report under the report root: `<file-stem>/<balancer>`.
+pub fn run_dir(root: &Path, outcome: &RunOutcome) -> PathBuf {
+    root.join(&outcome.evidence.file_stem)
+        .join(outcome.evidence.balancer.as_str())
+}
+
+/// Writes `report.md`, `report.json` and `timeline.svg` of one run; returns the directory.
+pub fn write_run(root: &Path, outcome: &RunOutcome) -> anyhow::Result<PathBuf> {
+    let dir = run_dir(root, outcome);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("report.md", markdown::render(outcome))?;
+    write(
+        "report.json",
+        serde_json::to_string_pretty(&JsonReport::new(outcome))
+            .context("cannot serialise the report")?,
+    )?;
+    write("timeline.svg", svg::render(&outcome.evidence))?;
+    write("snapshot.txt", snapshot::render(outcome))?;
+    Ok(dir)
+}
+
+/// Writes `index.md` over every run.
+pub fn write_index(root: &Path, outcomes: &[RunOutcome]) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("cannot create the report directory {}", root.display()))?;
+    let path = root.join("index.md");
+    std::fs::write(&path, summary::index(outcomes))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The JSON form of a run: the outcome plus its overall status.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    status: crate::runner::Status,
+    #[serde(flatten)]
+    outcome: &'a RunOutcome,
+}
+
+impl<'a> JsonReport<'a> {
+    fn new(outcome: &'a RunOutcome) -> Self {
+        Self {
+            status: outcome.status(),
+            outcome,
+        }
+    }
+}

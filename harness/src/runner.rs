@@ -1,1 +1,0 @@
-//! runner (to be written).

@@ -1,0 +1,91 @@
+//! The command line that starts a balancer for a scenario (pure, unit-tested).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::scenario::{BalancerKind, BalancerSettings};
+
+/// Where the balancer serves its stats inside the `lb` namespace.
+pub const ADMIN_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100);
+
+fn dur(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+/// Arguments after the binary: `raw ...` or `proxy ...`.
+pub fn args(
+    kind: BalancerKind,
+    settings: &BalancerSettings,
+    lb_addr: Ipv4Addr,
+    source_ip: Ipv4Addr,
+    backends: &[SocketAddrV4],
+) -> Vec<String> {
+    let mut a: Vec<String> = vec![kind.as_str().into()];
+    match kind {
+        BalancerKind::Raw => {
+            a.extend(["--source-ip".into(), source_ip.to_string()]);
+            a.extend(["--port".into(), settings.port.to_string()]);
+        }
+        BalancerKind::Proxy => {
+            a.extend([
+                "--listen".into(),
+                SocketAddrV4::new(lb_addr, settings.port).to_string(),
+            ]);
+        }
+    }
+    for b in backends {
+        a.extend(["--backend".into(), b.to_string()]);
+    }
+    a.extend([
+        "--health-interval".into(),
+        dur(settings.interval),
+        "--health-timeout".into(),
+        dur(settings.timeout),
+        "--rise".into(),
+        settings.rise.to_string(),
+        "--fall".into(),
+        settings.fall.to_string(),
+        "--idle-timeout".into(),
+        dur(settings.idle_timeout),
+        "--admin".into(),
+        ADMIN_ADDR.to_string(),
+    ]);
+    if let Some(send) = &settings.health_send {
+        a.extend(["--health-send".into(), send.clone()]);
+    }
+    if let Some(expect) = &settings.health_expect {
+        a.extend(["--health-expect".into(), expect.clone()]);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::*;
+
+    #[test]
+    fn both_balancers_get_health_idle_and_admin_flags() {
+        let s = BalancerSettings {
+            port: 20000,
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            rise: 1,
+            fall: 3,
+            idle_timeout: std::time::Duration::from_secs(2),
+            health_send: None,
+            health_expect: None,
+        };
+        let lb = Ipv4Addr::new(10, 0, 0, 1);
+        let be = [SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 9000)];
+        assert_eq!(
+            args(BalancerKind::Raw, &s, lb, lb, &be).join(" "),
+            "raw --source-ip 10.0.0.1 --port 20000 --backend 10.0.0.11:9000 --health-interval 200ms \
+             --health-timeout 100ms --rise 1 --fall 3 --idle-timeout 2000ms --admin 127.0.0.1:9100"
+        );
+        assert_eq!(
+            args(BalancerKind::Proxy, &s, lb, lb, &be).join(" "),
+            "proxy --listen 10.0.0.1:20000 --backend 10.0.0.11:9000 --health-interval 200ms \
+             --health-timeout 100ms --rise 1 --fall 3 --idle-timeout 2000ms --admin 127.0.0.1:9100"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! What a run observed: plain data, filled by the live runner and read by the
+//! expectation checks and the reports (so both are testable on synthetic evidence).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::scenario::{server_name, BalancerKind, BalancerSettings, ServerAction, ServerIdx};
+
+/// How a join ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum JoinOutcome {
+    /// A new established socket appeared on exactly this server.
+    Placed {
+        /// Server index.
+        server: ServerIdx,
+    },
+    /// The client could not connect, or was closed before any server saw it.
+    Refused {
+        /// What the client printed or how it ended.
+        how: String,
+    },
+    /// No server saw the client in time, and the client did not end either.
+    Unplaced {
+        /// What was seen instead.
+        why: String,
+    },
+}
+
+/// One join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JoinRecord {
+    /// Nickname.
+    pub client: String,
+    /// When the client process started, from the run's start.
+    pub at: Duration,
+    /// When the server's socket appeared (placed), or when the harness stopped waiting.
+    pub settled: Duration,
+    /// What happened.
+    pub outcome: JoinOutcome,
+}
+
+/// One chat line sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SayRecord {
+    /// Sender.
+    pub client: String,
+    /// Text as given (sent as `[client] text`).
+    pub text: String,
+    /// When it was written to the client's stdin.
+    pub at: Duration,
+}
+
+impl SayRecord {
+    /// The line as it travels and as receivers print it.
+    pub fn wire(&self) -> String {
+        format!("[{}] {}", self.client, self.text)
+    }
+}
+
+/// A session that ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CloseRecord {
+    /// When the client printed its disconnect line or exited.
+    pub at: Duration,
+    /// Its last own activity (join, or last line sent) before that.
+    pub last_activity: Duration,
+    /// Whether the harness asked for it (`quit`).
+    pub by_quit: bool,
+    /// What the client printed or its exit status.
+    pub how: String,
+}
+
+/// The balancer's view of a server changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthMark {
+    /// Server index.
+    pub server: ServerIdx,
+    /// Up (true) or down (false).
+    pub up: bool,
+    /// When it was seen.
+    pub at: Duration,
+}
+
+/// Established sessions per server at one moment (kernel view, sock_diag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    /// When.
+    pub at: Duration,
+    /// Count per server, by index.
+    pub per_server: Vec<usize>,
+}
+
+/// One event of the timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When, from the run's start.
+    pub at: Duration,
+    /// Line of the step that caused it (None: observed in the background).
+    pub step_line: Option<usize>,
+    /// What happened, in words (no times, ports or pids).
+    pub text: String,
+    /// Kind for the SVG marks.
+    pub mark: Option<Mark>,
+}
+
+/// Marks drawn on the SVG timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mark {
+    /// Something was done to a server.
+    Server(ServerIdx, ServerAction),
+    /// The balancer reported a server down.
+    Down(ServerIdx),
+    /// The balancer reported a server up.
+    Up(ServerIdx),
+    /// A link or packet fault.
+    Fault,
+}
+
+/// What was left after teardown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Cleanup {
+    /// Namespaces of this run still present.
+    pub namespaces_left: Vec<String>,
+    /// Processes of this run still alive.
+    pub processes_left: Vec<String>,
+    /// Teardown errors.
+    pub errors: Vec<String>,
+}
+
+/// Everything one run (scenario x balancer) observed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario file stem.
+    pub file_stem: String,
+    /// Balancer.
+    pub balancer: BalancerKind,
+    /// Health settings used.
+    pub settings: BalancerSettings,
+    /// Number of servers.
+    pub servers: usize,
+    /// Topology in words (addresses, ports).
+    pub topology: Vec<String>,
+    /// Timeline.
+    pub events: Vec<Event>,
+    /// Joins in order.
+    pub joins: Vec<JoinRecord>,
+    /// Lines sent in order.
+    pub says: Vec<SayRecord>,
+    /// Lines each client printed (received), with times.
+    pub transcripts: BTreeMap<String, Vec<(Duration, String)>>,
+    /// Sessions that ended.
+    pub closes: BTreeMap<String, CloseRecord>,
+    /// Health changes seen.
+    pub health: Vec<HealthMark>,
+    /// Sessions per server over time.
+    pub samples: Vec<Sample>,
+    /// Sessions the balancer reported at the end (raw: NAT rows).
+    pub open_sessions_end: Option<u32>,
+    /// The balancer's stats at the end (Prometheus text), for the report.
+    pub stats_end: Option<String>,
+    /// Whether the balancer process still ran at the end.
+    pub balancer_alive_end: bool,
+    /// Steps that failed (deadline passed, process failed to start, ...).
+    pub step_failures: Vec<String>,
+    /// Set when the run could not be carried out here (e.g. netem missing).
+    pub skipped: Option<String>,
+    /// Teardown.
+    pub cleanup: Cleanup,
+    /// Wall time of the whole run.
+    pub duration: Duration,
+}
+
+impl Evidence {
+    /// An empty record for a run about to start.
+    pub fn new(scenario: &crate::scenario::Scenario, balancer: BalancerKind) -> Self {
+        Self {
+            scenario: scenario.name.clone(),
+            file_stem: scenario.file_stem(),
+            balancer,
+            settings: scenario.health.clone(),
+            servers: scenario.topology.servers,
+            topology: Vec::new(),
+            events: Vec::new(),
+            joins: Vec::new(),
+            says: Vec::new(),
+            transcripts: BTreeMap::new(),
+            closes: BTreeMap::new(),
+            health: Vec::new(),
+            samples: Vec::new(),
+            open_sessions_end: None,
+            stats_end: None,
+            balancer_alive_end: false,
+            step_failures: Vec::new(),
+            skipped: None,
+            cleanup: Cleanup::default(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// Where a client was placed, if it was.
+    pub fn placement_of(&self, client: &str) -> Option<ServerIdx> {
+        self.joins
+            .iter()
+            .find(|j| j.client == client)
+            .and_then(|j| match j.outcome {
+                JoinOutcome::Placed { server } => Some(server),
+                _ => None,
+            })
+    }
+
+    /// Clients placed on each server, in join order.
+    pub fn placements(&self) -> Vec<Vec<String>> {
+        let mut out = vec![Vec::new(); self.servers];
+        for j in &self.joins {
+            if let JoinOutcome::Placed { server } = j.outcome {
+                if let Some(list) = out.get_mut(server) {
+                    list.push(j.client.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Clients who printed `line` (the wire form) at any time.
+    pub fn receivers(&self, say: &SayRecord) -> Vec<String> {
+        let wire = say.wire();
+        self.transcripts
+            .iter()
+            .filter(|(_, lines)| lines.iter().any(|(_, l)| l.contains(&wire)))
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Records an event.
+    pub fn event(
+        &mut self,
+        at: Duration,
+        step_line: Option<usize>,
+        text: impl Into<String>,
+        mark: Option<Mark>,
+    ) {
+        self.events.push(Event {
+            at,
+            step_line,
+            text: text.into(),
+            mark,
+        });
+    }
+
+    /// Name of server `i`.
+    pub fn server_name(&self, i: ServerIdx) -> String {
+        server_name(i)
+    }
+}

@@ -1,0 +1,145 @@
+//! A client joins: where it lands, seen from the kernel of every server.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{program, Client, Run, JOIN_TIMEOUT};
+use crate::netns::Namespace;
+use crate::process::NsProcess;
+use crate::runner::evidence::*;
+use crate::runner::observer::POLL;
+use crate::scenario::{server_name, CommandTemplate, Step};
+use crate::topology::Host;
+
+impl Run<'_> {
+    pub(super) async fn join(&mut self, step: &Step, name: &str) -> anyhow::Result<()> {
+        let host_idx = self.clients.len() % self.scenario.topology.clients;
+        let ns: Namespace = self.topo.namespace(Host::Client(host_idx)).clone();
+        let vars = [
+            ("l4lb", self.opts.l4lb.display().to_string()),
+            ("host", self.topo.addr(Host::Lb).to_string()),
+            ("port", self.scenario.health.port.to_string()),
+            ("nick", name.to_string()),
+        ];
+        let template: &CommandTemplate = &self.scenario.programs.client;
+        let (prog, args) = program(template.expand(&vars));
+        let baseline = self.observer()?.baseline();
+        let counts_before = self.observer()?.balancer_counts(&self.backends);
+        let at = self.now();
+        let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
+        let end = Instant::now() + JOIN_TIMEOUT;
+        // A health check to a hung server stays established for the whole check timeout,
+        // longer when the machine is busy: twice the timeout plus a margin.
+        let persist = if self.drops.is_empty() && self.shaped.is_empty() {
+            crate::runner::observer::PERSIST
+        } else {
+            crate::runner::observer::PERSIST_LOSSY
+        }
+        .max(self.scenario.health.timeout * 2 + Duration::from_millis(100));
+        let mut connected = None;
+        let outcome = loop {
+            let found = self.observer()?.new_sockets(&baseline, persist);
+            // A health check also makes a socket on a server, and on a busy machine it may
+            // last as long as a client's: when the balancer counts sessions per backend,
+            // a server counts only if its count rose too.
+            let rose = |server: usize| match (
+                &counts_before,
+                self.observer()
+                    .ok()
+                    .and_then(|o| o.balancer_counts(&self.backends)),
+            ) {
+                (Some(before), Some(now)) => now[server] > before[server],
+                _ => true,
+            };
+            let lasting: Vec<_> = found
+                .iter()
+                .filter(|n| n.persistent && rose(n.server))
+                .collect();
+            // One client makes one connection: decide only when one server alone has new
+            // sockets (a young one elsewhere may be the client, the old one a slow check).
+            // At the deadline, young sockets elsewhere did not last: they were checks.
+            if lasting.len() == 1
+                && (counts_before.is_some() || found.len() == 1 || Instant::now() > end)
+            {
+                connected = Some(lasting[0].first);
+                break JoinOutcome::Placed {
+                    server: lasting[0].server,
+                };
+            }
+            if lasting.len() > 1 && Instant::now() > end {
+                let servers: Vec<String> = lasting.iter().map(|n| server_name(n.server)).collect();
+                break JoinOutcome::Unplaced {
+                    why: format!(
+                        "ambiguous: new long-lived sockets on {} at once",
+                        servers.join(", ")
+                    ),
+                };
+            }
+            if let Some((_, how)) = closed(&mut p).await {
+                break JoinOutcome::Refused { how };
+            }
+            if Instant::now() > end {
+                break JoinOutcome::Unplaced {
+                    why: format!(
+                        "no new established socket on any server within {}",
+                        humantime::format_duration(JOIN_TIMEOUT)
+                    ),
+                };
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        // Placed: when the server's socket appeared; otherwise when the harness gave up.
+        let settled =
+            connected.map_or_else(|| self.now(), |t| t.saturating_duration_since(self.start));
+        let text = match &outcome {
+            JoinOutcome::Placed { server } => format!("{name} joins -> {}", server_name(*server)),
+            JoinOutcome::Refused { how } => format!("{name} joins -> refused ({how})"),
+            JoinOutcome::Unplaced { why } => format!("{name} joins -> not placed ({why})"),
+        };
+        self.event(Some(step), text, None);
+        self.ev.joins.push(JoinRecord {
+            client: name.to_string(),
+            at,
+            settled,
+            outcome,
+        });
+        self.clients.insert(
+            name.to_string(),
+            Client {
+                proc: Arc::new(tokio::sync::Mutex::new(p)),
+                last_activity: Arc::new(Mutex::new(settled)),
+                chatter: None,
+                quit: false,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// When and how a client's session ended: its disconnect or error line, or its exit.
+/// `how` is a fixed phrase (it goes into snapshots); the client's own words are not.
+pub(super) async fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
+    let scan = |p: &NsProcess| {
+        p.transcript().into_iter().find_map(|l| {
+            let t = l.text.to_ascii_lowercase();
+            if t.contains("connect() error") || t.contains("refused") {
+                Some((l.at, "connection refused".to_string()))
+            } else if t.contains("disconnected") {
+                Some((l.at, "closed by the other side".to_string()))
+            } else {
+                None
+            }
+        })
+    };
+    if let Some(found) = scan(p) {
+        return Some(found);
+    }
+    let status = p.try_exit_code()?;
+    let exited = Instant::now();
+    // It may have printed its reason just before exiting: read to the end first.
+    p.wait_output_closed(Duration::from_millis(300)).await;
+    scan(p).or(Some((
+        exited,
+        format!("exited ({status}) without saying why"),
+    )))
+}

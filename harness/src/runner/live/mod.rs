@@ -1,0 +1,500 @@
+//! Runs one scenario against one balancer on a real topology and collects evidence.
+//! Set-up and teardown live here; `steps.rs` plays the timeline, `join.rs` places clients.
+//!
+//! Order: build the topology; start the servers (waiting until each listens); start the
+//! balancer (waiting until its stats show every backend up); start the observer; play
+//! the timeline step by step; read the end state; stop everything; tear down; check
+//! nothing is left. Any failure is recorded as evidence and the run goes on to teardown.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+mod join;
+mod steps;
+
+use join::closed;
+
+use super::evidence::*;
+use super::observer::{Observer, POLL};
+use super::{balancer, probe};
+use crate::faults;
+use crate::process::NsProcess;
+use crate::scenario::{server_name, BalancerKind, LinkHost, Scenario, Step};
+use crate::topology::{Host, Layout, Topology, TopologySpec};
+
+/// Longest a join may take before the client counts as unplaced.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(6);
+/// Longest a server or the balancer may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The `l4lb` binary (servers, clients and balancers are started from it).
+    pub l4lb: PathBuf,
+    /// Write a capture of the balancer's interfaces here.
+    pub pcap: Option<PathBuf>,
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+struct Client {
+    proc: Arc<tokio::sync::Mutex<NsProcess>>,
+    last_activity: Shared<Duration>,
+    chatter: Option<tokio::task::JoinHandle<()>>,
+    quit: bool,
+}
+
+struct Run<'a> {
+    scenario: &'a Scenario,
+    kind: BalancerKind,
+    opts: &'a RunOptions,
+    topo: Topology,
+    start: Instant,
+    ev: Evidence,
+    servers: Vec<Option<NsProcess>>,
+    backends: Vec<SocketAddrV4>,
+    balancer: Option<NsProcess>,
+    capture: Option<NsProcess>,
+    clients: BTreeMap<String, Client>,
+    says: Shared<Vec<SayRecord>>,
+    observer: Option<Observer>,
+    drops: Vec<(LinkHost, f64)>,
+    /// Hosts with a qdisc fault (rate limit, netem).
+    shaped: Vec<LinkHost>,
+}
+
+fn host(h: LinkHost) -> Host {
+    match h {
+        LinkHost::Client(i) => Host::Client(i),
+        LinkHost::Lb => Host::Lb,
+        LinkHost::Server(i) => Host::Server(i),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Splits an expanded template into program and arguments.
+fn program(argv: Vec<String>) -> (PathBuf, Vec<String>) {
+    let mut it = argv.into_iter();
+    let prog = it.next().unwrap_or_default();
+    (PathBuf::from(prog), it.collect())
+}
+
+/// Runs `scenario` against `kind`; never panics on a failing network, it records it.
+pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> Evidence {
+    let start = Instant::now();
+    let mut ev = Evidence::new(scenario, kind);
+    if scenario.uses_netem() && !faults::netem_supported() {
+        ev.skipped = Some(
+            "netem is unsupported on this kernel (no sch_netem module): a netem step cannot run here".into(),
+        );
+        return ev;
+    }
+    let spec = TopologySpec {
+        clients: scenario.topology.clients,
+        servers: scenario.topology.servers,
+        layout: scenario.topology.layout,
+        subnet: scenario.topology.subnet,
+        mtu: scenario.topology.mtu,
+        offloads: scenario.topology.offloads,
+        rst_drop: kind == BalancerKind::Raw,
+    };
+    let topo = match Topology::build(&spec).await {
+        Ok(t) => t,
+        Err(e) => {
+            ev.step_failures
+                .push(format!("the topology could not be built: {e:#}"));
+            ev.duration = start.elapsed();
+            return ev;
+        }
+    };
+    let backends = (0..spec.servers)
+        .map(|i| {
+            SocketAddrV4::new(
+                topo.addr(Host::Server(i)),
+                scenario.topology.server_ports[i],
+            )
+        })
+        .collect();
+    let mut run = Run {
+        scenario,
+        kind,
+        opts,
+        topo,
+        start,
+        ev,
+        servers: (0..spec.servers).map(|_| None).collect(),
+        backends,
+        balancer: None,
+        capture: None,
+        clients: BTreeMap::new(),
+        says: Arc::new(Mutex::new(Vec::new())),
+        observer: None,
+        drops: Vec::new(),
+        shaped: Vec::new(),
+    };
+    run.describe_topology();
+    match run.set_up().await {
+        Ok(()) => {
+            for step in &scenario.steps {
+                if let Err(e) = run.step(step).await {
+                    run.ev
+                        .step_failures
+                        .push(format!("line {}: {e:#}", step.line));
+                }
+            }
+            run.finish().await;
+        }
+        Err(e) => run.ev.step_failures.push(format!("set-up failed: {e:#}")),
+    }
+    run.tear_down().await
+}
+
+impl Run<'_> {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn event(&mut self, step: Option<&Step>, text: impl Into<String>, mark: Option<Mark>) {
+        let at = self.now();
+        self.ev.event(at, step.map(|s| s.line), text, mark);
+    }
+
+    fn describe_topology(&mut self) {
+        let t = &self.scenario.topology;
+        let lb = self.topo.addr(Host::Lb);
+        let mut lines = vec![
+            format!(
+                "layout {:?}, subnet {}/24, MTU {}, offloads {:?}",
+                t.layout,
+                t.subnet,
+                t.mtu.map_or("default".into(), |m| m.to_string()),
+                t.offloads
+            ),
+            format!(
+                "balancer `{}` on {lb}:{} (namespace lb){}",
+                self.kind,
+                self.scenario.health.port,
+                if self.kind == BalancerKind::Raw {
+                    ", RST-drop rule installed"
+                } else {
+                    ""
+                }
+            ),
+        ];
+        for (i, b) in self.backends.iter().enumerate() {
+            lines.push(format!("server {} at {b}", server_name(i)));
+        }
+        for i in 0..t.clients {
+            lines.push(format!(
+                "client host client{} at {}",
+                i + 1,
+                self.topo.addr(Host::Client(i))
+            ));
+        }
+        lines.push(format!(
+            "programs: server `{}`, client `{}`",
+            self.scenario.programs.server.argv.join(" "),
+            self.scenario.programs.client.argv.join(" ")
+        ));
+        self.ev.topology = lines;
+    }
+
+    async fn start_server(&mut self, i: usize) -> anyhow::Result<()> {
+        let port = self.backends[i].port();
+        let vars = [
+            ("l4lb", self.opts.l4lb.display().to_string()),
+            ("port", port.to_string()),
+            ("addr", self.backends[i].ip().to_string()),
+            ("server", server_name(i)),
+        ];
+        let (prog, args) = program(self.scenario.programs.server.expand(&vars));
+        let ns = self.topo.namespace(Host::Server(i)).clone();
+        let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if crate::sockets::listening(&ns)
+                .await?
+                .iter()
+                .any(|a| a.port() == port)
+            {
+                break;
+            }
+            if let Some(status) = p.try_exit_code() {
+                anyhow::bail!(
+                    "server {} exited at start ({status}): {}",
+                    server_name(i),
+                    tail(&p)
+                );
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "server {} does not listen on port {port} after {START_TIMEOUT:?}: {}",
+                    server_name(i),
+                    tail(&p)
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        self.servers[i] = Some(p);
+        Ok(())
+    }
+
+    async fn set_up(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.servers.len() {
+            self.start_server(i).await?;
+        }
+        let lb_ns = self.topo.namespace(Host::Lb).clone();
+        if let Some(path) = &self.opts.pcap {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let args: Vec<String> = ["-i", "any", "-U", "-n", "-s", "256", "-w"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([path.display().to_string(), "tcp and not port 9100".into()])
+                .collect();
+            let p = NsProcess::spawn(&lb_ns, std::path::Path::new("tcpdump"), &args).await?;
+            if p.wait_for_line(|l| l.contains("listening on"), START_TIMEOUT)
+                .await
+                .is_none()
+            {
+                anyhow::bail!("tcpdump did not start in the lb namespace: {}", tail(&p));
+            }
+            self.capture = Some(p);
+        }
+        let lb = self.topo.addr(Host::Lb);
+        let source = match self.scenario.topology.layout {
+            Layout::Lan => lb,
+            Layout::Routed => self.topo.lb_backend_addr(),
+        };
+        let args = balancer::args(self.kind, &self.scenario.health, lb, source, &self.backends);
+        let mut p = NsProcess::spawn(&lb_ns, &self.opts.l4lb, &args).await?;
+        let admin = SocketAddr::V4(balancer::ADMIN_ADDR);
+        let backends = self.backends.clone();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let b = backends.clone();
+            let ready = lb_ns
+                .run_async(move || {
+                    probe::fetch_metrics(admin, Duration::from_millis(300))
+                        .map(|t| {
+                            let s = probe::parse_metrics(&t);
+                            b.iter().all(|b| s.up.get(&b.to_string()) == Some(&true))
+                        })
+                        .map_err(|e| e.to_string())
+                })
+                .await?;
+            if ready == Ok(true) {
+                break;
+            }
+            if let Some(status) = p.try_exit_code() {
+                anyhow::bail!("the balancer exited at start ({status}): {}", tail(&p));
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the balancer did not report every backend up within {START_TIMEOUT:?} ({}): {}",
+                    match ready {
+                        Ok(_) => "stats readable, not all up".to_string(),
+                        Err(e) => format!("stats at {admin}: {e}"),
+                    },
+                    tail(&p)
+                );
+            }
+            tokio::time::sleep(POLL * 2).await;
+        }
+        self.balancer = Some(p);
+        let servers = (0..self.servers.len())
+            .map(|i| {
+                (
+                    self.topo.namespace(Host::Server(i)).clone(),
+                    self.backends[i].port(),
+                )
+            })
+            .collect();
+        self.observer = Some(Observer::start(
+            self.start,
+            servers,
+            lb_ns,
+            admin,
+            self.backends.clone(),
+        ));
+        self.event(
+            None,
+            format!("servers and the {} balancer are up", self.kind),
+            None,
+        );
+        Ok(())
+    }
+
+    fn observer(&self) -> anyhow::Result<&Observer> {
+        self.observer
+            .as_ref()
+            .context("the observer is not running")
+    }
+
+    /// A fresh reading of the balancer's stats (three tries, one second each).
+    async fn fresh_stats(&self) -> anyhow::Result<String> {
+        let lb = self.topo.namespace(Host::Lb).clone();
+        let admin = SocketAddr::V4(balancer::ADMIN_ADDR);
+        let mut last = String::new();
+        for _ in 0..3 {
+            match lb
+                .run_async(move || probe::fetch_metrics(admin, Duration::from_secs(1)))
+                .await?
+            {
+                Ok(text) => return Ok(text),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        anyhow::bail!("{last}")
+    }
+
+    /// Reads the end state while everything still runs.
+    async fn finish(&mut self) {
+        for c in self.clients.values_mut() {
+            if let Some(t) = c.chatter.take() {
+                t.abort();
+            }
+        }
+        // A last fresh reading of the balancer's sessions.
+        tokio::time::sleep(POLL * 3).await;
+        match self.fresh_stats().await {
+            Ok(text) => {
+                self.ev.open_sessions_end = probe::parse_metrics(&text).sessions;
+                self.ev.stats_end = Some(text);
+            }
+            Err(e) => self.ev.stats_end = Some(format!("# the stats could not be read: {e}\n")),
+        }
+        self.ev.balancer_alive_end = self
+            .balancer
+            .as_mut()
+            .is_some_and(|b| b.try_exit_code().is_none());
+        let start = self.start;
+        for (name, c) in &self.clients {
+            let mut p = c.proc.lock().await;
+            if let Some((at, how)) = closed(&mut p).await {
+                self.ev.closes.insert(
+                    name.clone(),
+                    CloseRecord {
+                        at: at.saturating_duration_since(start),
+                        last_activity: *lock(&c.last_activity),
+                        by_quit: c.quit,
+                        how,
+                    },
+                );
+            }
+            let lines = p
+                .transcript()
+                .into_iter()
+                .filter(|l| !l.stderr)
+                .map(|l| (l.at.saturating_duration_since(start), l.text))
+                .collect();
+            self.ev.transcripts.insert(name.clone(), lines);
+        }
+        self.ev.says = lock(&self.says).clone();
+        self.ev.says.sort_by_key(|s| s.at);
+    }
+
+    /// Stops every process, tears the topology down, and checks nothing is left.
+    async fn tear_down(mut self) -> Evidence {
+        let grace = Duration::from_millis(500);
+        let mut pids = Vec::new();
+        for (_, c) in std::mem::take(&mut self.clients) {
+            let mut p = c.proc.lock().await;
+            pids.push((format!("client {}", p.pid()), p.pid()));
+            let _ = p.stop(grace).await;
+        }
+        if let Some(mut b) = self.balancer.take() {
+            pids.push(("balancer".into(), b.pid()));
+            if b.try_exit_code().is_none() {
+                let _ = b.stop(Duration::from_secs(2)).await;
+            }
+        }
+        for p in self.servers.iter_mut().filter_map(|s| s.take()) {
+            let mut p = p;
+            pids.push(("server".into(), p.pid()));
+            let _ = p.stop(grace).await;
+        }
+        if let Some(mut c) = self.capture.take() {
+            pids.push(("tcpdump".into(), c.pid()));
+            let _ = c.stop(Duration::from_secs(2)).await;
+        }
+        if let Some(obs) = self.observer.take() {
+            let seen = obs.stop().await;
+            self.ev.health = seen.marks;
+            self.ev.samples = seen.samples;
+        }
+        for m in self.ev.health.clone() {
+            let text = format!(
+                "balancer reports {} {}",
+                server_name(m.server),
+                if m.up { "up" } else { "down" }
+            );
+            let mark = if m.up {
+                Mark::Up(m.server)
+            } else {
+                Mark::Down(m.server)
+            };
+            self.ev.events.push(Event {
+                at: m.at,
+                step_line: None,
+                text,
+                mark: Some(mark),
+            });
+        }
+        for (name, c) in &self.ev.closes {
+            if !c.by_quit {
+                self.ev.events.push(Event {
+                    at: c.at,
+                    step_line: None,
+                    text: format!("{name}'s session closed ({})", c.how),
+                    mark: None,
+                });
+            }
+        }
+        self.ev.events.sort_by_key(|e| e.at);
+        let prefix = self.topo.prefix().to_string();
+        if let Err(e) = self.topo.teardown().await {
+            self.ev.cleanup.errors.push(format!("{e:#}"));
+        }
+        self.ev.cleanup.namespaces_left = crate::cleanup::list_namespaces()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        self.ev.cleanup.processes_left = pids
+            .into_iter()
+            .filter(|(_, pid)| crate::cleanup::pid_alive(*pid))
+            .map(|(what, pid)| format!("{what} (pid {pid})"))
+            .collect();
+        self.ev.duration = self.start.elapsed();
+        self.ev
+    }
+}
+
+/// The last lines a process printed, for error messages.
+fn tail(p: &NsProcess) -> String {
+    let t = p.transcript();
+    let lines: Vec<String> = t
+        .iter()
+        .rev()
+        .take(5)
+        .rev()
+        .map(|l| l.text.clone())
+        .collect();
+    if lines.is_empty() {
+        "(it printed nothing)".into()
+    } else {
+        lines.join(" / ")
+    }
+}

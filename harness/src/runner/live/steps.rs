@@ -1,0 +1,297 @@
+//! The timeline's actions: chat, quits, server signals, link faults, waits.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::join::closed;
+use super::{host, lock, Run};
+use crate::faults;
+use crate::process::Signal;
+use crate::runner::evidence::*;
+use crate::runner::observer::POLL;
+use crate::scenario::{server_name, Action, Condition, ServerAction, Step};
+
+impl Run<'_> {
+    pub(super) async fn step(&mut self, step: &Step) -> anyhow::Result<()> {
+        if let Some(at) = step.at {
+            let now = self.now();
+            if at > now {
+                tokio::time::sleep(at - now).await;
+            }
+        }
+        match &step.action {
+            Action::Join(names) => {
+                for name in names {
+                    self.join(step, name).await?;
+                }
+            }
+            Action::Say { clients, text } => {
+                for c in clients {
+                    let client = self.clients.get(c).context("unknown client")?;
+                    let proc = client.proc.clone();
+                    let at = self.now();
+                    proc.lock()
+                        .await
+                        .send_line(text)
+                        .await
+                        .with_context(|| format!("{c} cannot say a line"))?;
+                    *lock(&client.last_activity) = at;
+                    lock(&self.says).push(SayRecord {
+                        client: c.clone(),
+                        text: text.clone(),
+                        at,
+                    });
+                    self.event(Some(step), format!("{c} says \"{text}\""), None);
+                    // Give the server a moment so lines of different senders do not merge.
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+            Action::Chat { client, every } => {
+                let c = self.clients.get_mut(client).context("unknown client")?;
+                let (proc, last, says, start, every, name) = (
+                    c.proc.clone(),
+                    c.last_activity.clone(),
+                    self.says.clone(),
+                    self.start,
+                    *every,
+                    client.clone(),
+                );
+                c.chatter = Some(tokio::spawn(async move {
+                    let mut n = 0u32;
+                    loop {
+                        n += 1;
+                        let text = format!("chatter {n}");
+                        let at = start.elapsed();
+                        if proc.lock().await.send_line(&text).await.is_err() {
+                            return;
+                        }
+                        *lock(&last) = at;
+                        lock(&says).push(SayRecord {
+                            client: name.clone(),
+                            text,
+                            at,
+                        });
+                        tokio::time::sleep(every).await;
+                    }
+                }));
+                self.event(
+                    Some(step),
+                    format!(
+                        "{client} starts talking every {}",
+                        humantime::format_duration(every)
+                    ),
+                    None,
+                );
+            }
+            Action::Silent(client) => {
+                if let Some(t) = self.clients.get_mut(client).and_then(|c| c.chatter.take()) {
+                    t.abort();
+                }
+                self.event(Some(step), format!("{client} goes silent"), None);
+            }
+            Action::Quit(names) => {
+                for name in names {
+                    let c = self.clients.get_mut(name).context("unknown client")?;
+                    if let Some(t) = c.chatter.take() {
+                        t.abort();
+                    }
+                    c.quit = true;
+                    let proc = c.proc.clone();
+                    let mut p = proc.lock().await;
+                    p.send_line("q")
+                        .await
+                        .with_context(|| format!("{name} cannot quit"))?;
+                    let status = p.wait_exit(Duration::from_secs(2)).await?;
+                    drop(p);
+                    let text = match status {
+                        Some(s) if s.success() => format!("{name} quits"),
+                        Some(s) => format!("{name} quits ({s})"),
+                        None => format!("{name} did not exit after `q`"),
+                    };
+                    self.event(Some(step), text, None);
+                }
+            }
+            Action::Server { server, action } => self.server_action(step, *server, *action).await?,
+            Action::Link { host: h, up } => {
+                self.topo.set_link(host(*h), *up).await?;
+                self.event(
+                    Some(step),
+                    format!("link of {h} {}", if *up { "up" } else { "down" }),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::Drop { host: h, fraction } => {
+                let ns = self.topo.namespace(host(*h)).clone();
+                faults::drop_fraction(&ns, "eth0", *fraction).await?;
+                self.drops.push((*h, *fraction));
+                self.event(
+                    Some(step),
+                    format!("dropping {:.1}% of packets on {h}", fraction * 100.0),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::Rate { host: h, rate } => {
+                faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit(rate)?).await?;
+                self.shaped.push(*h);
+                self.event(
+                    Some(step),
+                    format!("rate limit {rate} on {h}"),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::Netem { host: h, args } => {
+                let params: Vec<&str> = args.split_whitespace().collect();
+                faults::netem(self.topo.namespace(host(*h)), "eth0", &params).await?;
+                self.shaped.push(*h);
+                self.event(
+                    Some(step),
+                    format!("netem {args} on {h}"),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::ClearFaults(h) => {
+                let ns = self.topo.namespace(host(*h)).clone();
+                let mut keep = Vec::new();
+                for (dh, f) in std::mem::take(&mut self.drops) {
+                    if dh == *h {
+                        faults::remove_drop_fraction(&ns, "eth0", f).await?;
+                    } else {
+                        keep.push((dh, f));
+                    }
+                }
+                self.drops = keep;
+                if self.shaped.contains(h) {
+                    faults::clear_qdisc(&ns, "eth0").await?;
+                    self.shaped.retain(|x| x != h);
+                }
+                self.event(
+                    Some(step),
+                    format!("faults on {h} cleared"),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::Wait(d) => {
+                tokio::time::sleep(*d).await;
+                self.event(
+                    Some(step),
+                    format!("waited {}", humantime::format_duration(*d)),
+                    None,
+                );
+            }
+            Action::WaitUntil {
+                condition,
+                deadline,
+            } => {
+                let what = match condition {
+                    Condition::ServerDown(s) => {
+                        format!("the balancer reports {} down", server_name(*s))
+                    }
+                    Condition::ServerUp(s) => {
+                        format!("the balancer reports {} up", server_name(*s))
+                    }
+                    Condition::Closed(c) => format!("{c}'s session is closed"),
+                    Condition::Sessions(n) => format!("the balancer holds {n} session(s)"),
+                };
+                let end = Instant::now() + *deadline;
+                loop {
+                    if self.condition_holds(condition).await? {
+                        self.event(Some(step), what.clone(), None);
+                        break;
+                    }
+                    if Instant::now() > end {
+                        self.event(
+                            Some(step),
+                            format!(
+                                "NOT MET within {}: {what}",
+                                humantime::format_duration(*deadline)
+                            ),
+                            None,
+                        );
+                        anyhow::bail!(
+                            "{what}: not within {}",
+                            humantime::format_duration(*deadline)
+                        );
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn condition_holds(&mut self, c: &Condition) -> anyhow::Result<bool> {
+        let obs = self.observer()?;
+        Ok(match c {
+            Condition::ServerDown(s) => obs.lock().health[*s] == Some(false),
+            Condition::ServerUp(s) => obs.lock().health[*s] == Some(true),
+            Condition::Sessions(n) => {
+                obs.lock().stats.as_ref().and_then(|s| s.sessions) == Some(*n)
+            }
+            Condition::Closed(name) => {
+                let c = self.clients.get(name).context("unknown client")?;
+                let mut p = c.proc.lock().await;
+                closed(&mut p).await.is_some()
+            }
+        })
+    }
+
+    async fn server_action(
+        &mut self,
+        step: &Step,
+        i: usize,
+        action: ServerAction,
+    ) -> anyhow::Result<()> {
+        let name = server_name(i);
+        match action {
+            ServerAction::Restart => {
+                if let Some(mut p) = self.servers[i].take() {
+                    let _ = p.signal(Signal::Kill);
+                    let _ = p.wait_exit(Duration::from_secs(2)).await;
+                }
+                self.start_server(i).await?;
+                self.event(
+                    Some(step),
+                    format!("restart {name}"),
+                    Some(Mark::Server(i, action)),
+                );
+            }
+            _ => {
+                let p = self.servers[i]
+                    .as_mut()
+                    .with_context(|| format!("{name} is not running"))?;
+                let (signal, verb) = match action {
+                    ServerAction::Kill => (Signal::Kill, "kill"),
+                    ServerAction::Stop => (Signal::Stop, "stop"),
+                    _ => (Signal::Cont, "cont"),
+                };
+                p.signal(signal)?;
+                if action == ServerAction::Kill {
+                    let _ = p.wait_exit(Duration::from_secs(2)).await;
+                }
+                self.event(
+                    Some(step),
+                    format!("{verb} {name}"),
+                    Some(Mark::Server(i, action)),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A tc rate ("512kbit", "10mbit", "1gbit") in kbit/s.
+fn kbit(rate: &str) -> anyhow::Result<u32> {
+    let digits: String = rate.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("`{rate}` is not a rate"))?;
+    let k = match &rate[digits.len()..] {
+        "kbit" => n,
+        "mbit" => n * 1000,
+        "gbit" => n * 1_000_000,
+        "bit" => (n / 1000).max(1),
+        other => anyhow::bail!("unknown rate unit `{other}` in `{rate}`"),
+    };
+    u32::try_from(k).with_context(|| format!("rate `{rate}` is too large"))
+}

@@ -1,0 +1,156 @@
+//! Reading the balancer's Prometheus stats (`GET /metrics` on its admin address): the
+//! health it gives each backend and the sessions it holds.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// What the balancer's stats say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Per backend address: usable (up) or not (down).
+    pub up: BTreeMap<String, bool>,
+    /// Sessions the balancer holds: raw NAT rows if reported, else the sum of live sessions.
+    pub sessions: Option<u32>,
+    /// Sessions per backend address (raw: `l4lb_raw_backend_rows`; proxy: live sessions).
+    pub per_backend: BTreeMap<String, u32>,
+}
+
+/// Parses the Prometheus text of `l4lb raw|proxy --admin`.
+///
+/// Up/down: `l4lb_backend_state{state="up"}` when present (a fully healthy backend),
+/// otherwise `l4lb_backend_up`; down is `l4lb_backend_up == 0`. Sessions: a gauge whose
+/// `l4lb_raw_rows` (NAT rows), else the sum of `l4lb_backend_sessions_live`.
+pub fn parse_metrics(text: &str) -> Stats {
+    let mut usable: BTreeMap<String, bool> = BTreeMap::new();
+    let mut state_up: BTreeMap<String, bool> = BTreeMap::new();
+    let mut rows: Option<f64> = None;
+    let mut live: Option<f64> = None;
+    let mut live_per: BTreeMap<String, u32> = BTreeMap::new();
+    let mut rows_per: BTreeMap<String, u32> = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let label = |key: &str| -> Option<String> {
+            labels.split("\",").find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == key).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        match name {
+            "l4lb_backend_up" => {
+                if let Some(b) = label("backend") {
+                    usable.insert(b, value > 0.5);
+                }
+            }
+            "l4lb_backend_state" => {
+                if let (Some(b), Some(state)) = (label("backend"), label("state")) {
+                    if state == "up" {
+                        state_up.insert(b, value > 0.5);
+                    }
+                }
+            }
+            "l4lb_backend_sessions_live" => {
+                *live.get_or_insert(0.0) += value;
+                if let Some(b) = label("backend") {
+                    live_per.insert(b, value.round() as u32);
+                }
+            }
+            "l4lb_raw_backend_rows" => {
+                if let Some(b) = label("backend") {
+                    rows_per.insert(b, value.round() as u32);
+                }
+            }
+            "l4lb_raw_rows" => rows = Some(value),
+            _ => {}
+        }
+    }
+    let up = usable
+        .iter()
+        .map(|(b, usable)| {
+            let up = match state_up.get(b) {
+                // Up only when fully up; down only when not usable (suspect keeps serving).
+                Some(true) => true,
+                Some(false) if *usable => return (b.clone(), None),
+                _ => *usable,
+            };
+            (b.clone(), Some(up))
+        })
+        .filter_map(|(b, v)| v.map(|v| (b, v)))
+        .collect();
+    Stats {
+        up,
+        sessions: rows.or(live).map(|v| v.round() as u32),
+        per_backend: if rows_per.is_empty() {
+            live_per
+        } else {
+            rows_per
+        },
+    }
+}
+
+/// `GET /metrics` from `addr` (blocking; call from a thread inside the balancer's namespace).
+pub fn fetch_metrics(addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: l4lb\r\n\r\n")?;
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf)?;
+    match buf.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200") => {
+            Ok(body.to_string())
+        }
+        _ => Err(std::io::Error::other(format!(
+            "unexpected reply from the stats endpoint: {}",
+            buf.lines().next().unwrap_or("(empty)")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_give_health_and_sessions() {
+        let text = r#"# HELP l4lb_backend_up x
+l4lb_backend_up{backend="10.0.0.11:9000"} 1
+l4lb_backend_up{backend="10.0.0.12:9000"} 0
+l4lb_backend_up{backend="10.0.0.13:9000"} 1
+l4lb_backend_state{backend="10.0.0.11:9000",state="up"} 1
+l4lb_backend_state{backend="10.0.0.12:9000",state="up"} 0
+l4lb_backend_state{backend="10.0.0.13:9000",state="up"} 0
+l4lb_backend_sessions_live{backend="10.0.0.11:9000"} 2
+l4lb_backend_sessions_live{backend="10.0.0.13:9000"} 1
+"#;
+        let s = parse_metrics(text);
+        assert_eq!(s.up.get("10.0.0.11:9000"), Some(&true));
+        assert_eq!(s.up.get("10.0.0.12:9000"), Some(&false));
+        // Suspect (usable, not fully up): neither mark.
+        assert_eq!(s.up.get("10.0.0.13:9000"), None);
+        assert_eq!(s.sessions, Some(3));
+        let raw = format!(
+            "{text}l4lb_raw_rows 5\nl4lb_raw_backend_rows{{backend=\"10.0.0.11:9000\"}} 5\n"
+        );
+        assert_eq!(parse_metrics(&raw).sessions, Some(5));
+        assert_eq!(s.per_backend.get("10.0.0.11:9000"), Some(&2));
+        assert_eq!(
+            parse_metrics(&raw).per_backend.get("10.0.0.11:9000"),
+            Some(&5)
+        );
+        assert_eq!(parse_metrics("").sessions, None);
+    }
+}

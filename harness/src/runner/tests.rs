@@ -1,0 +1,355 @@
+//! Expectation checks and reports on synthetic evidence (no network, no root).
+
+use std::time::Duration;
+
+use super::*;
+use crate::scenario::{parse_str, BalancerKind, Scenario, ServerAction};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn scenario(file: &str) -> Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    parse_str(std::path::Path::new(&format!("scenarios/{file}")), &text).unwrap()
+}
+
+/// The guideline as a perfect round-robin run would record it.
+fn guideline_evidence(balancer: BalancerKind) -> (Scenario, Evidence) {
+    let s = scenario("001-guideline.toml");
+    let mut ev = Evidence::new(&s, balancer);
+    for (i, c) in ["test1", "test2", "test3", "test4", "test5", "test6"]
+        .iter()
+        .enumerate()
+    {
+        let at = ms(100 * i as u64);
+        ev.joins.push(JoinRecord {
+            client: c.to_string(),
+            at,
+            settled: at + ms(20),
+            outcome: JoinOutcome::Placed { server: i % 3 },
+        });
+        ev.event(at, Some(17), format!("{c} joined -> s{}", i % 3 + 1), None);
+        ev.transcripts.insert(c.to_string(), Vec::new());
+    }
+    for (k, c) in ["test1", "test2", "test3", "test6"].iter().enumerate() {
+        let say = SayRecord {
+            client: c.to_string(),
+            text: format!("hello from {c}"),
+            at: ms(1000 + 100 * k as u64),
+        };
+        let server = ev.placement_of(c).unwrap();
+        let peers: Vec<String> = ev.placements()[server].clone();
+        for p in peers {
+            ev.transcripts
+                .get_mut(&p)
+                .unwrap()
+                .push((say.at + ms(5), say.wire()));
+        }
+        ev.says.push(say);
+    }
+    ev.open_sessions_end = Some(6);
+    ev.balancer_alive_end = true;
+    ev.duration = ms(2000);
+    (s, ev)
+}
+
+fn outcome(s: &Scenario, ev: Evidence) -> RunOutcome {
+    RunOutcome {
+        file: format!("scenarios/{}.toml", s.file_stem()),
+        purpose: s.purpose.clone(),
+        verdicts: evaluate(&s.expectations, &ev),
+        evidence: ev,
+    }
+}
+
+#[test]
+fn a_perfect_guideline_run_passes_every_expectation() {
+    for b in BalancerKind::ALL {
+        let (s, ev) = guideline_evidence(b);
+        let o = outcome(&s, ev);
+        assert_eq!(o.status(), Status::Pass, "{:#?}", o.verdicts);
+    }
+}
+
+#[test]
+fn raw_expectations_apply_only_to_raw() {
+    let (s, ev) = guideline_evidence(BalancerKind::Proxy);
+    let o = outcome(&s, ev);
+    assert!(o
+        .verdicts
+        .iter()
+        .all(|v| !v.expectation.starts_with("placement exactly")));
+    assert!(o
+        .verdicts
+        .iter()
+        .any(|v| v.expectation.starts_with("clients balanced")));
+}
+
+#[test]
+fn a_wrong_placement_fails_and_says_where() {
+    let (s, mut ev) = guideline_evidence(BalancerKind::Raw);
+    ev.joins[3].outcome = JoinOutcome::Placed { server: 1 };
+    let o = outcome(&s, ev);
+    assert_eq!(o.status(), Status::Fail);
+    let v = o
+        .verdicts
+        .iter()
+        .find(|v| v.expectation.starts_with("placement"))
+        .unwrap();
+    assert_eq!(v.status, Status::Fail);
+    assert!(
+        v.summary
+            .contains("s1 has [test1], expected [test1, test4]"),
+        "{}",
+        v.summary
+    );
+}
+
+#[test]
+fn a_line_leaking_across_servers_fails_chat_isolation() {
+    let (s, mut ev) = guideline_evidence(BalancerKind::Raw);
+    ev.transcripts
+        .get_mut("test2")
+        .unwrap()
+        .push((ms(1500), "[test1] hello from test1".into()));
+    let o = outcome(&s, ev);
+    let v = o
+        .verdicts
+        .iter()
+        .find(|v| v.expectation.starts_with("every line"))
+        .unwrap();
+    assert_eq!(v.status, Status::Fail);
+    assert!(v.summary.contains("leaked to test2"), "{}", v.summary);
+}
+
+#[test]
+fn a_missing_line_fails_chat_isolation() {
+    let (s, mut ev) = guideline_evidence(BalancerKind::Proxy);
+    ev.transcripts.get_mut("test4").unwrap().clear();
+    let o = outcome(&s, ev);
+    let v = o
+        .verdicts
+        .iter()
+        .find(|v| v.expectation.starts_with("every line"))
+        .unwrap();
+    assert_eq!(v.status, Status::Fail);
+    assert!(v.summary.contains("missing at test4"), "{}", v.summary);
+}
+
+#[test]
+fn leftovers_fail_the_cleanup_verdict() {
+    let (s, mut ev) = guideline_evidence(BalancerKind::Raw);
+    ev.cleanup.namespaces_left.push("l4lb-1-0-lb".into());
+    let o = outcome(&s, ev);
+    assert_eq!(o.status(), Status::Fail);
+}
+
+/// The crash scenario: s1 killed at 1 s, reported down `detect` later, b1..b4 after.
+fn crash_evidence(detect: Duration, b_on_s1: bool) -> (Scenario, Evidence) {
+    let s = scenario("003-server-crash.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Raw);
+    let mut t = ms(0);
+    for (i, c) in ["a1", "a2", "a3"].iter().enumerate() {
+        ev.joins.push(JoinRecord {
+            client: c.to_string(),
+            at: t,
+            settled: t,
+            outcome: JoinOutcome::Placed { server: i },
+        });
+        ev.transcripts.insert(c.to_string(), Vec::new());
+        t += ms(50);
+    }
+    let kill = ms(1000);
+    ev.event(
+        kill,
+        Some(20),
+        "kill s1",
+        Some(Mark::Server(0, ServerAction::Kill)),
+    );
+    ev.closes.insert(
+        "a1".into(),
+        CloseRecord {
+            at: kill + ms(5),
+            last_activity: ms(0),
+            by_quit: false,
+            how: "Server disconnected".into(),
+        },
+    );
+    ev.health.push(HealthMark {
+        server: 0,
+        up: false,
+        at: kill + detect,
+    });
+    ev.event(
+        kill + detect,
+        Some(23),
+        "balancer reports s1 down",
+        Some(Mark::Down(0)),
+    );
+    let mut t = kill + detect + ms(10);
+    for (i, c) in ["b1", "b2", "b3", "b4"].iter().enumerate() {
+        let server = if b_on_s1 && i == 0 { 0 } else { 1 + i % 2 };
+        ev.joins.push(JoinRecord {
+            client: c.to_string(),
+            at: t,
+            settled: t,
+            outcome: JoinOutcome::Placed { server },
+        });
+        ev.transcripts.insert(c.to_string(), Vec::new());
+        t += ms(50);
+    }
+    for (c, text) in [("a2", "still here"), ("a3", "me too")] {
+        let say = SayRecord {
+            client: c.into(),
+            text: text.into(),
+            at: t,
+        };
+        let server = ev.placement_of(c).unwrap();
+        for p in ev.placements()[server].clone() {
+            if !ev.closes.contains_key(&p) {
+                ev.transcripts.get_mut(&p).unwrap().push((t, say.wire()));
+            }
+        }
+        ev.says.push(say);
+        t += ms(10);
+    }
+    ev.balancer_alive_end = true;
+    (s, ev)
+}
+
+#[test]
+fn failover_within_the_bound_passes() {
+    let (s, ev) = crash_evidence(ms(650), false);
+    let o = outcome(&s, ev);
+    assert_eq!(o.status(), Status::Pass, "{:#?}", o.verdicts);
+    let v = o
+        .verdicts
+        .iter()
+        .find(|v| v.expectation.contains("failure noticed"))
+        .unwrap();
+    assert_eq!(
+        v.summary,
+        "s1 reported down within the bound; 0 of 4 later joins on s1"
+    );
+    assert!(
+        v.detail.starts_with("detection 0.650s (bound 0.700s"),
+        "{}",
+        v.detail
+    );
+}
+
+#[test]
+fn late_detection_fails() {
+    // bound 700 ms + margin 300 ms: 1.1 s is too late.
+    let (s, ev) = crash_evidence(ms(1100), false);
+    let o = outcome(&s, ev);
+    let v = o
+        .verdicts
+        .iter()
+        .find(|v| v.expectation.contains("failure noticed"))
+        .unwrap();
+    assert_eq!(v.status, Status::Fail);
+    assert!(v.summary.contains("too late"));
+}
+
+#[test]
+fn a_client_sent_to_the_dead_server_fails_failover_and_not_on() {
+    let (s, ev) = crash_evidence(ms(600), true);
+    let o = outcome(&s, ev);
+    let failed: Vec<&str> = o
+        .verdicts
+        .iter()
+        .filter(|v| v.status == Status::Fail)
+        .map(|v| v.expectation.as_str())
+        .collect();
+    assert!(
+        failed.iter().any(|e| e.contains("failure noticed")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(|e| e.starts_with("not placed on")),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn no_down_report_fails_failover() {
+    let (s, mut ev) = crash_evidence(ms(600), false);
+    ev.health.clear();
+    let o = outcome(&s, ev);
+    let v = o
+        .verdicts
+        .iter()
+        .find(|v| v.expectation.contains("failure noticed"))
+        .unwrap();
+    assert_eq!(v.summary, "the balancer never reported s1 down");
+}
+
+#[test]
+fn idle_close_outside_tolerance_fails() {
+    let s = scenario("007-idle-timeout.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Proxy);
+    ev.joins.push(JoinRecord {
+        client: "quiet".into(),
+        at: ms(0),
+        settled: ms(10),
+        outcome: JoinOutcome::Placed { server: 0 },
+    });
+    ev.joins.push(JoinRecord {
+        client: "chatty".into(),
+        at: ms(20),
+        settled: ms(30),
+        outcome: JoinOutcome::Placed { server: 1 },
+    });
+    ev.open_sessions_end = Some(1);
+    for (closed_after, pass) in [(2100, true), (3500, false), (900, false)] {
+        ev.closes.insert(
+            "quiet".into(),
+            CloseRecord {
+                at: ms(10 + closed_after),
+                last_activity: ms(10),
+                by_quit: false,
+                how: "Server disconnected".into(),
+            },
+        );
+        let o = outcome(&s, ev.clone());
+        let v = o
+            .verdicts
+            .iter()
+            .find(|v| v.expectation.starts_with("idle sessions"))
+            .unwrap();
+        assert_eq!(
+            v.status == Status::Pass,
+            pass,
+            "closed after {closed_after} ms: {v:?}"
+        );
+    }
+}
+
+#[test]
+fn a_skipped_run_is_not_a_pass() {
+    let s = scenario("014-netem-delay.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Raw);
+    ev.skipped = Some("netem is unsupported on this kernel (no sch_netem)".into());
+    let o = outcome(&s, ev);
+    assert_eq!(o.status(), Status::Skipped);
+}
+
+#[test]
+fn report_of_a_synthetic_run() {
+    let (s, ev) = crash_evidence(ms(650), false);
+    let o = outcome(&s, ev);
+    insta::assert_snapshot!("snapshot_crash", crate::report::snapshot::render(&o));
+    insta::assert_snapshot!("markdown_crash", crate::report::markdown::render(&o));
+    let svg = crate::report::svg::render(&o.evidence);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains(">kill<") && svg.contains(">down<"));
+    insta::assert_snapshot!(
+        "index",
+        crate::report::summary::index(std::slice::from_ref(&o))
+    );
+}

@@ -1,0 +1,122 @@
+//! Errors of a scenario file: file, line, column, what is wrong and what was expected.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem found in a scenario file, located by line and column (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file, as the user named it.
+    pub file: PathBuf,
+    /// 1-based line of the offending text (0 when the file could not be read).
+    pub line: usize,
+    /// 1-based column (in characters) of the offending text.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// What would have been accepted, when that can be said.
+    pub expected: Option<String>,
+    /// The source line, for display.
+    pub source_line: String,
+    /// Width of the caret under the offending text (at least 1).
+    pub width: usize,
+}
+
+impl ScenarioError {
+    /// An error located at byte range `span` of `source`.
+    pub fn at(
+        file: &Path,
+        source: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+        expected: Option<String>,
+    ) -> Self {
+        let start = span.start.min(source.len());
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
+        let line = source[..start].matches('\n').count() + 1;
+        let column = source[line_start..start].chars().count() + 1;
+        let end = span.end.clamp(start, line_end);
+        let width = source[start..end].chars().count().max(1);
+        Self {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            expected,
+            source_line: source[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
+            width,
+        }
+    }
+
+    /// An error about the file as a whole (unreadable, ...).
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            expected: None,
+            source_line: String::new(),
+            width: 1,
+        }
+    }
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: error: {}", self.file.display(), self.message);
+        }
+        writeln!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        let gutter = self.line.to_string().len();
+        writeln!(f, "{:gutter$} |", "")?;
+        writeln!(f, "{} | {}", self.line, self.source_line)?;
+        write!(
+            f,
+            "{:gutter$} | {}{}",
+            "",
+            " ".repeat(self.column - 1),
+            "^".repeat(self.width)
+        )?;
+        if let Some(expected) = &self.expected {
+            write!(f, "\n{:gutter$} = expected: {expected}", "")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Every problem found in one file (validation keeps going after the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioErrors(pub Vec<ScenarioError>);
+
+impl fmt::Display for ScenarioErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            writeln!(f, "{error}")?;
+        }
+        match self.0.len() {
+            1 => write!(f, "1 error; fix it and run `l4lb check` again"),
+            n => write!(f, "{n} errors; fix them and run `l4lb check` again"),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioErrors {}

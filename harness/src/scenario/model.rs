@@ -1,0 +1,445 @@
+//! Stage two: the validated scenario the runner executes. Every name is resolved,
+//! every duration parsed, every default filled in (defaults are the constants below).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::{Layout, Offloads};
+
+/// Port the balancer listens on unless the file says otherwise (the original's).
+pub const DEFAULT_LB_PORT: u16 = 20000;
+/// Port of every server unless the file says otherwise.
+pub const DEFAULT_SERVER_PORT: u16 = 9000;
+/// Default health-check interval (short, so the suite is fast).
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(200);
+/// Default health-check timeout.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default successes in a row that bring a server back.
+pub const DEFAULT_RISE: u32 = 1;
+/// Default failures in a row that take a server out.
+pub const DEFAULT_FALL: u32 = 3;
+/// Default idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default subnet of the home LAN.
+pub const DEFAULT_SUBNET: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
+
+/// Which balancer a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BalancerKind {
+    /// `l4lb raw`: full NAT on a raw socket, round robin.
+    Raw,
+    /// `l4lb proxy`: a proxy, least connections.
+    Proxy,
+}
+
+impl BalancerKind {
+    /// Both, in report order.
+    pub const ALL: [BalancerKind; 2] = [BalancerKind::Raw, BalancerKind::Proxy];
+
+    /// `raw` or `proxy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalancerKind::Raw => "raw",
+            BalancerKind::Proxy => "proxy",
+        }
+    }
+}
+
+impl std::fmt::Display for BalancerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scenario {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Short name.
+    pub name: String,
+    /// What it proves.
+    pub purpose: String,
+    /// Balancers it runs against.
+    pub balancers: Vec<BalancerKind>,
+    /// Why not both (when only one).
+    pub balancers_why: Option<String>,
+    /// Outside the fast suite.
+    pub slow: bool,
+    /// The network.
+    pub topology: TopologySettings,
+    /// Balancer settings.
+    pub health: BalancerSettings,
+    /// Server and client programs.
+    pub programs: Programs,
+    /// Timeline.
+    pub steps: Vec<Step>,
+    /// What must hold.
+    pub expectations: Vec<Expectation>,
+}
+
+impl Scenario {
+    /// Clients in the order they first join.
+    pub fn clients(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for step in &self.steps {
+            if let Action::Join(names) = &step.action {
+                for n in names {
+                    if !out.contains(n) {
+                        out.push(n.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a step needs netem (which some kernels lack).
+    pub fn uses_netem(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Netem { .. }))
+    }
+
+    /// The file name without directory (for reports and test names).
+    pub fn file_stem(&self) -> String {
+        self.file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.name.clone())
+    }
+}
+
+/// The network of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopologySettings {
+    /// Client hosts.
+    pub clients: usize,
+    /// Server hosts (named s1..sN).
+    pub servers: usize,
+    /// First address of the /24.
+    pub subnet: Ipv4Addr,
+    /// MTU of every veth.
+    pub mtu: Option<u32>,
+    /// Layout.
+    pub layout: Layout,
+    /// Offloads.
+    pub offloads: Offloads,
+    /// Port of each server (one entry a server).
+    pub server_ports: Vec<u16>,
+}
+
+/// Health and timeout settings handed to the balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalancerSettings {
+    /// Port the balancer listens on.
+    pub port: u16,
+    /// Time between two checks of one server.
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// Time one check may take.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Successes in a row that bring a server back.
+    pub rise: u32,
+    /// Failures in a row that take a server out.
+    pub fall: u32,
+    /// Silence after which a session is closed.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// Text a health check sends after connecting (None: a plain TCP connect check).
+    pub health_send: Option<String>,
+    /// Prefix the reply must start with.
+    pub health_expect: Option<String>,
+}
+
+impl BalancerSettings {
+    /// Longest time from a failure to the balancer noticing it: every check of the
+    /// `fall` in a row may start up to one interval apart and take up to `timeout`.
+    pub fn detection_bound(&self) -> Duration {
+        self.interval * self.fall + self.timeout
+    }
+
+    /// Longest time from a server's return to the balancer using it again.
+    pub fn recovery_bound(&self) -> Duration {
+        self.interval * self.rise + self.timeout
+    }
+
+    /// Slack added to measured bounds for polling (25 ms) and scheduling on a busy
+    /// machine: one more interval, at least 300 ms.
+    pub fn margin(&self) -> Duration {
+        self.interval.max(Duration::from_millis(300))
+    }
+}
+
+/// Serialises durations as humantime strings ("1s 500ms").
+pub mod humantime_serde_compat {
+    use std::time::Duration;
+
+    /// Serialises a duration as a humantime string.
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// A command template: argv whose items may hold placeholders (`{port}`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandTemplate {
+    /// Arguments, the program first. A shell string is stored as `sh -c <string>`.
+    pub argv: Vec<String>,
+}
+
+/// Placeholders a server command may use.
+pub const SERVER_PLACEHOLDERS: &[&str] = &["l4lb", "port", "addr", "server"];
+/// Placeholders a client command may use.
+pub const CLIENT_PLACEHOLDERS: &[&str] = &["l4lb", "host", "port", "nick"];
+
+impl CommandTemplate {
+    /// The default server: our chat server.
+    pub fn default_server() -> Self {
+        Self {
+            argv: vec!["{l4lb}".into(), "chat-server".into(), "{port}".into()],
+        }
+    }
+
+    /// The default client: our chat client.
+    pub fn default_client() -> Self {
+        Self {
+            argv: vec![
+                "{l4lb}".into(),
+                "chat-client".into(),
+                "{host}".into(),
+                "{port}".into(),
+                "{nick}".into(),
+            ],
+        }
+    }
+
+    /// Replaces every `{key}` by its value.
+    pub fn expand(&self, vars: &[(&str, String)]) -> Vec<String> {
+        self.argv
+            .iter()
+            .map(|arg| {
+                let mut out = arg.clone();
+                for (k, v) in vars {
+                    out = out.replace(&format!("{{{k}}}"), v);
+                }
+                out
+            })
+            .collect()
+    }
+}
+
+/// The programs a scenario runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Programs {
+    /// Server command.
+    pub server: CommandTemplate,
+    /// Client command.
+    pub client: CommandTemplate,
+    /// Whether both are the defaults.
+    pub custom: bool,
+}
+
+/// A server, by 0-based index (named `s{index+1}`).
+pub type ServerIdx = usize;
+
+/// A host a link fault may act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LinkHost {
+    /// Client host (0-based).
+    Client(usize),
+    /// The balancer.
+    Lb,
+    /// Server (0-based).
+    Server(usize),
+}
+
+impl std::fmt::Display for LinkHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkHost::Client(i) => write!(f, "client{}", i + 1),
+            LinkHost::Lb => f.write_str("lb"),
+            LinkHost::Server(i) => write!(f, "s{}", i + 1),
+        }
+    }
+}
+
+/// What is done to a server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerAction {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP.
+    Stop,
+    /// SIGCONT.
+    Cont,
+    /// Start again (SIGKILL first if it runs).
+    Restart,
+}
+
+/// A condition `wait_until` waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// The balancer reports the server down.
+    ServerDown(ServerIdx),
+    /// The balancer reports the server up.
+    ServerUp(ServerIdx),
+    /// The client's session was closed.
+    Closed(String),
+    /// The balancer holds exactly this many sessions.
+    Sessions(u32),
+}
+
+/// One action of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Clients join one after the other; each placement is observed before the next.
+    Join(Vec<String>),
+    /// Each client says `text` (sent as `[nick] text`).
+    Say {
+        /// Who.
+        clients: Vec<String>,
+        /// What.
+        text: String,
+    },
+    /// A client starts talking every `every`.
+    Chat {
+        /// Who.
+        client: String,
+        /// Period.
+        every: Duration,
+    },
+    /// A client stops talking.
+    Silent(String),
+    /// Clients quit with `q`.
+    Quit(Vec<String>),
+    /// Something is done to a server.
+    Server {
+        /// Which.
+        server: ServerIdx,
+        /// What.
+        action: ServerAction,
+    },
+    /// A host's link goes down or up.
+    Link {
+        /// Which host.
+        host: LinkHost,
+        /// Up or down.
+        up: bool,
+    },
+    /// Drop a fraction of packets on a host's link.
+    Drop {
+        /// Which host.
+        host: LinkHost,
+        /// 0 < fraction < 1.
+        fraction: f64,
+    },
+    /// Rate-limit a host's link.
+    Rate {
+        /// Which host.
+        host: LinkHost,
+        /// tc rate, e.g. "1mbit".
+        rate: String,
+    },
+    /// netem on a host's link.
+    Netem {
+        /// Which host.
+        host: LinkHost,
+        /// netem arguments.
+        args: String,
+    },
+    /// Remove every fault from a host's link.
+    ClearFaults(LinkHost),
+    /// Sleep.
+    Wait(Duration),
+    /// Wait for a condition.
+    WaitUntil {
+        /// What.
+        condition: Condition,
+        /// How long at most.
+        deadline: Duration,
+    },
+}
+
+/// One step of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// Line in the file.
+    pub line: usize,
+    /// Earliest start, from the scenario's start.
+    pub at: Option<Duration>,
+    /// What happens.
+    pub action: Action,
+    /// Free text.
+    pub note: Option<String>,
+}
+
+/// What an expectation checks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectKind {
+    /// Exact placement: for each server (index), its clients; unlisted servers get none.
+    Placement(Vec<(ServerIdx, Vec<String>)>),
+    /// Most and least loaded server differ by at most this many clients.
+    Balanced(u32),
+    /// These clients are not on this server.
+    NotOn(Vec<(ServerIdx, Vec<String>)>),
+    /// Every line reached exactly the clients on the sender's server at the time.
+    ChatIsolation,
+    /// Who heard a line and who did not.
+    Heard {
+        /// The text as said.
+        text: String,
+        /// Must have received it.
+        by: Vec<String>,
+        /// Must not have received it.
+        not_by: Vec<String>,
+    },
+    /// Failure noticed within the detection bound; no client placed there after.
+    Failover(ServerIdx),
+    /// Return noticed within the recovery bound; clients placed there again.
+    Recovery(ServerIdx),
+    /// Sessions still open at the end.
+    Kept(Vec<String>),
+    /// Sessions closed by the idle timeout, within `tolerance` of it.
+    IdleClosed {
+        /// Which.
+        clients: Vec<String>,
+        /// Allowed deviation.
+        tolerance: Duration,
+    },
+    /// Joins refused cleanly.
+    Refused(Vec<String>),
+    /// No join refused.
+    NoRefused,
+    /// Sessions the balancer holds at the end.
+    OpenSessions(u32),
+    /// The balancer still runs at the end.
+    BalancerAlive,
+}
+
+/// One expectation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Expectation {
+    /// Line in the file.
+    pub line: usize,
+    /// Only for this balancer (None: both).
+    pub only: Option<BalancerKind>,
+    /// Why it should hold (for the report).
+    pub why: Option<String>,
+    /// What.
+    pub kind: ExpectKind,
+}
+
+/// Name of server `i` (0-based).
+pub fn server_name(i: ServerIdx) -> String {
+    format!("s{}", i + 1)
+}

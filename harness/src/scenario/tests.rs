@@ -1,0 +1,97 @@
+//! Parser and validation on inline files (the fixtures in tests/bad-scenarios cover more).
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Scenario, ScenarioErrors> {
+    parse_str(Path::new("inline.toml"), text)
+}
+
+const MINIMAL: &str = "name = \"m\"\npurpose = \"p\"\n[[step]]\njoin = [\"a\"]\n";
+
+#[test]
+fn a_minimal_file_gets_the_documented_defaults() {
+    let s = parse(MINIMAL).unwrap();
+    assert_eq!(s.balancers, vec![BalancerKind::Raw, BalancerKind::Proxy]);
+    assert_eq!(s.topology.servers, 3);
+    assert_eq!(s.topology.server_ports, vec![DEFAULT_SERVER_PORT; 3]);
+    assert_eq!(s.health.port, DEFAULT_LB_PORT);
+    assert_eq!(s.health.interval, DEFAULT_HEALTH_INTERVAL);
+    assert_eq!(s.health.fall, DEFAULT_FALL);
+    assert_eq!(s.programs.server, CommandTemplate::default_server());
+    assert!(!s.programs.custom && !s.slow);
+    assert_eq!(s.steps[0].action, Action::Join(vec!["a".into()]));
+}
+
+#[test]
+fn errors_name_line_and_column() {
+    let e = parse(&format!("{MINIMAL}[[step]]\nkill = \"s9\"\n")).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert_eq!((e.0[0].line, e.0[0].column), (6, 8));
+    assert_eq!(e.0[0].expected.as_deref(), Some("one of s1, s2, s3"));
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let text =
+        format!("{MINIMAL}[[step]]\nkill = \"s9\"\n[[step]]\nsay = \"x\"\nclient = \"nobody\"\n");
+    assert_eq!(parse(&text).unwrap_err().0.len(), 2);
+}
+
+#[test]
+fn one_balancer_needs_a_reason() {
+    let text = MINIMAL.replace(
+        "purpose = \"p\"\n",
+        "purpose = \"p\"\nbalancers = [\"proxy\"]\n",
+    );
+    let e = parse(&text).unwrap_err();
+    assert!(e.0[0].message.contains("balancers_why"), "{e}");
+    let ok = text.replace(
+        "balancers = [\"proxy\"]\n",
+        "balancers = [\"proxy\"]\nbalancers_why = \"least connections\"\n",
+    );
+    assert_eq!(parse(&ok).unwrap().balancers, vec![BalancerKind::Proxy]);
+}
+
+#[test]
+fn unknown_placeholders_are_refused() {
+    let text = format!("{MINIMAL}[programs]\nserver = \"my-server {{prot}}\"\n");
+    let e = parse(&text).unwrap_err();
+    assert!(e.0[0].message.contains("{prot}"), "{e}");
+    let ok = format!("{MINIMAL}[programs]\nserver = \"exec my-server {{port}}\"\n");
+    let s = parse(&ok).unwrap();
+    assert_eq!(
+        s.programs.server.argv,
+        vec!["sh", "-c", "exec my-server {port}"]
+    );
+    assert_eq!(
+        s.programs.server.expand(&[("port", "9000".into())]),
+        vec!["sh", "-c", "exec my-server 9000"]
+    );
+}
+
+#[test]
+fn health_timeout_must_be_shorter_than_the_interval() {
+    let text = format!("{MINIMAL}[balancer]\nhealth_interval = \"1s\"\nhealth_timeout = \"1s\"\n");
+    let e = parse(&text).unwrap_err();
+    assert!(e.0[0].message.starts_with("impossible timing"), "{e}");
+}
+
+#[test]
+fn bounds_follow_the_health_settings() {
+    let s = parse(&format!("{MINIMAL}[balancer]\nhealth_interval = \"5s\"\nhealth_timeout = \"2s\"\nrise = 2\nfall = 3\n")).unwrap();
+    assert_eq!(s.health.detection_bound(), Duration::from_secs(17));
+    assert_eq!(s.health.recovery_bound(), Duration::from_secs(12));
+}
+
+#[test]
+fn the_suite_files_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let files = discover(&[dir]).unwrap();
+    assert!(files.len() >= 12, "{files:?}");
+    for f in files {
+        load(&f).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

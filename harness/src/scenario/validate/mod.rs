@@ -1,0 +1,566 @@
+//! Stage two: raw serde structs -> [`Scenario`], with every problem located in the file.
+//!
+//! This file holds the whole-file checks (settings, topology, programs, names);
+//! `steps.rs` checks the timeline and `expects.rs` the expectations.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+mod expects;
+mod steps;
+
+use crate::scenario::error::{ScenarioError, ScenarioErrors};
+use crate::scenario::model::*;
+use crate::scenario::raw::*;
+
+/// Step actions, as written in a file.
+pub const STEP_ACTIONS: &[&str] = &[
+    "join",
+    "say",
+    "chat",
+    "silent",
+    "quit",
+    "kill",
+    "stop",
+    "cont",
+    "restart",
+    "link_down",
+    "link_up",
+    "drop",
+    "rate",
+    "netem",
+    "clear_faults",
+    "wait",
+    "wait_until",
+];
+
+/// Expectation kinds, as written in a file.
+pub const EXPECT_KINDS: &[&str] = &[
+    "placement",
+    "balanced",
+    "not_on",
+    "chat_isolation",
+    "heard",
+    "failover",
+    "recovery",
+    "kept",
+    "idle_closed",
+    "refused",
+    "no_refused",
+    "open_sessions",
+    "balancer_alive",
+];
+
+/// Parses and validates one scenario file's text. `file` is only used in messages.
+pub fn parse_str(file: &Path, source: &str) -> Result<Scenario, ScenarioErrors> {
+    let raw: RawScenario = toml::from_str(source).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let msg = e.message().trim().to_string();
+        let (message, expected) = split_expected(&msg);
+        ScenarioErrors(vec![ScenarioError::at(
+            file, source, span, message, expected,
+        )])
+    })?;
+    let mut v = Validator {
+        file,
+        source,
+        errors: Vec::new(),
+    };
+    let scenario = v.scenario(raw);
+    if v.errors.is_empty() {
+        Ok(scenario)
+    } else {
+        Err(ScenarioErrors(v.errors))
+    }
+}
+
+/// serde says "…, expected …": keep the two apart so the display can label them.
+fn split_expected(msg: &str) -> (String, Option<String>) {
+    let first_line = msg.lines().next().unwrap_or(msg);
+    match first_line.split_once(", expected ") {
+        Some((what, expected)) => (what.to_string(), Some(plain_type(expected))),
+        None => (first_line.to_string(), None),
+    }
+}
+
+/// serde names Rust types; a person writing TOML wants words.
+fn plain_type(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (no quotes)".into(),
+        "f32" | "f64" => "a number (no quotes)".into(),
+        "a boolean" | "bool" => "true or false (no quotes)".into(),
+        "a string" => "a string in quotes".into(),
+        "a sequence" => "a list, e.g. [\"a\", \"b\"]".into(),
+        other => other.to_string(),
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    source: &'a str,
+    errors: Vec<ScenarioError>,
+}
+
+/// Timeline facts gathered while walking the steps.
+#[derive(Default)]
+struct Timeline {
+    joined: BTreeMap<String, usize>,
+    quit: BTreeMap<String, usize>,
+    said: Vec<String>,
+    /// Lower bound of elapsed time before the current step.
+    elapsed: Duration,
+    last_at: Option<(Duration, usize)>,
+}
+
+impl<'a> Validator<'a> {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>, expected: Option<String>) {
+        self.errors.push(ScenarioError::at(
+            self.file,
+            self.source,
+            span,
+            message,
+            expected,
+        ));
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.source[..span.start.min(self.source.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn duration(&mut self, s: &SStr, what: &str) -> Option<Duration> {
+        match humantime::parse_duration(s.get_ref().trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    s.span(),
+                    format!("`{}` is not a duration for {what} ({e})", s.get_ref()),
+                    Some("a duration such as \"200ms\", \"2s\" or \"1m 30s\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, s: &SStr, what: &str) -> Option<Duration> {
+        let d = self.duration(s, what)?;
+        if d.is_zero() {
+            self.err(
+                s.span(),
+                format!("{what} must be longer than zero"),
+                Some("a positive duration".into()),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    fn scenario(&mut self, raw: RawScenario) -> Scenario {
+        if raw.name.get_ref().trim().is_empty() {
+            self.err(
+                raw.name.span(),
+                "the name is empty",
+                Some("a short name".into()),
+            );
+        }
+        if raw.purpose.get_ref().trim().is_empty() {
+            self.err(
+                raw.purpose.span(),
+                "the purpose is empty",
+                Some("a sentence saying what the scenario proves".into()),
+            );
+        }
+        let balancers = self.balancers(&raw);
+        let topology = self.topology(raw.topology.as_ref());
+        let health = self.health(raw.balancer.as_ref());
+        let programs = self.programs(raw.programs.as_ref());
+        let mut timeline = Timeline::default();
+        if raw.steps.is_empty() {
+            self.err(
+                0..0,
+                "the scenario has no `[[step]]`",
+                Some(format!(
+                    "at least one step, e.g. `[[step]]` with `join = [\"test1\"]`; actions: {}",
+                    STEP_ACTIONS.join(", ")
+                )),
+            );
+        }
+        let steps: Vec<Step> = raw
+            .steps
+            .iter()
+            .filter_map(|s| self.step(s, &topology, &health, &mut timeline))
+            .collect();
+        let expectations = raw
+            .expects
+            .iter()
+            .filter_map(|e| self.expect(e, &topology, &timeline, &balancers))
+            .collect();
+        Scenario {
+            file: self.file.to_path_buf(),
+            name: raw.name.get_ref().trim().to_string(),
+            purpose: raw
+                .purpose
+                .get_ref()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            balancers,
+            balancers_why: raw.balancers_why.as_ref().map(|s| s.get_ref().clone()),
+            slow: raw.slow.unwrap_or(false),
+            topology,
+            health,
+            programs,
+            steps,
+            expectations,
+        }
+    }
+
+    fn balancers(&mut self, raw: &RawScenario) -> Vec<BalancerKind> {
+        let Some(list) = &raw.balancers else {
+            return BalancerKind::ALL.to_vec();
+        };
+        let mut out = Vec::new();
+        for b in list.get_ref() {
+            if out.contains(b.get_ref()) {
+                self.err(
+                    b.span(),
+                    format!("balancer `{}` is listed twice", b.get_ref()),
+                    None,
+                );
+            } else {
+                out.push(*b.get_ref());
+            }
+        }
+        if out.is_empty() {
+            self.err(
+                list.span(),
+                "no balancer to run against",
+                Some("`raw`, `proxy` or both (leave `balancers` out for both)".into()),
+            );
+        } else if out.len() < BalancerKind::ALL.len() && raw.balancers_why.is_none() {
+            self.err(
+                list.span(),
+                "only one balancer is listed, and `balancers_why` does not say why",
+                Some(
+                    "`balancers_why = \"...\"` explaining why the other balancer is left out"
+                        .into(),
+                ),
+            );
+        }
+        out.sort();
+        out
+    }
+
+    fn topology(&mut self, raw: Option<&Spanned<RawTopology>>) -> TopologySettings {
+        let mut t = TopologySettings {
+            clients: 1,
+            servers: 3,
+            subnet: DEFAULT_SUBNET,
+            mtu: None,
+            layout: Default::default(),
+            offloads: Default::default(),
+            server_ports: Vec::new(),
+        };
+        let Some(raw) = raw else {
+            t.server_ports = vec![DEFAULT_SERVER_PORT; t.servers];
+            return t;
+        };
+        let r = raw.get_ref();
+        if let Some(c) = &r.clients {
+            if !(1..=16).contains(c.get_ref()) {
+                self.err(
+                    c.span(),
+                    "clients out of range",
+                    Some("1 to 16 client hosts".into()),
+                );
+            }
+            t.clients = *c.get_ref() as usize;
+        }
+        if let Some(s) = &r.servers {
+            if !(1..=16).contains(s.get_ref()) {
+                self.err(
+                    s.span(),
+                    "servers out of range",
+                    Some("1 to 16 servers".into()),
+                );
+            }
+            t.servers = *s.get_ref() as usize;
+        }
+        if let Some(s) = &r.subnet {
+            match s.get_ref().parse::<Ipv4Addr>() {
+                Ok(a) if a.octets()[3] == 0 => t.subnet = a,
+                _ => self.err(
+                    s.span(),
+                    format!("`{}` is not the first address of a /24", s.get_ref()),
+                    Some("an IPv4 address ending in .0, e.g. \"192.168.0.0\"".into()),
+                ),
+            }
+        }
+        if let Some(m) = &r.mtu {
+            if !(576..=65535).contains(m.get_ref()) {
+                self.err(m.span(), "mtu out of range", Some("576 to 65535".into()));
+            }
+            t.mtu = Some(*m.get_ref());
+        }
+        t.layout = r.layout.unwrap_or_default();
+        t.offloads = r.offloads.unwrap_or_default();
+        match (&r.server_port, &r.server_ports) {
+            (Some(p), Some(_)) => {
+                self.err(
+                    p.span(),
+                    "both `server_port` and `server_ports` are given",
+                    Some("one of them".into()),
+                );
+                t.server_ports = vec![*p.get_ref(); t.servers];
+            }
+            (Some(p), None) => t.server_ports = vec![*p.get_ref(); t.servers],
+            (None, Some(ps)) => {
+                if ps.get_ref().len() != t.servers {
+                    self.err(
+                        ps.span(),
+                        format!(
+                            "{} server ports for {} servers",
+                            ps.get_ref().len(),
+                            t.servers
+                        ),
+                        Some(format!("one port a server ({} ports)", t.servers)),
+                    );
+                }
+                t.server_ports = ps.get_ref().clone();
+                t.server_ports.resize(t.servers, DEFAULT_SERVER_PORT);
+            }
+            (None, None) => t.server_ports = vec![DEFAULT_SERVER_PORT; t.servers],
+        }
+        t
+    }
+
+    fn health(&mut self, raw: Option<&Spanned<RawBalancer>>) -> BalancerSettings {
+        let mut h = BalancerSettings {
+            port: DEFAULT_LB_PORT,
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            rise: DEFAULT_RISE,
+            fall: DEFAULT_FALL,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            health_send: None,
+            health_expect: None,
+        };
+        let Some(raw) = raw else { return h };
+        let r = raw.get_ref();
+        if let Some(p) = &r.port {
+            if *p.get_ref() == 0 {
+                self.err(
+                    p.span(),
+                    "port 0",
+                    Some("a TCP port from 1 to 65535".into()),
+                );
+            }
+            h.port = *p.get_ref();
+        }
+        if let Some(s) = &r.health_interval {
+            h.interval = self.positive(s, "health_interval").unwrap_or(h.interval);
+        }
+        if let Some(s) = &r.health_timeout {
+            h.timeout = self.positive(s, "health_timeout").unwrap_or(h.timeout);
+            if h.timeout >= h.interval {
+                self.err(
+                    s.span(),
+                    format!(
+                        "impossible timing: health_timeout {} is not shorter than health_interval {}",
+                        humantime::format_duration(h.timeout),
+                        humantime::format_duration(h.interval)
+                    ),
+                    Some("a check timeout shorter than the interval between checks".into()),
+                );
+            }
+        }
+        for (field, value, target) in [
+            ("rise", &r.rise, &mut h.rise),
+            ("fall", &r.fall, &mut h.fall),
+        ] {
+            if let Some(v) = value {
+                if !(1..=100).contains(v.get_ref()) {
+                    self.err(
+                        v.span(),
+                        format!("{field} out of range"),
+                        Some("1 to 100 checks in a row".into()),
+                    );
+                }
+                *target = *v.get_ref();
+            }
+        }
+        if let Some(s) = &r.idle_timeout {
+            h.idle_timeout = self.positive(s, "idle_timeout").unwrap_or(h.idle_timeout);
+        }
+        h.health_send = r.health_send.as_ref().map(|s| s.get_ref().clone());
+        h.health_expect = r.health_expect.as_ref().map(|s| s.get_ref().clone());
+        if let (Some(e), None) = (&r.health_expect, &r.health_send) {
+            self.err(
+                e.span(),
+                "`health_expect` without `health_send`",
+                Some(
+                    "`health_send = \"...\"` too: the check must send something to get a reply"
+                        .into(),
+                ),
+            );
+        }
+        h
+    }
+
+    fn command(&mut self, raw: &Spanned<RawCommand>, allowed: &[&str]) -> CommandTemplate {
+        let argv = match raw.get_ref() {
+            RawCommand::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+            RawCommand::Argv(v) => v.clone(),
+        };
+        if argv.is_empty() || argv[0].trim().is_empty() {
+            self.err(
+                raw.span(),
+                "empty command",
+                Some("a command line or a list of arguments".into()),
+            );
+        }
+        for arg in &argv {
+            let mut rest = arg.as_str();
+            while let Some(open) = rest.find('{') {
+                let after = &rest[open + 1..];
+                let Some(close) = after.find('}') else { break };
+                let key = &after[..close];
+                if !allowed.contains(&key) {
+                    self.err(
+                        raw.span(),
+                        format!("unknown placeholder `{{{key}}}`"),
+                        Some(format!(
+                            "one of {}",
+                            allowed
+                                .iter()
+                                .map(|k| format!("{{{k}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
+                }
+                rest = &after[close + 1..];
+            }
+        }
+        CommandTemplate { argv }
+    }
+
+    fn programs(&mut self, raw: Option<&Spanned<RawPrograms>>) -> Programs {
+        let mut p = Programs {
+            server: CommandTemplate::default_server(),
+            client: CommandTemplate::default_client(),
+            custom: false,
+        };
+        if let Some(raw) = raw {
+            if let Some(s) = &raw.get_ref().server {
+                p.server = self.command(s, SERVER_PLACEHOLDERS);
+                p.custom = true;
+            }
+            if let Some(c) = &raw.get_ref().client {
+                p.client = self.command(c, CLIENT_PLACEHOLDERS);
+                p.custom = true;
+            }
+        }
+        p
+    }
+
+    fn server(&mut self, s: &SStr, topo: &TopologySettings) -> Option<ServerIdx> {
+        let name = s.get_ref();
+        let idx = name
+            .strip_prefix('s')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=topo.servers).contains(n));
+        if idx.is_none() {
+            self.err(
+                s.span(),
+                format!("there is no server `{name}`"),
+                Some(format!(
+                    "one of {}",
+                    (0..topo.servers)
+                        .map(server_name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+        }
+        idx.map(|n| n - 1)
+    }
+
+    fn host(&mut self, s: &SStr, topo: &TopologySettings) -> Option<LinkHost> {
+        let name = s.get_ref().as_str();
+        let host = if name == "lb" {
+            Some(LinkHost::Lb)
+        } else if name == "client" {
+            Some(LinkHost::Client(0))
+        } else if let Some(n) = name
+            .strip_prefix("client")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            (1..=topo.clients)
+                .contains(&n)
+                .then(|| LinkHost::Client(n - 1))
+        } else if let Some(n) = name.strip_prefix('s').and_then(|n| n.parse::<usize>().ok()) {
+            (1..=topo.servers)
+                .contains(&n)
+                .then(|| LinkHost::Server(n - 1))
+        } else {
+            None
+        };
+        if host.is_none() {
+            self.err(
+                s.span(),
+                format!("there is no host `{name}`"),
+                Some(format!(
+                    "lb, client (or client1..client{}), or a server s1..s{}",
+                    topo.clients, topo.servers
+                )),
+            );
+        }
+        host
+    }
+
+    /// A client that has joined before this point and not quit.
+    fn active_client(&mut self, s: &SStr, tl: &Timeline) -> Option<String> {
+        let name = s.get_ref();
+        if let Some(line) = tl.quit.get(name) {
+            self.err(
+                s.span(),
+                format!("client `{name}` already quit (line {line})"),
+                Some("a client that is still connected".into()),
+            );
+            return None;
+        }
+        if !tl.joined.contains_key(name) {
+            self.err(
+                s.span(),
+                format!("client `{name}` has not joined before this step"),
+                Some(known_clients(tl)),
+            );
+            return None;
+        }
+        Some(name.clone())
+    }
+}
+
+fn known_clients(tl: &Timeline) -> String {
+    if tl.joined.is_empty() {
+        "a client joined by an earlier `join` step (none so far)".into()
+    } else {
+        let mut v: Vec<(&usize, &String)> = tl.joined.iter().map(|(k, l)| (l, k)).collect();
+        v.sort();
+        format!(
+            "one of the clients joined so far: {}",
+            v.iter()
+                .map(|(_, k)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
