@@ -244,8 +244,8 @@ fn failover_within_the_bound_passes() {
 
 #[test]
 fn late_detection_fails() {
-    // bound 700 ms + margin 300 ms: 1.1 s is too late.
-    let (s, ev) = crash_evidence(ms(1100), false);
+    // bound 700 ms + margin 500 ms: 1.3 s is too late.
+    let (s, ev) = crash_evidence(ms(1300), false);
     let o = outcome(&s, ev);
     let v = o
         .verdicts
