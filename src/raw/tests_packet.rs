@@ -269,7 +269,10 @@ fn malformed_inputs_are_counted_with_their_reason() {
     // Not forwarded: dropped and counted, and refused with a RST+ACK to the client.
     let answer = through(&mut nat, &mut none, syn).expect("a refusal");
     let answer = packet::parse(&answer).expect("parses");
-    assert_eq!((answer.dst, answer.flags), (*client().ip(), f::RST | f::ACK));
+    assert_eq!(
+        (answer.dst, answer.flags),
+        (*client().ip(), f::RST | f::ACK)
+    );
     assert_eq!(nat.counters().drops_of(DropReason::NoBackend), 1);
 }
 
