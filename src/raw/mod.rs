@@ -5,6 +5,7 @@
 //! - [`segment`]: user-space segmentation of GRO/TSO super-packets to the egress MTU.
 //! - [`table`]: the NAT table (O(1) both ways, per-backend port pools, timeouts, bound).
 //! - [`nat`]: the core: one datagram in, a rewritten datagram or a counted drop out.
+//! - [`limit`]: the token bucket bounding the resets the balancer generates itself.
 //! - [`device`]: the device seam ([`device::Device`]), an in-memory device, the pump.
 //! - [`sys`]: the raw socket device (BPF filter, SO_MARK, recvmmsg/sendmmsg).
 //! - [`sender`]: the optional sender thread (`--send-thread`).
@@ -24,10 +25,18 @@
 //! so the RSTs it forwards pass, and, with `--capture packet` (default), `raw`-table
 //! PREROUTING drops for the listening port and the NAT range (local destinations only);
 //! it removes what it added on exit.
+//!
+//! When no backend is usable (or the table is full, or the NAT ports are exhausted), a
+//! client's SYN is answered with a RST+ACK from the listening address, as a closed port
+//! would be, so `connect()` fails at once; the reset leaves through the marked socket and
+//! so passes the RST-drop rule. Nothing else is answered (never a RST, a non-SYN or a
+//! packet for another port), refusals are rate-limited ([`limit`]), and still nothing
+//! spins: an idle or all-down balancer sleeps in `recvmmsg` between packets.
 
 pub mod cli;
 pub mod device;
 pub mod firewall;
+pub mod limit;
 pub mod nat;
 pub mod packet;
 mod run;
@@ -66,5 +75,7 @@ pub mod fixture;
 
 #[cfg(test)]
 mod tests_packet;
+#[cfg(test)]
+mod tests_refuse;
 #[cfg(test)]
 mod tests_table;

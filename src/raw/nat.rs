@@ -4,11 +4,19 @@
 //! becomes `lb:port -> client`. Round robin (through a [`Selector`]) decides on a client's
 //! first SYN; a retransmitted SYN reuses its row. Structured events are emitted for
 //! rows created, backends chosen and rows freed, never per packet.
+//!
+//! A new connection that cannot be served (no usable backend, a table full of established
+//! rows, or no free NAT port) is refused the way the kernel refuses a closed port: its SYN
+//! is dropped and counted with its reason, and a RST+ACK ([`packet::build_refusal`]) goes
+//! back to the client, so its `connect()` fails at once instead of hanging. Only a SYN
+//! without ACK or RST to the listening port is ever answered, one RST per SYN at most, and
+//! at most [`REFUSALS_PER_SEC`] a second (a token bucket; the excess is counted, not sent).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use crate::raw::limit::{TokenBucket, REFUSALS_PER_SEC, REFUSAL_BURST};
 use crate::raw::packet::{self, flags, DropReason, Rewrite, Segment};
 use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig};
 
@@ -72,6 +80,11 @@ pub struct Counters {
     pub checksum_full: u64,
     /// Rows freed by [`FreeReason`] name.
     pub rows_freed: std::collections::BTreeMap<&'static str, u64>,
+    /// RST+ACK refusals generated for SYNs that could not be served.
+    pub refusals_sent: u64,
+    /// Refusals not generated because the rate limit was reached (their SYNs are still
+    /// counted as drops with their reason).
+    pub refusals_limited: u64,
 }
 
 impl Counters {
@@ -105,8 +118,11 @@ pub struct Nat {
     nat_ports: RangeInclusive<u16>,
     table: NatTable,
     counters: Counters,
-    /// Datagrams the core itself wants sent (RST + SYN again for a backend TIME_WAIT).
+    /// Datagrams the core itself wants sent (RST + SYN again for a backend TIME_WAIT,
+    /// RST+ACK refusals of SYNs that cannot be served).
     pending: Vec<(Vec<u8>, Ipv4Addr)>,
+    /// Bounds the refusals sent.
+    refusals: TokenBucket,
 }
 
 impl Nat {
@@ -119,6 +135,7 @@ impl Nat {
             table: NatTable::new(config.table),
             counters: Counters::default(),
             pending: Vec::new(),
+            refusals: TokenBucket::new(REFUSALS_PER_SEC, REFUSAL_BURST),
         }
     }
 
@@ -188,7 +205,7 @@ impl Nat {
             Some(id) => id,
             None if seg.is_initial_syn() => {
                 let Some(backend) = sel.pick() else {
-                    return self.counters.drop(DropReason::NoBackend);
+                    return self.refuse(seg, DropReason::NoBackend, now);
                 };
                 match self.table.open(client, seg.dst, backend, now) {
                     Ok(opened) => {
@@ -209,10 +226,10 @@ impl Nat {
                         opened.id
                     }
                     Err(OpenError::TableFull) => {
-                        return self.counters.drop(DropReason::TableFull);
+                        return self.refuse(seg, DropReason::TableFull, now);
                     }
                     Err(OpenError::PortsExhausted) => {
-                        return self.counters.drop(DropReason::PortsExhausted);
+                        return self.refuse(seg, DropReason::PortsExhausted, now);
                     }
                 }
             }
@@ -243,6 +260,20 @@ impl Nat {
             dst: to.dst,
             len: seg.total_len,
         }
+    }
+
+    /// Drops a client's SYN that cannot be served, counted with `reason`, and queues a
+    /// RST+ACK refusal to the client while the rate limit allows.
+    fn refuse(&mut self, syn: &Segment, reason: DropReason, now: Duration) -> Verdict {
+        if let Some(rst) = packet::build_refusal(syn) {
+            if self.refusals.take(now) {
+                self.pending.push((rst, syn.src));
+                self.counters.refusals_sent += 1;
+            } else {
+                self.counters.refusals_limited += 1;
+            }
+        }
+        self.counters.drop(reason)
     }
 
     fn backend_segment(&mut self, buf: &mut [u8], seg: &Segment, now: Duration) -> Verdict {

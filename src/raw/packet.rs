@@ -401,8 +401,17 @@ pub fn checksums_valid(buf: &[u8]) -> bool {
             == read_u16(buf, ihl + tcp_off::CHECKSUM)
 }
 
-/// A bare RST `src:sport -> dst:dport` with sequence number `seq`, both checksums set.
-pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32) -> Vec<u8> {
+/// A TCP header with no options and no payload, both checksums set: IP ID 0, DF, TTL 64,
+/// window 0, as the kernel sends its own resets.
+fn build_bare(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    tcp_flags: u8,
+) -> Vec<u8> {
     let mut p = vec![0u8; IPV4_MIN_HEADER + TCP_MIN_HEADER];
     p[0] = 0x45;
     p[2..4].copy_from_slice(&40u16.to_be_bytes());
@@ -415,10 +424,44 @@ pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32)
     write_u16(&mut p, t + tcp_off::SRC_PORT, sport);
     write_u16(&mut p, t + tcp_off::DST_PORT, dport);
     p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+    p[t + 8..t + 12].copy_from_slice(&ack.to_be_bytes());
     p[t + 12] = 5 << 4;
-    p[t + 13] = flags::RST;
+    p[t + 13] = tcp_flags;
     if let Ok(seg) = parse(&p) {
         fill_checksums(&mut p, &seg);
     }
     p
+}
+
+/// A bare RST `src:sport -> dst:dport` with sequence number `seq`, both checksums set.
+pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32) -> Vec<u8> {
+    build_bare(src, sport, dst, dport, seq, 0, flags::RST)
+}
+
+/// The answer to a connection-opening SYN that cannot be served: a RST+ACK from the
+/// address and port the SYN was sent to back to its sender, as the kernel answers a SYN
+/// to a closed port (RFC 9293 3.10.7.1): sequence 0, acknowledgment = the SYN's sequence
+/// plus the sequence space it used (1 for the SYN, 1 for a FIN, plus its payload),
+/// window 0, IP ID 0 with DF, both checksums computed in full.
+///
+/// `syn` is what [`parse`] returned for the received datagram. Returns None for anything
+/// but a SYN without ACK and without RST, so a reset is never answered (no RST loops) and
+/// at most one refusal is built per SYN.
+pub fn build_refusal(syn: &Segment) -> Option<Vec<u8>> {
+    if !syn.is_initial_syn() || syn.has(flags::RST) {
+        return None;
+    }
+    let mut used = syn.payload_len as u32 + 1;
+    if syn.has(flags::FIN) {
+        used += 1;
+    }
+    Some(build_bare(
+        syn.dst,
+        syn.dport,
+        syn.src,
+        syn.sport,
+        0,
+        syn.seq.wrapping_add(used),
+        flags::RST | flags::ACK,
+    ))
 }

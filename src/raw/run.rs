@@ -182,6 +182,8 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         to_backend = snap.to_backend,
         to_client = snap.to_client,
         checksum_full = snap.checksum_full,
+        refusals_sent = snap.refusals_sent,
+        refusals_limited = snap.refusals_limited,
         drops = %snap.drops_line(),
         "raw balancer stopping"
     );

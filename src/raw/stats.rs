@@ -1,5 +1,5 @@
 //! The raw balancer's own metrics on the shared stats endpoint: table size, drops by
-//! reason, packets, rows created and freed, rows per backend.
+//! reason, packets, rows created and freed, refusals, rows per backend.
 //!
 //! The forwarding loop publishes a [`Snapshot`] about once a second; the endpoint reads
 //! the latest one, so scraping never touches the hot path.
@@ -30,6 +30,10 @@ pub struct Snapshot {
     pub rows_created: u64,
     /// Rows freed by reason name.
     pub rows_freed: Vec<(&'static str, u64)>,
+    /// RST+ACK refusals sent to clients whose SYN could not be served.
+    pub refusals_sent: u64,
+    /// Refusals not sent because of the rate limit.
+    pub refusals_limited: u64,
     /// Rows per backend.
     pub backend_rows: Vec<(SocketAddrV4, usize)>,
 }
@@ -50,6 +54,8 @@ impl Snapshot {
             checksum_full: c.checksum_full,
             rows_created: c.rows_created,
             rows_freed: c.rows_freed.iter().map(|(k, v)| (*k, *v)).collect(),
+            refusals_sent: c.refusals_sent,
+            refusals_limited: c.refusals_limited,
             backend_rows: backends
                 .iter()
                 .map(|b| (*b, nat.table().rows_for(*b)))
@@ -110,6 +116,22 @@ impl Snapshot {
         for (reason, n) in &self.rows_freed {
             w.sample("l4lb_raw_rows_freed_total", &[("reason", reason)], n);
         }
+        w.family(
+            "l4lb_raw_refusals_total",
+            MetricKind::Counter,
+            "RST+ACK answers to SYNs that could not be served (no usable backend, table \
+             full, NAT ports exhausted), by outcome: sent, or rate_limited (not sent).",
+        );
+        w.sample(
+            "l4lb_raw_refusals_total",
+            &[("outcome", "sent")],
+            self.refusals_sent,
+        );
+        w.sample(
+            "l4lb_raw_refusals_total",
+            &[("outcome", "rate_limited")],
+            self.refusals_limited,
+        );
         w.family(
             "l4lb_raw_backend_rows",
             MetricKind::Gauge,

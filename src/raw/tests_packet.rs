@@ -266,7 +266,13 @@ fn malformed_inputs_are_counted_with_their_reason() {
     }
     let mut none = FixedRoundRobin::new(vec![]);
     let syn = Spec::new(client(), vip(), f::SYN).build();
-    assert_eq!(through(&mut nat, &mut none, syn), None);
+    // Not forwarded: dropped and counted, and refused with a RST+ACK to the client.
+    let answer = through(&mut nat, &mut none, syn).expect("a refusal");
+    let answer = packet::parse(&answer).expect("parses");
+    assert_eq!(
+        (answer.dst, answer.flags),
+        (*client().ip(), f::RST | f::ACK)
+    );
     assert_eq!(nat.counters().drops_of(DropReason::NoBackend), 1);
 }
 
