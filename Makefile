@@ -38,7 +38,7 @@ run: deps build
 
 ## test: unit tests, namespace tests and the scenario suite (root)
 test: deps bench-deps
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 ## unit: only tests that need no root
 unit:
