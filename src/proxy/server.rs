@@ -2,10 +2,11 @@
 //! shutdown.
 //!
 //! Threading: one single-threaded tokio runtime per worker thread (`--workers`, default
-//! one per CPU), each accepting from its own SO_REUSEPORT listening socket and running
-//! the sessions it accepted to the end. No work stealing, no cross-thread wake-ups on the
-//! data path, no two workers woken for one connection. The
-//! main thread's runtime runs the signals, the health checker and the stats endpoint.
+//! one per two CPUs, see [`super::config::default_workers`]), each accepting from its own
+//! SO_REUSEPORT listening socket and running the sessions it accepted to the end. No work
+//! stealing, no cross-thread wake-ups on the data path, no two workers woken for one
+//! connection. The main thread's runtime runs the signals, the health checker and the
+//! stats endpoint.
 //! Shared state is the pool (a mutex held for a few comparisons) and atomic counters.
 
 use std::future::Future;
