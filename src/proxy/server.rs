@@ -211,8 +211,11 @@ fn worker(
     shared: Arc<Shared>,
     accepting: tokio::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
+    // Session events are written in one go whenever the worker goes idle.
+    crate::logging::batch_this_thread();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::logging::flush_batch)
         .build()
         .context("cannot start a worker's tokio runtime")?;
     runtime.block_on(async move {
