@@ -8,9 +8,9 @@
 
 use std::io::{self, Read as _};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -37,6 +37,8 @@ pub struct Transfer {
     last_activity_ms: AtomicU64,
     to_backend: AtomicU64,
     from_backend: AtomicU64,
+    /// Set by the first direction to reach end of stream.
+    one_ended: AtomicBool,
 }
 
 impl Default for Transfer {
@@ -53,6 +55,7 @@ impl Transfer {
             last_activity_ms: AtomicU64::new(0),
             to_backend: AtomicU64::new(0),
             from_backend: AtomicU64::new(0),
+            one_ended: AtomicBool::new(false),
         }
     }
 
@@ -81,6 +84,9 @@ impl Transfer {
 
 /// Forwards both directions until both have seen end of stream; the first error (e.g. a
 /// reset) ends both. Bytes and activity are recorded in `transfer` as they move.
+///
+/// The first end of stream is passed on with shutdown(2); the second is left to the
+/// caller's close (one syscall less per session), so drop both sockets once this returns.
 pub async fn forward(
     client: &TcpStream,
     backend: &TcpStream,
@@ -105,8 +111,13 @@ pub async fn forward(
     Ok(())
 }
 
-/// Passes end of stream on: no more writes to `dst` (its reading side stays open).
-fn shutdown_write(dst: &TcpStream) -> io::Result<()> {
+/// Passes end of stream on: no more writes to `dst` (its reading side stays open). When the
+/// other direction has already ended, nothing is left to forward and both sockets are
+/// about to be closed, which sends the FIN: the shutdown is skipped.
+fn end_of_stream(dst: &TcpStream, transfer: &Transfer) -> io::Result<()> {
+    if transfer.one_ended.swap(true, Ordering::Relaxed) {
+        return Ok(());
+    }
     match socket2::SockRef::from(dst).shutdown(Shutdown::Write) {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
         other => other,
@@ -140,7 +151,7 @@ async fn splice_half(
             }
         };
         if n == 0 {
-            return shutdown_write(dst);
+            return end_of_stream(dst, transfer);
         }
         transfer.record(counter, n);
         let mut left = n;
@@ -184,16 +195,16 @@ async fn copy_half(
     // buffer per session costs time and cache. A read that fills it grows it once.
     let mut buf = vec![0u8; FIRST_COPY_BUFFER];
     loop {
-        let n = loop {
-            src.readable().await?;
+        let (n, fin) = loop {
+            let ready = src.ready(Interest::READABLE | Interest::ERROR).await?;
             match read_and_clear(src, &mut buf) {
-                Ok(n) => break n,
+                Ok(n) => break (n, drained_to_fin(ready, n, buf.len())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
         };
         if n == 0 {
-            return shutdown_write(dst);
+            return end_of_stream(dst, transfer);
         }
         transfer.record(counter, n);
         let mut sent = 0;
@@ -204,10 +215,23 @@ async fn copy_half(
                 Err(e) => return Err(e),
             }
         }
+        if fin {
+            // The read that would only return 0 is skipped (one syscall per direction).
+            return end_of_stream(dst, transfer);
+        }
         if n == buf.len() && buf.len() < COPY_BUFFER {
             buf = vec![0u8; COPY_BUFFER];
         }
     }
+}
+
+/// Whether a read of `n` bytes into a buffer of `len` has taken everything up to the
+/// peer's FIN, so the next read would return 0. `ready` is the readiness seen *before*
+/// the read: if the FIN had already arrived then (read closed) and the read came back
+/// short, nothing was left behind it. Not when an error (a reset) was seen too: the read
+/// that reports it must still happen, so the reset is passed on.
+fn drained_to_fin(ready: Ready, n: usize, len: usize) -> bool {
+    n > 0 && n < len && ready.is_read_closed() && !ready.is_error()
 }
 
 #[cfg(test)]
@@ -229,7 +253,11 @@ mod tests {
     async fn half_close_carries_last_bytes(mode: Mode) {
         let ((mut client, proxy_client), (proxy_backend, mut backend)) = pairs().await;
         let transfer = Transfer::new();
-        let run = forward(&proxy_client, &proxy_backend, mode, &transfer);
+        let run = async {
+            let result = forward(&proxy_client, &proxy_backend, mode, &transfer).await;
+            drop((proxy_client, proxy_backend)); // as the session does: the last FIN
+            result
+        };
         let peers = async {
             let big = vec![7u8; 1 << 20];
             client.write_all(&big).await.unwrap();
@@ -260,6 +288,22 @@ mod tests {
     #[tokio::test]
     async fn copy_half_close() {
         half_close_carries_last_bytes(Mode::Copy).await;
+    }
+
+    #[test]
+    fn end_of_stream_is_inferred_only_after_a_short_read_behind_a_fin() {
+        let fin = Ready::READABLE | Ready::READ_CLOSED;
+        assert!(drained_to_fin(fin, 10, 8192));
+        assert!(
+            !drained_to_fin(fin, 8192, 8192),
+            "a full read may leave bytes"
+        );
+        assert!(!drained_to_fin(fin, 0, 8192), "a 0 read is the FIN itself");
+        assert!(!drained_to_fin(Ready::READABLE, 10, 8192), "no FIN seen");
+        assert!(
+            !drained_to_fin(fin | Ready::ERROR, 10, 8192),
+            "a reset must be read"
+        );
     }
 
     #[tokio::test]

@@ -2,10 +2,11 @@
 //! shutdown.
 //!
 //! Threading: one single-threaded tokio runtime per worker thread (`--workers`, default
-//! one per CPU), each accepting from its own SO_REUSEPORT listening socket and running
-//! the sessions it accepted to the end. No work stealing, no cross-thread wake-ups on the
-//! data path, no two workers woken for one connection. The
-//! main thread's runtime runs the signals, the health checker and the stats endpoint.
+//! one per two CPUs, see [`super::config::default_workers`]), each accepting from its own
+//! SO_REUSEPORT listening socket and running the sessions it accepted to the end. No work
+//! stealing, no cross-thread wake-ups on the data path, no two workers woken for one
+//! connection. The main thread's runtime runs the signals, the health checker and the
+//! stats endpoint.
 //! Shared state is the pool (a mutex held for a few comparisons) and atomic counters.
 
 use std::future::Future;
@@ -210,8 +211,11 @@ fn worker(
     shared: Arc<Shared>,
     accepting: tokio::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
+    // Session events are written in one go whenever the worker goes idle.
+    crate::logging::batch_this_thread();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::logging::flush_batch)
         .build()
         .context("cannot start a worker's tokio runtime")?;
     runtime.block_on(async move {
