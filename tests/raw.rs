@@ -314,8 +314,13 @@ async fn a_killed_server_stops_receiving_clients_and_gets_them_again_after_it_re
         clients.push(p);
     }
     lab.servers[0] = Some(start_chat_server(&lab.topo, 0).await);
+    // Only the down -> up transition counts: wait_for_line also sees s1's first
+    // unknown -> up line from the start of the run.
     lab.lb
-        .wait_for_line(|l| l.contains(&s1) && l.contains("\"to\":\"up\""), WAIT)
+        .wait_for_line(
+            |l| l.contains(&s1) && l.contains("\"from\":\"down\"") && l.contains("\"to\":\"up\""),
+            WAIT,
+        )
         .await
         .unwrap_or_else(|| panic!("s1 never came back: {:#?}", lab.lb.transcript()));
     let mut got = Vec::new();
