@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub refusals_limited: u64,
     /// Rows per backend.
     pub backend_rows: Vec<(SocketAddrV4, usize)>,
+    /// Rows ever opened per backend (monotonic).
+    pub backend_rows_created: Vec<(SocketAddrV4, u64)>,
 }
 
 impl Snapshot {
@@ -59,6 +61,10 @@ impl Snapshot {
             backend_rows: backends
                 .iter()
                 .map(|b| (*b, nat.table().rows_for(*b)))
+                .collect(),
+            backend_rows_created: backends
+                .iter()
+                .map(|b| (*b, nat.table().rows_opened_for(*b)))
                 .collect(),
         }
     }
@@ -139,6 +145,18 @@ impl Snapshot {
         );
         for (b, n) in &self.backend_rows {
             w.sample("l4lb_raw_backend_rows", &[("backend", &b.to_string())], n);
+        }
+        w.family(
+            "l4lb_raw_backend_rows_created_total",
+            MetricKind::Counter,
+            "NAT rows ever opened towards each backend.",
+        );
+        for (b, n) in &self.backend_rows_created {
+            w.sample(
+                "l4lb_raw_backend_rows_created_total",
+                &[("backend", &b.to_string())],
+                n,
+            );
         }
     }
 

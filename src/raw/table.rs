@@ -154,12 +154,15 @@ struct Slot {
 #[derive(Debug)]
 struct PortPool {
     free: VecDeque<u16>,
+    /// Rows ever opened towards this backend (monotonic, unlike the live count).
+    opened: u64,
 }
 
 impl PortPool {
     fn new(range: &RangeInclusive<u16>) -> Self {
         Self {
             free: range.clone().collect(),
+            opened: 0,
         }
     }
 }
@@ -204,6 +207,12 @@ impl NatTable {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Rows ever opened towards `backend`: a counter that never goes down, so an observer
+    /// can tell a new row from a freed one replaced by another between two looks.
+    pub fn rows_opened_for(&self, backend: SocketAddrV4) -> u64 {
+        self.ports.get(&backend).map_or(0, |pool| pool.opened)
     }
 
     /// Rows towards `backend`.
@@ -274,6 +283,7 @@ impl NatTable {
             .entry(backend)
             .or_insert_with(|| PortPool::new(&range));
         let nat_port = pool.free.pop_front().ok_or(OpenError::PortsExhausted)?;
+        pool.opened += 1;
         let row = Row {
             client,
             lb_ip,

@@ -74,6 +74,21 @@ fn freed_ports_are_reused_last() {
 }
 
 #[test]
+fn rows_opened_per_backend_never_go_down() {
+    // A live count cannot tell "one row freed, one opened" from "nothing happened";
+    // observers (the scenario runner) need this monotonic count instead.
+    let mut t = NatTable::new(config(100, 6000..=6009));
+    let b = addr([10, 0, 0, 11], 80);
+    let other = addr([10, 0, 0, 12], 80);
+    let first = t.open(client(1), LB.into(), b, secs(0)).expect("room").id;
+    assert_eq!((t.rows_for(b), t.rows_opened_for(b)), (1, 1));
+    t.free(first);
+    t.open(client(2), LB.into(), b, secs(1)).expect("room");
+    assert_eq!((t.rows_for(b), t.rows_opened_for(b)), (1, 2));
+    assert_eq!(t.rows_opened_for(other), 0);
+}
+
+#[test]
 fn retransmitted_syn_reuses_its_row() {
     let mut nat = test_nat(16);
     let b1 = addr([10, 0, 0, 11], 7000);

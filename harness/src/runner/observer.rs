@@ -211,17 +211,24 @@ impl Observer {
         out
     }
 
-    /// Sessions per server as the balancer counts them (None: not reported).
+    /// Sessions the balancer ever opened per server, a monotonic count (None: not
+    /// reported); a join compares it before and after to tell its server.
     pub fn balancer_counts(&self, backends: &[SocketAddrV4]) -> Option<Vec<u32>> {
         let s = self.lock();
         let stats = s.stats.as_ref()?;
-        if stats.per_backend.is_empty() {
+        if stats.opened_per_backend.is_empty() {
             return None;
         }
         Some(
             backends
                 .iter()
-                .map(|b| stats.per_backend.get(&b.to_string()).copied().unwrap_or(0))
+                .map(|b| {
+                    stats
+                        .opened_per_backend
+                        .get(&b.to_string())
+                        .copied()
+                        .unwrap_or(0)
+                })
                 .collect(),
         )
     }

@@ -13,8 +13,10 @@ pub struct Stats {
     pub up: BTreeMap<String, bool>,
     /// Sessions the balancer holds: raw NAT rows if reported, else the sum of live sessions.
     pub sessions: Option<u32>,
-    /// Sessions per backend address (raw: `l4lb_raw_backend_rows`; proxy: live sessions).
-    pub per_backend: BTreeMap<String, u32>,
+    /// Sessions ever opened per backend address, a counter that never goes down (raw:
+    /// `l4lb_raw_backend_rows_created_total`; proxy: `l4lb_backend_sessions_total`). A live
+    /// count would hide a new session when another one to the same backend ends meanwhile.
+    pub opened_per_backend: BTreeMap<String, u32>,
 }
 
 /// Parses the Prometheus text of `l4lb raw|proxy --admin`.
@@ -27,8 +29,8 @@ pub fn parse_metrics(text: &str) -> Stats {
     let mut state_up: BTreeMap<String, bool> = BTreeMap::new();
     let mut rows: Option<f64> = None;
     let mut live: Option<f64> = None;
-    let mut live_per: BTreeMap<String, u32> = BTreeMap::new();
-    let mut rows_per: BTreeMap<String, u32> = BTreeMap::new();
+    let mut sessions_opened: BTreeMap<String, u32> = BTreeMap::new();
+    let mut rows_opened: BTreeMap<String, u32> = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -64,13 +66,15 @@ pub fn parse_metrics(text: &str) -> Stats {
             }
             "l4lb_backend_sessions_live" => {
                 *live.get_or_insert(0.0) += value;
+            }
+            "l4lb_backend_sessions_total" => {
                 if let Some(b) = label("backend") {
-                    live_per.insert(b, value.round() as u32);
+                    sessions_opened.insert(b, value.round() as u32);
                 }
             }
-            "l4lb_raw_backend_rows" => {
+            "l4lb_raw_backend_rows_created_total" => {
                 if let Some(b) = label("backend") {
-                    rows_per.insert(b, value.round() as u32);
+                    rows_opened.insert(b, value.round() as u32);
                 }
             }
             "l4lb_raw_rows" => rows = Some(value),
@@ -93,10 +97,10 @@ pub fn parse_metrics(text: &str) -> Stats {
     Stats {
         up,
         sessions: rows.or(live).map(|v| v.round() as u32),
-        per_backend: if rows_per.is_empty() {
-            live_per
+        opened_per_backend: if rows_opened.is_empty() {
+            sessions_opened
         } else {
-            rows_per
+            rows_opened
         },
     }
 }
@@ -135,6 +139,8 @@ l4lb_backend_state{backend="10.0.0.12:9000",state="up"} 0
 l4lb_backend_state{backend="10.0.0.13:9000",state="up"} 0
 l4lb_backend_sessions_live{backend="10.0.0.11:9000"} 2
 l4lb_backend_sessions_live{backend="10.0.0.13:9000"} 1
+l4lb_backend_sessions_total{backend="10.0.0.11:9000"} 7
+l4lb_backend_sessions_total{backend="10.0.0.13:9000"} 1
 "#;
         let s = parse_metrics(text);
         assert_eq!(s.up.get("10.0.0.11:9000"), Some(&true));
@@ -143,13 +149,16 @@ l4lb_backend_sessions_live{backend="10.0.0.13:9000"} 1
         assert_eq!(s.up.get("10.0.0.13:9000"), None);
         assert_eq!(s.sessions, Some(3));
         let raw = format!(
-            "{text}l4lb_raw_rows 5\nl4lb_raw_backend_rows{{backend=\"10.0.0.11:9000\"}} 5\n"
+            "{text}l4lb_raw_rows 5\nl4lb_raw_backend_rows{{backend=\"10.0.0.11:9000\"}} 5\n\
+             l4lb_raw_backend_rows_created_total{{backend=\"10.0.0.11:9000\"}} 9\n"
         );
         assert_eq!(parse_metrics(&raw).sessions, Some(5));
-        assert_eq!(s.per_backend.get("10.0.0.11:9000"), Some(&2));
+        // Opened per backend: monotonic totals, not live counts (proxy: sessions_total).
+        assert_eq!(s.opened_per_backend.get("10.0.0.11:9000"), Some(&7));
+        // raw: rows ever created, preferred over the pool's (unused) session totals.
         assert_eq!(
-            parse_metrics(&raw).per_backend.get("10.0.0.11:9000"),
-            Some(&5)
+            parse_metrics(&raw).opened_per_backend.get("10.0.0.11:9000"),
+            Some(&9)
         );
         assert_eq!(parse_metrics("").sessions, None);
     }

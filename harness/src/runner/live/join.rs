@@ -40,8 +40,9 @@ impl Run<'_> {
         let outcome = loop {
             let found = self.observer()?.new_sockets(&baseline, persist);
             // A health check also makes a socket on a server, and on a busy machine it may
-            // last as long as a client's: when the balancer counts sessions per backend,
-            // a server counts only if its count rose too.
+            // last as long as a client's: when the balancer counts the sessions it opened
+            // per backend (monotonic, so a session ending meanwhile cannot hide the new
+            // one), a server counts only if its count rose too.
             let rose = |server: usize| match (
                 &counts_before,
                 self.observer()
