@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{program, Client, Run, JOIN_TIMEOUT};
+use super::{program, Client, Run, JOIN_TIMEOUT, JOIN_TIMEOUT_FAULTY};
 use crate::netns::Namespace;
 use crate::process::NsProcess;
 use crate::runner::evidence::*;
@@ -27,13 +27,19 @@ impl Run<'_> {
         let counts_before = self.observer()?.balancer_counts(&self.backends);
         let at = self.now();
         let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
-        let end = Instant::now() + JOIN_TIMEOUT;
+        let faulty = !(self.drops.is_empty() && self.shaped.is_empty());
+        let join_timeout = if faulty {
+            JOIN_TIMEOUT_FAULTY
+        } else {
+            JOIN_TIMEOUT
+        };
+        let end = Instant::now() + join_timeout;
         // A health check to a hung server stays established for the whole check timeout,
         // longer when the machine is busy: twice the timeout plus a margin.
-        let persist = if self.drops.is_empty() && self.shaped.is_empty() {
-            crate::runner::observer::PERSIST
-        } else {
+        let persist = if faulty {
             crate::runner::observer::PERSIST_LOSSY
+        } else {
+            crate::runner::observer::PERSIST
         }
         .max(self.scenario.health.timeout * 2 + Duration::from_millis(100));
         let mut connected = None;
@@ -83,7 +89,7 @@ impl Run<'_> {
                 break JoinOutcome::Unplaced {
                     why: format!(
                         "no new established socket on any server within {}",
-                        humantime::format_duration(JOIN_TIMEOUT)
+                        humantime::format_duration(join_timeout)
                     ),
                 };
             }

@@ -29,6 +29,11 @@ use crate::topology::{Host, Layout, Topology, TopologySpec};
 
 /// Longest a join may take before the client counts as unplaced.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Longest wait for a join while packets are dropped or shaped: a join is two handshakes
+/// (client to balancer, balancer to server) and each lost SYN or SYN-ACK costs 1 s, then
+/// 2 s, then 4 s (RFC 6298 backoff).
+pub const JOIN_TIMEOUT_FAULTY: Duration = Duration::from_secs(15);
 /// Longest a server or the balancer may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
