@@ -30,6 +30,9 @@ pub fn args(
                 "--listen".into(),
                 SocketAddrV4::new(lb_addr, settings.port).to_string(),
             ]);
+            if let Some(t) = settings.connect_timeout {
+                a.extend(["--connect-timeout".into(), dur(t)]);
+            }
         }
     }
     for b in backends {
@@ -64,6 +67,27 @@ mod tests {
     use crate::scenario::*;
 
     #[test]
+    fn only_the_proxy_gets_a_connect_timeout() {
+        let s = BalancerSettings {
+            port: 20000,
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            rise: 1,
+            fall: 3,
+            idle_timeout: std::time::Duration::from_secs(2),
+            connect_timeout: Some(std::time::Duration::from_secs(5)),
+            health_send: None,
+            health_expect: None,
+        };
+        let lb = Ipv4Addr::new(10, 0, 0, 1);
+        let be = [SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 9000)];
+        let proxy = args(BalancerKind::Proxy, &s, lb, lb, &be).join(" ");
+        assert!(proxy.contains("--connect-timeout 5000ms"), "{proxy}");
+        let raw = args(BalancerKind::Raw, &s, lb, lb, &be).join(" ");
+        assert!(!raw.contains("--connect-timeout"), "{raw}");
+    }
+
+    #[test]
     fn both_balancers_get_health_idle_and_admin_flags() {
         let s = BalancerSettings {
             port: 20000,
@@ -72,6 +96,7 @@ mod tests {
             rise: 1,
             fall: 3,
             idle_timeout: std::time::Duration::from_secs(2),
+            connect_timeout: None,
             health_send: None,
             health_expect: None,
         };

@@ -151,6 +151,9 @@ pub struct BalancerSettings {
     /// Silence after which a session is closed.
     #[serde(with = "humantime_serde_compat")]
     pub idle_timeout: Duration,
+    /// Proxy only: longest wait for a server to accept (None: the proxy's own default).
+    #[serde(skip)]
+    pub connect_timeout: Option<Duration>,
     /// Text a health check sends after connecting (None: a plain TCP connect check).
     pub health_send: Option<String>,
     /// Prefix the reply must start with.

@@ -79,6 +79,8 @@ pub struct RawBalancer {
     pub fall: Option<Spanned<u32>>,
     /// Silence after which a session is closed (proxy) or its row freed (raw).
     pub idle_timeout: Option<SStr>,
+    /// Proxy only: longest wait for a server to accept before trying another one.
+    pub connect_timeout: Option<SStr>,
     /// Text a health check sends after connecting (an application-level check).
     pub health_send: Option<SStr>,
     /// Prefix the server's reply to `health_send` must start with.

@@ -349,6 +349,7 @@ impl<'a> Validator<'a> {
             rise: DEFAULT_RISE,
             fall: DEFAULT_FALL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            connect_timeout: None,
             health_send: None,
             health_expect: None,
         };
@@ -398,6 +399,9 @@ impl<'a> Validator<'a> {
         }
         if let Some(s) = &r.idle_timeout {
             h.idle_timeout = self.positive(s, "idle_timeout").unwrap_or(h.idle_timeout);
+        }
+        if let Some(s) = &r.connect_timeout {
+            h.connect_timeout = self.positive(s, "connect_timeout");
         }
         h.health_send = r.health_send.as_ref().map(|s| s.get_ref().clone());
         h.health_expect = r.health_expect.as_ref().map(|s| s.get_ref().clone());
