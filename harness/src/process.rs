@@ -17,6 +17,9 @@ use tokio::sync::watch;
 
 use crate::netns::Namespace;
 
+/// Longest [`NsProcess::wait_exit`] waits, after the exit, for the output pipes to end.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+
 /// A signal the harness sends to a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -235,6 +238,10 @@ impl NsProcess {
     }
 
     /// Waits for the process to exit, up to `timeout`; None if it is still running.
+    ///
+    /// Once it reports an exit, the transcript holds everything the process printed:
+    /// the pipes are read to their end (for at most [`OUTPUT_DRAIN`]; a child that
+    /// handed its stdout to a grandchild still running keeps it open).
     pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
         if let Some(status) = self.exit {
             return Ok(Some(status));
@@ -243,6 +250,7 @@ impl NsProcess {
             Ok(status) => {
                 let status = status.with_context(|| format!("cannot wait for {}", self.label))?;
                 self.exit = Some(status);
+                self.wait_output_closed(OUTPUT_DRAIN).await;
                 Ok(Some(status))
             }
             Err(_) => Ok(None),
