@@ -66,18 +66,26 @@ mod tests {
     use super::*;
     use crate::scenario::*;
 
-    #[test]
-    fn only_the_proxy_gets_a_connect_timeout() {
-        let s = BalancerSettings {
+    /// Short test settings, as the fast scenarios use.
+    fn settings() -> BalancerSettings {
+        BalancerSettings {
             port: 20000,
             interval: DEFAULT_HEALTH_INTERVAL,
             timeout: DEFAULT_HEALTH_TIMEOUT,
             rise: 1,
             fall: 3,
             idle_timeout: std::time::Duration::from_secs(2),
-            connect_timeout: Some(std::time::Duration::from_secs(5)),
+            connect_timeout: None,
             health_send: None,
             health_expect: None,
+        }
+    }
+
+    #[test]
+    fn only_the_proxy_gets_a_connect_timeout() {
+        let s = BalancerSettings {
+            connect_timeout: Some(std::time::Duration::from_secs(5)),
+            ..settings()
         };
         let lb = Ipv4Addr::new(10, 0, 0, 1);
         let be = [SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 9000)];
@@ -89,17 +97,7 @@ mod tests {
 
     #[test]
     fn both_balancers_get_health_idle_and_admin_flags() {
-        let s = BalancerSettings {
-            port: 20000,
-            interval: DEFAULT_HEALTH_INTERVAL,
-            timeout: DEFAULT_HEALTH_TIMEOUT,
-            rise: 1,
-            fall: 3,
-            idle_timeout: std::time::Duration::from_secs(2),
-            connect_timeout: None,
-            health_send: None,
-            health_expect: None,
-        };
+        let s = settings();
         let lb = Ipv4Addr::new(10, 0, 0, 1);
         let be = [SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 9000)];
         assert_eq!(
