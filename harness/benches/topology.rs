@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use l4lb_harness::firewall;
 use l4lb_harness::topology::{plan, Host, Topology, TopologySpec};
 
 /// Up and down durations of one run.
@@ -67,20 +68,12 @@ fn ip_build_and_teardown(spec: &TopologySpec, n: u64) -> Sample {
         ip(&["-n", &host, "link", "set", "lo", "up"]);
     }
     if spec.rst_drop {
-        iptables_in(
-            &ns(Host::Lb),
-            &[
-                "-A",
-                "OUTPUT",
-                "-p",
-                "tcp",
-                "--tcp-flags",
-                "RST",
-                "RST",
-                "-j",
-                "DROP",
-            ],
-        );
+        let args: Vec<&str> = ["-A", "OUTPUT"]
+            .iter()
+            .chain(firewall::RST_DROP_ARGS)
+            .copied()
+            .collect();
+        iptables_in(&ns(Host::Lb), &args);
     }
     let up = start.elapsed();
     let start = Instant::now();

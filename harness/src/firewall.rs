@@ -9,6 +9,10 @@ use anyhow::{bail, Context};
 
 use crate::netns::Namespace;
 
+/// The RST-drop rule of the original project, as `iptables` arguments after the chain
+/// (`iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP`). The one place it is spelled.
+pub const RST_DROP_ARGS: &[&str] = &["-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "DROP"];
+
 /// The RST-drop rule as `iptables -S OUTPUT` prints it.
 pub const RST_DROP_RULE: &str = "-A OUTPUT -p tcp -m tcp --tcp-flags RST RST -j DROP";
 
@@ -42,22 +46,12 @@ pub async fn iptables(ns: &Namespace, args: &[&str]) -> anyhow::Result<String> {
 /// `iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP` inside `ns` (the balancer's
 /// namespace: a raw-socket balancer must not let the kernel reset its connections).
 pub async fn install_rst_drop(ns: &Namespace) -> anyhow::Result<()> {
-    iptables(
-        ns,
-        &[
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "--tcp-flags",
-            "RST",
-            "RST",
-            "-j",
-            "DROP",
-        ],
-    )
-    .await
-    .map(drop)
+    let args: Vec<&str> = ["-A", "OUTPUT"]
+        .iter()
+        .chain(RST_DROP_ARGS)
+        .copied()
+        .collect();
+    iptables(ns, &args).await.map(drop)
 }
 
 /// Whether the RST-drop rule is in `ns`'s OUTPUT chain (parses `iptables -S OUTPUT`).

@@ -13,8 +13,9 @@ use anyhow::{bail, Context};
 /// SO_MARK of the balancer's raw socket ("L4" in ASCII).
 pub const MARK: u32 = 0x4c34;
 
-/// The RST-drop rule, as `iptables` arguments after the chain.
-pub const RST_DROP: &[&str] = &["-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "DROP"];
+/// The RST-drop rule, as `iptables` arguments after the chain (the harness's, which
+/// installs it in its topologies).
+pub const RST_DROP: &[&str] = l4lb_harness::firewall::RST_DROP_ARGS;
 
 /// The command a person runs to add the RST-drop rule.
 pub fn rst_drop_command() -> String {

@@ -57,6 +57,22 @@ fn guideline_evidence(balancer: BalancerKind) -> (Scenario, Evidence) {
     (s, ev)
 }
 
+/// The verdict whose expectation text starts with `prefix`.
+fn verdict<'a>(o: &'a RunOutcome, prefix: &str) -> &'a Verdict {
+    o.verdicts
+        .iter()
+        .find(|v| v.expectation.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no verdict starts with {prefix:?}"))
+}
+
+/// The verdict whose expectation text contains `part`.
+fn verdict_containing<'a>(o: &'a RunOutcome, part: &str) -> &'a Verdict {
+    o.verdicts
+        .iter()
+        .find(|v| v.expectation.contains(part))
+        .unwrap_or_else(|| panic!("no verdict contains {part:?}"))
+}
+
 fn outcome(s: &Scenario, ev: Evidence) -> RunOutcome {
     RunOutcome {
         file: format!("scenarios/{}.toml", s.file_stem()),
@@ -95,11 +111,7 @@ fn a_wrong_placement_fails_and_says_where() {
     ev.joins[3].outcome = JoinOutcome::Placed { server: 1 };
     let o = outcome(&s, ev);
     assert_eq!(o.status(), Status::Fail);
-    let v = o
-        .verdicts
-        .iter()
-        .find(|v| v.expectation.starts_with("placement"))
-        .unwrap();
+    let v = verdict(&o, "placement");
     assert_eq!(v.status, Status::Fail);
     assert!(
         v.summary
@@ -117,11 +129,7 @@ fn a_line_leaking_across_servers_fails_chat_isolation() {
         .unwrap()
         .push((ms(1500), "[test1] hello from test1".into()));
     let o = outcome(&s, ev);
-    let v = o
-        .verdicts
-        .iter()
-        .find(|v| v.expectation.starts_with("every line"))
-        .unwrap();
+    let v = verdict(&o, "every line");
     assert_eq!(v.status, Status::Fail);
     assert!(v.summary.contains("leaked to test2"), "{}", v.summary);
 }
@@ -131,11 +139,7 @@ fn a_missing_line_fails_chat_isolation() {
     let (s, mut ev) = guideline_evidence(BalancerKind::Proxy);
     ev.transcripts.get_mut("test4").unwrap().clear();
     let o = outcome(&s, ev);
-    let v = o
-        .verdicts
-        .iter()
-        .find(|v| v.expectation.starts_with("every line"))
-        .unwrap();
+    let v = verdict(&o, "every line");
     assert_eq!(v.status, Status::Fail);
     assert!(v.summary.contains("missing at test4"), "{}", v.summary);
 }
@@ -226,11 +230,7 @@ fn failover_within_the_bound_passes() {
     let (s, ev) = crash_evidence(ms(650), false);
     let o = outcome(&s, ev);
     assert_eq!(o.status(), Status::Pass, "{:#?}", o.verdicts);
-    let v = o
-        .verdicts
-        .iter()
-        .find(|v| v.expectation.contains("failure noticed"))
-        .unwrap();
+    let v = verdict_containing(&o, "failure noticed");
     assert_eq!(
         v.summary,
         "s1 reported down within the bound; 0 of 4 later joins on s1"
@@ -247,11 +247,7 @@ fn late_detection_fails() {
     // bound 700 ms + margin 500 ms: 1.3 s is too late.
     let (s, ev) = crash_evidence(ms(1300), false);
     let o = outcome(&s, ev);
-    let v = o
-        .verdicts
-        .iter()
-        .find(|v| v.expectation.contains("failure noticed"))
-        .unwrap();
+    let v = verdict_containing(&o, "failure noticed");
     assert_eq!(v.status, Status::Fail);
     assert!(v.summary.contains("too late"));
 }
@@ -281,11 +277,7 @@ fn no_down_report_fails_failover() {
     let (s, mut ev) = crash_evidence(ms(600), false);
     ev.health.clear();
     let o = outcome(&s, ev);
-    let v = o
-        .verdicts
-        .iter()
-        .find(|v| v.expectation.contains("failure noticed"))
-        .unwrap();
+    let v = verdict_containing(&o, "failure noticed");
     assert_eq!(v.summary, "the balancer never reported s1 down");
 }
 
@@ -317,11 +309,7 @@ fn idle_close_outside_tolerance_fails() {
             },
         );
         let o = outcome(&s, ev.clone());
-        let v = o
-            .verdicts
-            .iter()
-            .find(|v| v.expectation.starts_with("idle sessions"))
-            .unwrap();
+        let v = verdict(&o, "idle sessions");
         assert_eq!(
             v.status == Status::Pass,
             pass,
