@@ -358,21 +358,23 @@ async fn with_every_backend_down_a_new_client_is_refused_at_once() {
     refused_at_once(&["--capture", "raw", "--send-thread"]).await;
 }
 
+/// Waits until `p` has printed at least `count` lines containing `pattern`; panics with
+/// `what` and the transcript after [`WAIT`].
+async fn wait_for_lines(p: &NsProcess, pattern: &str, count: usize, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while count_lines(p, pattern) < count {
+        assert!(Instant::now() < deadline, "{what}: {:#?}", p.transcript());
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn refused_at_once(extra: &[&str]) {
     let mut lab = Lab::start(1, Offloads::Default, extra).await;
     for i in 0..3 {
         let mut p = lab.servers[i].take().expect("server");
         p.stop(Duration::from_secs(2)).await.expect("kill server");
     }
-    let deadline = Instant::now() + WAIT;
-    while count_lines(&lab.lb, "\"to\":\"down\"") < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "not every backend went down: {:#?}",
-            lab.lb.transcript()
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_lines(&lab.lb, "\"to\":\"down\"", 3, "not every backend went down").await;
     let started = Instant::now();
     let mut client = NsProcess::spawn(
         lab.topo.namespace(Host::Client(0)),
@@ -506,15 +508,13 @@ async fn bulk(offloads: Offloads, capture: &str, extra: &[&str]) {
     for (server_mode, client_mode) in [("recv", "send"), ("send", "recv")] {
         // Nothing listens yet: wait until the checker has the backend down, so that the
         // next "up" is this server's.
-        let deadline = Instant::now() + WAIT;
-        while count_lines(&lb, "\"to\":\"down\"") <= health_lines {
-            assert!(
-                Instant::now() < deadline,
-                "backend never went down: {:#?}",
-                lb.transcript()
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_lines(
+            &lb,
+            "\"to\":\"down\"",
+            health_lines + 1,
+            "backend never went down",
+        )
+        .await;
         let mut server = NsProcess::spawn(
             topo.namespace(Host::Server(0)),
             Path::new("python3"),
@@ -534,15 +534,7 @@ async fn bulk(offloads: Offloads, capture: &str, extra: &[&str]) {
             .expect("server listens");
         // The backend was down while nothing listened: wait until a check sees it up.
         health_lines += 1;
-        let deadline = Instant::now() + WAIT;
-        while count_lines(&lb, "\"to\":\"up\"") < health_lines {
-            assert!(
-                Instant::now() < deadline,
-                "backend never came up: {:#?}",
-                lb.transcript()
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_lines(&lb, "\"to\":\"up\"", health_lines, "backend never came up").await;
         let mut client = NsProcess::spawn(
             topo.namespace(Host::Client(0)),
             Path::new("python3"),
