@@ -100,19 +100,9 @@ pub fn table(outcomes: &[RunOutcome]) -> String {
                 .max(head[i].len())
         })
         .collect();
+    let head = head.map(String::from);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:w0$}  {:w1$}  {:w2$}  {}",
-        head[0],
-        head[1],
-        head[2],
-        head[3],
-        w0 = widths[0],
-        w1 = widths[1],
-        w2 = widths[2]
-    );
-    for r in rows {
+    for r in std::iter::once(&head).chain(&rows) {
         let _ = writeln!(
             s,
             "{:w0$}  {:w1$}  {:w2$}  {}",

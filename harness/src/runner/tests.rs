@@ -341,3 +341,23 @@ fn report_of_a_synthetic_run() {
         crate::report::summary::index(std::slice::from_ref(&o))
     );
 }
+
+#[test]
+fn the_final_table_has_a_header_and_one_aligned_row_per_run() {
+    let (s, ev) = guideline_evidence(BalancerKind::Raw);
+    let raw = outcome(&s, ev);
+    let (s, ev) = guideline_evidence(BalancerKind::Proxy);
+    let proxy = outcome(&s, ev);
+    let table = crate::report::summary::table(&[raw, proxy]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("scenario"), "{table}");
+    assert!(
+        lines[1].contains(" raw ") && lines[2].contains(" proxy "),
+        "{table}"
+    );
+    // Columns line up: the verdict column starts at the same offset in every line.
+    let at = |l: &str, word: &str| l.find(word).unwrap_or(usize::MAX);
+    assert_eq!(at(lines[0], "verdict"), at(lines[1], "PASS"), "{table}");
+    assert_eq!(at(lines[1], "PASS"), at(lines[2], "PASS"), "{table}");
+}
