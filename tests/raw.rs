@@ -465,7 +465,26 @@ else:
 print(n, h.hexdigest(), flush=True)
 "#;
 
-async fn bulk(offloads: Offloads, capture: &str, extra: &[&str]) {
+/// Which path a bulk run's frames must mostly take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendPath {
+    /// `--send direct`: frames straight to the device.
+    Direct,
+    /// The kernel's routed path.
+    Routed,
+}
+
+/// A numeric field of a JSON log line.
+fn json_field(line: &str, name: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    v.get("fields")
+        .and_then(|f| f.get(name))
+        .or_else(|| v.get(name))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no numeric `{name}` in {line}"))
+}
+
+async fn bulk(offloads: Offloads, capture: &str, extra: &[&str], path: SendPath) {
     const TOTAL: usize = 100 * 1024 * 1024;
     const PORT: u16 = 9000;
     let spec = TopologySpec {
@@ -590,6 +609,22 @@ async fn bulk(offloads: Offloads, capture: &str, extra: &[&str]) {
         "{}",
         stop_line.text
     );
+    let direct = json_field(&stop_line.text, "sent_direct");
+    let routed = json_field(&stop_line.text, "sent_routed");
+    match path {
+        // Only each connection's first SYN (and a few frames before a hop is confirmed)
+        // may go routed.
+        SendPath::Direct => assert!(
+            direct > 10 * routed.max(1),
+            "direct {direct} routed {routed}: {}",
+            stop_line.text
+        ),
+        SendPath::Routed => assert!(
+            direct == 0 && routed > 1000,
+            "direct {direct} routed {routed}: {}",
+            stop_line.text
+        ),
+    }
     topo.teardown().await.expect("teardown");
 }
 
@@ -598,7 +633,21 @@ async fn bulk_100mb_arrives_intact_with_default_offloads() {
     if !root_or_skip("bulk_100mb_arrives_intact_with_default_offloads") {
         return;
     }
-    bulk(Offloads::Default, "packet", &[]).await;
+    bulk(Offloads::Default, "packet", &[], SendPath::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_100mb_arrives_intact_through_the_routed_path_with_default_offloads() {
+    if !root_or_skip("bulk_100mb_arrives_intact_through_the_routed_path_with_default_offloads") {
+        return;
+    }
+    bulk(
+        Offloads::Default,
+        "packet",
+        &["--send", "routed"],
+        SendPath::Routed,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,7 +656,13 @@ async fn bulk_100mb_arrives_intact_through_the_raw_socket_capture_and_a_sender_t
     {
         return;
     }
-    bulk(Offloads::Default, "raw", &["--send-thread"]).await;
+    bulk(
+        Offloads::Default,
+        "raw",
+        &["--send-thread"],
+        SendPath::Routed,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,7 +670,13 @@ async fn bulk_100mb_arrives_intact_with_offloads_off() {
     if !root_or_skip("bulk_100mb_arrives_intact_with_offloads_off") {
         return;
     }
-    bulk(Offloads::Off, "packet", &[]).await;
+    bulk(
+        Offloads::Off,
+        "packet",
+        &["--send-thread"],
+        SendPath::Direct,
+    )
+    .await;
 }
 
 #[test]

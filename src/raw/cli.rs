@@ -52,6 +52,22 @@ pub struct RawOptions {
     /// Send on a second thread (overlaps the receivers' kernel work with receiving).
     #[arg(long)]
     pub send_thread: bool,
+    /// How rewritten packets leave: `direct` (default with `--capture packet`: straight
+    /// to the device and the next hop learned from received frames, super-packets whole)
+    /// or `routed` (through the kernel's IP output path, the only choice with
+    /// `--capture raw`).
+    #[arg(long, value_enum)]
+    pub send: Option<SendPath>,
+}
+
+/// How rewritten packets leave the balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendPath {
+    /// An `AF_PACKET` socket, to the next hop learned from received frames (confirmed by
+    /// the routing table); a connection's first SYN and unknown hops still go routed.
+    Direct,
+    /// A raw IP socket: the kernel routes, resolves neighbours, runs OUTPUT/POSTROUTING.
+    Routed,
 }
 
 /// Validated settings.
@@ -75,6 +91,8 @@ pub struct Settings {
     pub capture: crate::raw::sys::Capture,
     /// Whether to send on a second thread.
     pub send_thread: bool,
+    /// How rewritten packets leave.
+    pub send: SendPath,
 }
 
 /// Takes the source address from `--source-ip`, or else from the first positional word
@@ -209,6 +227,16 @@ pub fn settings(
     if opts.mtu < 576 || opts.mtu > 65_535 {
         return Err(UsageError::new("--mtu must be between 576 and 65535"));
     }
+    let send = match (opts.capture, opts.send) {
+        (crate::raw::sys::Capture::Raw, Some(SendPath::Direct)) => {
+            return Err(UsageError::new(
+                "--send direct needs --capture packet (frames with their link headers); \
+                 use --send routed with --capture raw",
+            ));
+        }
+        (crate::raw::sys::Capture::Raw, _) => SendPath::Routed,
+        (crate::raw::sys::Capture::Packet, choice) => choice.unwrap_or(SendPath::Direct),
+    };
     Ok(Settings {
         source_ip,
         backends,
@@ -225,6 +253,7 @@ pub fn settings(
         batch: opts.batch.clamp(1, 1024),
         capture: opts.capture,
         send_thread: opts.send_thread,
+        send,
     })
 }
 

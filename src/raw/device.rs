@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::raw::nat::{Nat, Selector, Verdict};
-use crate::raw::packet::DropReason;
+use crate::raw::packet::{self, ChecksumState, DropReason};
 use crate::raw::segment;
 
 /// Largest IPv4 datagram (a GRO/GSO super-packet can be this big).
@@ -15,20 +15,60 @@ pub const MAX_DATAGRAM: usize = 65_535;
 
 /// Receive buffers for one batch.
 pub struct RecvBatch {
-    /// One buffer per datagram, each [`MAX_DATAGRAM`] bytes.
+    /// One buffer per datagram, each `head` + [`MAX_DATAGRAM`] bytes.
     pub bufs: Vec<Vec<u8>>,
-    /// Length received into each buffer.
+    /// Length of the IPv4 datagram received into each buffer (after `head`).
     pub lens: Vec<usize>,
+    /// What the device knows of each datagram's TCP checksum.
+    pub checksums: Vec<ChecksumState>,
+    /// Bytes before the datagram in every buffer (a device's frame headers, kept so the
+    /// frame can be sent back out whole), the same for the whole batch.
+    pub head: usize,
 }
 
 impl RecvBatch {
-    /// `n` buffers of [`MAX_DATAGRAM`] bytes.
+    /// `n` buffers for datagrams with no bytes before them.
     pub fn new(n: usize) -> Self {
+        Self::with_head(n, 0)
+    }
+
+    /// `n` buffers for datagrams after `head` bytes of frame headers.
+    pub fn with_head(n: usize, head: usize) -> Self {
+        let n = n.max(1);
         Self {
-            bufs: (0..n.max(1)).map(|_| vec![0u8; MAX_DATAGRAM]).collect(),
-            lens: vec![0; n.max(1)],
+            bufs: (0..n).map(|_| vec![0u8; head + MAX_DATAGRAM]).collect(),
+            lens: vec![0; n],
+            checksums: vec![ChecksumState::Unknown; n],
+            head,
         }
     }
+
+    /// The datagram received into buffer `i`, `len` bytes of it.
+    pub fn datagram_mut(&mut self, i: usize, len: usize) -> &mut [u8] {
+        let head = self.head;
+        &mut self.bufs[i][head..head + len]
+    }
+}
+
+/// A received datagram the core rewrote in place, to be sent to `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// Buffer index in the batch.
+    pub index: usize,
+    /// Datagram length.
+    pub len: usize,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+}
+
+/// What [`Device::send_frames`] did.
+#[derive(Debug, Default)]
+pub struct FramesSent {
+    /// Indices into the forwards that the device did not send: the caller sends their
+    /// datagrams through [`Device::send`] (the kernel's routed path).
+    pub routed: Vec<usize>,
+    /// Frames whose sending failed.
+    pub failed: Vec<io::Error>,
 }
 
 /// A source and sink of whole IPv4 datagrams.
@@ -40,6 +80,30 @@ pub trait Device {
     /// Sends every datagram to its destination; returns the failures by index. A failure
     /// never stops the others.
     fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)>;
+
+    /// Sends received frames whose datagrams were rewritten in place, straight out of the
+    /// batch and whole (super-packets included), where the device can; the rest are
+    /// returned for [`Device::send`]. By default the device sends none itself.
+    fn send_frames(&mut self, _batch: &mut RecvBatch, forwards: &[Forward]) -> FramesSent {
+        FramesSent {
+            routed: (0..forwards.len()).collect(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+impl<D: Device + ?Sized> Device for Box<D> {
+    fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        (**self).recv(batch)
+    }
+
+    fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+        (**self).send(packets)
+    }
+
+    fn send_frames(&mut self, batch: &mut RecvBatch, forwards: &[Forward]) -> FramesSent {
+        (**self).send_frames(batch, forwards)
+    }
 }
 
 /// An in-memory device: datagrams pushed to `inbox` are received, sent ones collected.
@@ -51,6 +115,8 @@ pub struct MemDevice {
     pub sent: Vec<(Vec<u8>, Ipv4Addr)>,
     /// When set, every send fails with this errno (e.g. EPERM).
     pub fail_sends: Option<i32>,
+    /// What the device claims to know of every received datagram's checksum.
+    pub checksum: ChecksumState,
 }
 
 impl Device for MemDevice {
@@ -61,8 +127,9 @@ impl Device for MemDevice {
                 break;
             };
             let len = pkt.len().min(MAX_DATAGRAM);
-            batch.bufs[n][..len].copy_from_slice(&pkt[..len]);
+            batch.datagram_mut(n, len).copy_from_slice(&pkt[..len]);
             batch.lens[n] = len;
+            batch.checksums[n] = self.checksum;
             n += 1;
         }
         Ok(n)
@@ -83,20 +150,24 @@ impl Device for MemDevice {
 /// Reusable state of the forwarding loop.
 pub struct Pump {
     batch: RecvBatch,
-    /// Egress MTU: larger datagrams (super-packets) are cut into segments that fit.
+    /// Egress MTU: larger datagrams (super-packets) sent through the kernel's path are
+    /// cut into segments that fit.
     mtu: usize,
-    /// Segments cut from super-packets, waiting to be sent.
-    extra: Vec<Vec<u8>>,
     send_errors_logged: u64,
 }
 
 impl Pump {
-    /// A loop receiving `batch` datagrams at a time, sending at most `mtu` bytes each.
+    /// A loop receiving `batch` datagrams at a time, sending at most `mtu` bytes each
+    /// through the kernel's path.
     pub fn new(batch: usize, mtu: usize) -> Self {
+        Self::with_head(batch, mtu, 0)
+    }
+
+    /// [`Pump::new`] for a device whose frames carry `head` bytes before the datagram.
+    pub fn with_head(batch: usize, mtu: usize, head: usize) -> Self {
         Self {
-            batch: RecvBatch::new(batch),
+            batch: RecvBatch::with_head(batch, head),
             mtu,
-            extra: Vec::new(),
             send_errors_logged: 0,
         }
     }
@@ -114,49 +185,64 @@ impl Pump {
         if n == 0 {
             return Ok(0);
         }
-        let mut out: Vec<(usize, usize, Ipv4Addr)> = Vec::with_capacity(n);
-        self.extra.clear();
-        let mut extra_dst = Vec::new();
+        let mut forwards: Vec<Forward> = Vec::with_capacity(n);
         for i in 0..n {
-            let len = self.batch.lens[i];
-            let buf = &mut self.batch.bufs[i][..len];
-            if let Verdict::Forward { dst, len } = nat.process(buf, now, sel) {
-                if len <= self.mtu {
-                    out.push((i, len, dst));
-                } else {
-                    match segment::split(&buf[..len], self.mtu) {
-                        Some(parts) => {
-                            for p in parts {
-                                self.extra.push(p);
-                                extra_dst.push(dst);
-                            }
-                        }
-                        None => nat.count_drop(DropReason::TooBig),
-                    }
-                }
+            let (len, checksum) = (self.batch.lens[i], self.batch.checksums[i]);
+            let buf = self.batch.datagram_mut(i, len);
+            if let Verdict::Forward { dst, len } = nat.process_with(buf, now, sel, checksum) {
+                forwards.push(Forward { index: i, len, dst });
             }
+        }
+        let sent = dev.send_frames(&mut self.batch, &forwards);
+        let direct = forwards.len() - sent.routed.len() - sent.failed.len();
+        for err in sent.failed {
+            self.count_failed_send(nat, &err);
+        }
+        // The rest goes through the kernel: checksums complete, at most `mtu` bytes each.
+        let mut routed: Vec<(usize, usize, Ipv4Addr)> = Vec::with_capacity(sent.routed.len());
+        let mut extra: Vec<(Vec<u8>, Ipv4Addr)> = Vec::new();
+        for f in sent.routed.iter().filter_map(|&k| forwards.get(k)) {
+            let partial = self.batch.checksums[f.index] == ChecksumState::Partial;
+            let buf = self.batch.datagram_mut(f.index, f.len);
+            if f.len > self.mtu {
+                match segment::split(buf, self.mtu) {
+                    Some(parts) => extra.extend(parts.into_iter().map(|p| (p, f.dst))),
+                    None => nat.count_drop(DropReason::TooBig),
+                }
+                continue;
+            }
+            if partial {
+                packet::complete_tcp_checksum(buf);
+            }
+            routed.push((f.index, f.len, f.dst));
         }
         let generated = nat.take_pending();
-        let mut packets: Vec<(&[u8], Ipv4Addr)> = out
+        let head = self.batch.head;
+        let mut packets: Vec<(&[u8], Ipv4Addr)> = routed
             .iter()
-            .map(|&(i, len, dst)| (&self.batch.bufs[i][..len], dst))
+            .map(|&(i, len, dst)| (&self.batch.bufs[i][head..head + len], dst))
             .collect();
-        packets.extend(self.extra.iter().map(|p| p.as_slice()).zip(extra_dst));
+        packets.extend(extra.iter().map(|(p, dst)| (p.as_slice(), *dst)));
         packets.extend(generated.iter().map(|(p, dst)| (p.as_slice(), *dst)));
         let failed = dev.send(&packets);
+        nat.count_sent(direct as u64, (packets.len() - failed.len()) as u64);
         for (_, err) in failed {
-            nat.count_drop(DropReason::SendFailed);
-            // Log the first few and then every 1000th, so a storm cannot flood the log.
-            self.send_errors_logged += 1;
-            if self.send_errors_logged <= 10 || self.send_errors_logged % 1000 == 0 {
-                tracing::warn!(
-                    event = "send_failed",
-                    error = %err,
-                    total = self.send_errors_logged,
-                    "sending a rewritten packet failed; dropped and counted"
-                );
-            }
+            self.count_failed_send(nat, &err);
         }
         Ok(n)
+    }
+
+    fn count_failed_send(&mut self, nat: &mut Nat, err: &io::Error) {
+        nat.count_drop(DropReason::SendFailed);
+        // Log the first few and then every 1000th, so a storm cannot flood the log.
+        self.send_errors_logged += 1;
+        if self.send_errors_logged <= 10 || self.send_errors_logged % 1000 == 0 {
+            tracing::warn!(
+                event = "send_failed",
+                error = %err,
+                total = self.send_errors_logged,
+                "sending a rewritten packet failed; dropped and counted"
+            );
+        }
     }
 }

@@ -33,18 +33,22 @@
 //! packet for another port), refusals are rate-limited ([`limit`]), and still nothing
 //! spins: an idle or all-down balancer sleeps in `recvmmsg` between packets.
 
+pub mod afpacket;
 pub mod cli;
 pub mod device;
 pub mod firewall;
+pub mod hops;
 pub mod limit;
 pub mod nat;
 pub mod packet;
+pub mod routes;
 mod run;
 pub mod segment;
 pub mod sender;
 pub mod stats;
 pub mod sys;
 pub mod table;
+pub mod vnet;
 
 pub use run::run;
 

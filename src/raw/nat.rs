@@ -17,7 +17,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::raw::limit::{TokenBucket, REFUSALS_PER_SEC, REFUSAL_BURST};
-use crate::raw::packet::{self, flags, DropReason, Rewrite, Segment};
+use crate::raw::packet::{self, flags, ChecksumState, DropReason, Rewrite, Segment};
 use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig};
 
 /// Picks the backend of a new connection (round robin over usable backends).
@@ -85,6 +85,11 @@ pub struct Counters {
     /// Refusals not generated because the rate limit was reached (their SYNs are still
     /// counted as drops with their reason).
     pub refusals_limited: u64,
+    /// Frames sent straight to the device (`--send direct`), super-packets whole.
+    pub sent_direct: u64,
+    /// Datagrams sent through the kernel's routed path (segments of cut super-packets
+    /// and the balancer's own resets included).
+    pub sent_routed: u64,
 }
 
 impl Counters {
@@ -165,6 +170,12 @@ impl Nat {
         self.counters.drop(reason);
     }
 
+    /// Counts datagrams sent by the forwarding loop, by path.
+    pub fn count_sent(&mut self, direct: u64, routed: u64) {
+        self.counters.sent_direct += direct;
+        self.counters.sent_routed += routed;
+    }
+
     /// Counts `n` drops decided outside the core (e.g. failed sends on a sender thread).
     pub fn count_drops(&mut self, reason: DropReason, n: u64) {
         self.counters.drops[reason.index()] += n;
@@ -172,14 +183,26 @@ impl Nat {
 
     /// Processes one datagram in place. Never panics, whatever the bytes.
     pub fn process(&mut self, buf: &mut [u8], now: Duration, sel: &mut dyn Selector) -> Verdict {
+        self.process_with(buf, now, sel, ChecksumState::Unknown)
+    }
+
+    /// [`Nat::process`] for a datagram whose checksum state the receiving device knows
+    /// (see [`packet::rewrite_with`]).
+    pub fn process_with(
+        &mut self,
+        buf: &mut [u8],
+        now: Duration,
+        sel: &mut dyn Selector,
+        checksum: ChecksumState,
+    ) -> Verdict {
         let seg = match packet::parse(buf) {
             Ok(seg) => seg,
             Err(reason) => return self.counters.drop(reason),
         };
         if seg.dport == self.listen_port {
-            self.client_segment(buf, &seg, now, sel)
+            self.client_segment(buf, &seg, now, sel, checksum)
         } else if self.nat_ports.contains(&seg.dport) {
-            self.backend_segment(buf, &seg, now)
+            self.backend_segment(buf, &seg, now, checksum)
         } else {
             self.counters.drop(DropReason::NotForUs)
         }
@@ -191,6 +214,7 @@ impl Nat {
         seg: &Segment,
         now: Duration,
         sel: &mut dyn Selector,
+        checksum: ChecksumState,
     ) -> Verdict {
         let client = SocketAddrV4::new(seg.src, seg.sport);
         let existing = self.table.by_client(client).filter(|id| {
@@ -244,12 +268,18 @@ impl Nat {
             dst: *row.backend.ip(),
             dport: row.backend.port(),
         };
-        self.count_fix(packet::rewrite(buf, seg, &to));
+        self.count_fix(packet::rewrite_with(buf, seg, &to, checksum));
         self.counters.to_backend += 1;
         if seg.is_initial_syn() {
             if let Some(row) = self.table.get_mut(id) {
                 if row.state == RowState::HalfOpen {
-                    row.syn = Some(buf[..seg.total_len].into());
+                    // Kept to be sent again by the kernel's path, which does not
+                    // complete a partial checksum.
+                    let mut syn: Box<[u8]> = buf[..seg.total_len].into();
+                    if checksum == ChecksumState::Partial {
+                        packet::complete_tcp_checksum(&mut syn);
+                    }
+                    row.syn = Some(syn);
                 }
             }
         }
@@ -276,7 +306,13 @@ impl Nat {
         self.counters.drop(reason)
     }
 
-    fn backend_segment(&mut self, buf: &mut [u8], seg: &Segment, now: Duration) -> Verdict {
+    fn backend_segment(
+        &mut self,
+        buf: &mut [u8],
+        seg: &Segment,
+        now: Duration,
+        checksum: ChecksumState,
+    ) -> Verdict {
         let backend = SocketAddrV4::new(seg.src, seg.sport);
         let Some(id) = self.table.by_nat(backend, seg.dport) else {
             return self.counters.drop(DropReason::UnknownNatPort);
@@ -313,7 +349,7 @@ impl Nat {
             dst: *row.client.ip(),
             dport: row.client.port(),
         };
-        self.count_fix(packet::rewrite(buf, seg, &to));
+        self.count_fix(packet::rewrite_with(buf, seg, &to, checksum));
         self.counters.to_client += 1;
         if let Some(reason) = self.table.observe(id, Direction::ToClient, seg.flags, now) {
             self.free(id, reason);

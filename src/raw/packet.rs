@@ -245,6 +245,23 @@ pub enum ChecksumFix {
     /// In full: the received checksum was only the pseudo-header part that a sender with
     /// checksum offload leaves for the NIC (CHECKSUM_PARTIAL on a veth).
     Full,
+    /// Left partial, its pseudo-header part moved to the new addresses: the device
+    /// that sends it completes it ([`ChecksumState::Partial`]).
+    KeptPartial,
+}
+
+/// What the receiving side knows of a datagram's TCP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumState {
+    /// Nothing: a field equal to the pseudo-header sum is taken as partial and the
+    /// checksum is computed in full (raw sockets, which do not say).
+    #[default]
+    Unknown,
+    /// Final (the kernel said so): updated incrementally.
+    Final,
+    /// Only the pseudo-header part (the kernel said so, e.g. `VIRTIO_NET_HDR_F_NEEDS_CSUM`):
+    /// kept partial, for a device that completes it on the way out.
+    Partial,
 }
 
 /// The value a CHECKSUM_PARTIAL segment carries in its checksum field: the folded,
@@ -263,9 +280,25 @@ pub fn partial_checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u16 {
 /// checksum computed in full instead; a complete checksum that happens to equal it is
 /// also correct after a full computation, so the test can only err towards correctness.
 pub fn rewrite(buf: &mut [u8], seg: &Segment, to: &Rewrite) -> ChecksumFix {
+    rewrite_with(buf, seg, to, ChecksumState::Unknown)
+}
+
+/// [`rewrite`] for a datagram whose checksum state the receiving side knows: a final
+/// checksum is updated incrementally, a partial one stays partial (only the addresses of
+/// its pseudo-header part change: ports are not in it), and an unknown one is treated as
+/// [`rewrite`] does.
+pub fn rewrite_with(
+    buf: &mut [u8],
+    seg: &Segment,
+    to: &Rewrite,
+    state: ChecksumState,
+) -> ChecksumFix {
     let tcp_len = seg.total_len - seg.ip_header_len;
     let received = read_u16(buf, seg.ip_header_len + tcp_off::CHECKSUM);
-    let partial = received == partial_checksum(seg.src, seg.dst, tcp_len);
+    let partial = match state {
+        ChecksumState::Unknown => received == partial_checksum(seg.src, seg.dst, tcp_len),
+        ChecksumState::Final | ChecksumState::Partial => false,
+    };
     let ihl = seg.ip_header_len;
     let old_src = seg.src.octets();
     let old_dst = seg.dst.octets();
@@ -289,6 +322,14 @@ pub fn rewrite(buf: &mut [u8], seg: &Segment, to: &Rewrite) -> ChecksumFix {
     tcp_sum.replace(seg.dport, to.dport);
     write_u16(buf, tcp + tcp_off::SRC_PORT, to.sport);
     write_u16(buf, tcp + tcp_off::DST_PORT, to.dport);
+    if state == ChecksumState::Partial {
+        // The field is the uncomplemented pseudo-header sum: move it to the new addresses.
+        let mut pseudo = Incremental::new(!received);
+        pseudo.replace4(old_src, new_src);
+        pseudo.replace4(old_dst, new_dst);
+        write_u16(buf, tcp + tcp_off::CHECKSUM, !pseudo.finish());
+        return ChecksumFix::KeptPartial;
+    }
     if partial {
         let full = full_tcp_checksum(to.src, to.dst, &buf[tcp..seg.total_len]);
         write_u16(buf, tcp + tcp_off::CHECKSUM, full);
@@ -388,6 +429,19 @@ pub fn fill_checksums(buf: &mut [u8], seg: &Segment) {
     write_u16(buf, ip_off::CHECKSUM, ip);
     let tcp = full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len]);
     write_u16(buf, ihl + tcp_off::CHECKSUM, tcp);
+}
+
+/// Completes the TCP checksum of a datagram whose field holds only the pseudo-header
+/// part, for sending it through a path that does not complete it. False if `buf` is not
+/// a valid datagram (left untouched).
+pub fn complete_tcp_checksum(buf: &mut [u8]) -> bool {
+    let Ok(seg) = parse(buf) else {
+        return false;
+    };
+    let ihl = seg.ip_header_len;
+    let full = full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len]);
+    write_u16(buf, ihl + tcp_off::CHECKSUM, full);
+    true
 }
 
 /// Whether both checksums of `buf` verify (tests and diagnostics).

@@ -15,14 +15,18 @@ use anyhow::{bail, Context};
 use crate::admin::MetricsSource;
 use crate::health::HealthChecker;
 use crate::pool::Pool;
+use crate::raw::afpacket::{self, PacketDevice};
 use crate::raw::cli;
+use crate::raw::cli::SendPath;
+use crate::raw::device::Device;
 use crate::raw::device::Pump;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
 use crate::raw::packet::DropReason;
+use crate::raw::routes::RouteChecker;
 use crate::raw::sender::ThreadedDevice;
 use crate::raw::stats::{Published, Snapshot};
-use crate::raw::sys::{Capture, RawDevice};
+use crate::raw::sys::{Capture, RawDevice, RawSender};
 use crate::raw::RawArgs;
 
 /// Round robin over the pool's usable backends (the shared health state decides).
@@ -49,9 +53,38 @@ impl Selector for PoolSelector {
 /// The device the loop runs on.
 enum Forwarder {
     /// Receive and send on this thread.
-    Single(RawDevice),
-    /// Send on a sender thread.
-    Threaded(ThreadedDevice<RawDevice>),
+    Single(Box<dyn Device>),
+    /// Routed sends on a sender thread.
+    Threaded(ThreadedDevice<Box<dyn Device>>),
+}
+
+/// Opens the device for the capture and send settings; returns it, the bytes before the
+/// datagram in its frames, and a second handle on its routed sender.
+fn open_device(
+    settings: &cli::Settings,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<(Box<dyn Device>, usize, RawSender)> {
+    let nat = &settings.table.nat_ports;
+    match settings.capture {
+        Capture::Raw => {
+            let dev = RawDevice::open(MARK, settings.port, nat)
+                .context("opening the raw socket (--capture raw)")?;
+            let sender = dev.sender().context("cloning the sending socket")?;
+            Ok((Box::new(dev), 0, sender))
+        }
+        Capture::Packet => {
+            let direct = settings.send == SendPath::Direct;
+            let mut dev = PacketDevice::open(MARK, settings.port, nat, direct, settings.mtu)
+                .context("opening the packet sockets (--capture packet)")?;
+            if direct {
+                let routes = RouteChecker::spawn(runtime.handle())
+                    .context("opening a netlink socket for route lookups (--send direct)")?;
+                dev.set_route_checker(routes);
+            }
+            let sender = dev.sender().context("cloning the sending socket")?;
+            Ok((Box::new(dev), afpacket::HEAD, sender))
+        }
+    }
 }
 
 /// Runs the raw balancer until SIGTERM/SIGINT.
@@ -71,32 +104,25 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut rules = firewall::prepare(settings.install_rst_drop)?;
-    let raw_dev = RawDevice::open(
-        settings.capture,
-        MARK,
-        settings.port,
-        &settings.table.nat_ports,
-    )
-    .context("opening the capture and raw sockets")?;
-    if settings.capture == Capture::Packet {
-        firewall::add_prerouting_drop(&mut rules, settings.port, &settings.table.nat_ports)?;
-    }
-    let mut dev = if settings.send_thread {
-        let sender = raw_dev.sender().context("cloning the sending socket")?;
-        Forwarder::Threaded(
-            ThreadedDevice::new(raw_dev, sender).context("starting the sender thread")?,
-        )
-    } else {
-        Forwarder::Single(raw_dev)
-    };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let pool = Arc::new(Pool::new(backends, thresholds));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the runtime for health checks and stats")?;
+    let (device, head, sender) = open_device(&settings, &runtime)?;
+    if settings.capture == Capture::Packet {
+        firewall::add_prerouting_drop(&mut rules, settings.port, &settings.table.nat_ports)?;
+    }
+    let mut dev = if settings.send_thread {
+        Forwarder::Threaded(
+            ThreadedDevice::new(device, sender).context("starting the sender thread")?,
+        )
+    } else {
+        Forwarder::Single(device)
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let pool = Arc::new(Pool::new(backends, thresholds));
     {
         let stop = stop.clone();
         runtime.spawn(async move {
@@ -137,6 +163,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         max_rows = settings.table.max_rows,
         capture = ?settings.capture,
         send_thread = settings.send_thread,
+        send = ?settings.send,
         rules = ?rules.describe(),
         "raw balancer running"
     );
@@ -147,14 +174,14 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         table: settings.table.clone(),
     });
     let mut selector = PoolSelector::new(Arc::clone(&pool), settings.backends.clone());
-    let mut pump = Pump::new(settings.batch, settings.mtu);
+    let mut pump = Pump::with_head(settings.batch, settings.mtu, head);
     let start = Instant::now();
     let mut next_expiry = Duration::from_secs(1);
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed();
         let once = match &mut dev {
-            Forwarder::Single(d) => pump.once(d, &mut nat, &mut selector, now),
+            Forwarder::Single(d) => pump.once(d.as_mut(), &mut nat, &mut selector, now),
             Forwarder::Threaded(d) => pump.once(d, &mut nat, &mut selector, now),
         };
         if let Err(e) = once {
@@ -182,6 +209,8 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         to_backend = snap.to_backend,
         to_client = snap.to_client,
         checksum_full = snap.checksum_full,
+        sent_direct = snap.sent_direct,
+        sent_routed = snap.sent_routed,
         refusals_sent = snap.refusals_sent,
         refusals_limited = snap.refusals_limited,
         drops = %snap.drops_line(),

@@ -1,5 +1,6 @@
 //! An optional sender thread (`--send-thread`): the forwarding loop hands each batch of
-//! rewritten datagrams to a second thread that calls `sendmmsg`.
+//! datagrams for the kernel's routed path to a second thread that calls `sendmmsg`
+//! (frames the device sends directly stay on the loop's thread).
 //!
 //! On a veth, sending runs the receiving host's network stack (softirq) inside the
 //! sending system call, which profiling showed to be about half of the forwarding
@@ -12,7 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::raw::device::{Device, RecvBatch};
+use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
 use crate::raw::sys::RawSender;
 
 /// Batches in flight between the threads (back-pressure beyond that).
@@ -88,6 +89,10 @@ impl<D: Device> ThreadedDevice<D> {
 impl<D: Device> Device for ThreadedDevice<D> {
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
         self.inner.recv(batch)
+    }
+
+    fn send_frames(&mut self, batch: &mut RecvBatch, forwards: &[Forward]) -> FramesSent {
+        self.inner.send_frames(batch, forwards)
     }
 
     fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {

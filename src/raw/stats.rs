@@ -34,6 +34,10 @@ pub struct Snapshot {
     pub refusals_sent: u64,
     /// Refusals not sent because of the rate limit.
     pub refusals_limited: u64,
+    /// Frames sent straight to the device.
+    pub sent_direct: u64,
+    /// Datagrams sent through the kernel's routed path.
+    pub sent_routed: u64,
     /// Rows per backend.
     pub backend_rows: Vec<(SocketAddrV4, usize)>,
     /// Rows ever opened per backend (monotonic).
@@ -58,6 +62,8 @@ impl Snapshot {
             rows_freed: c.rows_freed.iter().map(|(k, v)| (*k, *v)).collect(),
             refusals_sent: c.refusals_sent,
             refusals_limited: c.refusals_limited,
+            sent_direct: c.sent_direct,
+            sent_routed: c.sent_routed,
             backend_rows: backends
                 .iter()
                 .map(|b| (*b, nat.table().rows_for(*b)))
@@ -101,6 +107,22 @@ impl Snapshot {
             "l4lb_raw_packets_total",
             &[("direction", "to_client")],
             self.to_client,
+        );
+        w.family(
+            "l4lb_raw_sent_total",
+            MetricKind::Counter,
+            "Datagrams sent, by path: direct (to the device and the learned next hop, \
+             super-packets whole) or routed (the kernel's IP output path).",
+        );
+        w.sample(
+            "l4lb_raw_sent_total",
+            &[("path", "direct")],
+            self.sent_direct,
+        );
+        w.sample(
+            "l4lb_raw_sent_total",
+            &[("path", "routed")],
+            self.sent_routed,
         );
         w.family(
             "l4lb_raw_checksum_full_total",

@@ -19,6 +19,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use crate::raw::device::{Device, RecvBatch};
+use crate::raw::packet::ChecksumState;
 
 /// Receive buffer asked for (SO_RCVBUFFORCE), so bursts are not dropped by the kernel.
 const RCVBUF: usize = 32 << 20;
@@ -26,8 +27,9 @@ const RCVBUF: usize = 32 << 20;
 const SNDBUF: usize = 8 << 20;
 
 /// The classic BPF program: accept a TCP segment whose destination port is `listen` or in
-/// `nat`; everything else stays in the kernel. Raw IPv4 sockets see the IP header at 0.
-pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
+/// `nat`; everything else stays in the kernel. The IP header starts at byte `base` (0 on
+/// raw IPv4 sockets, 14 after an Ethernet header).
+pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>, base: u32) -> Vec<SockFilter> {
     const LDX_B_MSH: u16 = 0xb1; // X = 4 * (pkt[k] & 0x0f): the IP header length
     const LD_H_IND: u16 = 0x48; // A = u16 at X + k
     const JEQ_K: u16 = 0x15;
@@ -35,8 +37,8 @@ pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
     const JGT_K: u16 = 0x25;
     const RET_K: u16 = 0x06;
     vec![
-        SockFilter::new(LDX_B_MSH, 0, 0, 0),
-        SockFilter::new(LD_H_IND, 0, 0, 2),
+        SockFilter::new(LDX_B_MSH, 0, 0, base),
+        SockFilter::new(LD_H_IND, 0, 0, base + 2),
         SockFilter::new(JEQ_K, 2, 0, u32::from(listen)),
         SockFilter::new(JGE_K, 0, 2, u32::from(*nat.start())),
         SockFilter::new(JGT_K, 1, 0, u32::from(*nat.end())),
@@ -45,21 +47,31 @@ pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
     ]
 }
 
-/// The AF_PACKET filter: incoming to this host (PACKET_HOST), TCP, then [`port_filter`].
-pub fn packet_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
+/// The AF_PACKET (`SOCK_RAW`) filter: incoming to this host (PACKET_HOST), on an Ethernet
+/// or loopback device (a 14-byte link header), TCP, then [`port_filter`].
+pub fn frame_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
     const LD_W_ABS: u16 = 0x20;
     const LD_B_ABS: u16 = 0x30;
     const JEQ_K: u16 = 0x15;
-    const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
-    let ports = port_filter(listen, nat);
-    // Jumps to "drop", the last instruction of `ports`.
-    let n = ports.len() as u8;
+    const SKF_AD_OFF: u32 = 0xffff_f000;
+    const SKF_AD_PKTTYPE: u32 = SKF_AD_OFF + 4;
+    const SKF_AD_HATYPE: u32 = SKF_AD_OFF + 28;
+    const ETH_HLEN: u32 = 14;
+    let ports = port_filter(listen, nat, ETH_HLEN);
+    // `to_drop(k)`: the jump from instruction k of the prefix to "drop", the last
+    // instruction of `ports`.
+    let prefix_len = 7u8;
+    let to_drop = |k: u8| prefix_len - k - 1 + ports.len() as u8 - 1;
     let mut prog = vec![
         SockFilter::new(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
-        SockFilter::new(JEQ_K, 0, 2 + n - 1, 0), // PACKET_HOST
-        SockFilter::new(LD_B_ABS, 0, 0, 9),
-        SockFilter::new(JEQ_K, 0, n - 1, 6), // TCP
+        SockFilter::new(JEQ_K, 0, to_drop(1), 0), // PACKET_HOST
+        SockFilter::new(LD_W_ABS, 0, 0, SKF_AD_HATYPE),
+        SockFilter::new(JEQ_K, 1, 0, u32::from(libc::ARPHRD_ETHER)),
+        SockFilter::new(JEQ_K, 0, to_drop(4), u32::from(libc::ARPHRD_LOOPBACK)),
+        SockFilter::new(LD_B_ABS, 0, 0, ETH_HLEN + 9),
+        SockFilter::new(JEQ_K, 0, to_drop(6), 6), // TCP
     ];
+    debug_assert_eq!(prog.len(), usize::from(prefix_len));
     prog.extend(ports);
     prog
 }
@@ -74,70 +86,65 @@ pub enum Capture {
     Raw,
 }
 
-/// The socket device.
+/// The raw-socket device of [`Capture::Raw`]: receives a copy of every segment for our
+/// ports on a raw TCP socket and sends on the same socket. ([`Capture::Packet`] is
+/// [`crate::raw::afpacket::PacketDevice`].)
 pub struct RawDevice {
-    rx: Socket,
-    tx: Socket,
-    /// With [`Capture::Packet`]: this host's addresses (segments routed through it are
-    /// not ours).
-    local: Option<Vec<[u8; 4]>>,
+    socket: Socket,
 }
 
 impl RawDevice {
-    /// Opens the sockets (needs root or CAP_NET_RAW), marks them, installs the filter.
-    pub fn open(
-        capture: Capture,
-        mark: u32,
-        listen: u16,
-        nat: &RangeInclusive<u16>,
-    ) -> io::Result<Self> {
-        let (rx, tx, local) = match capture {
-            Capture::Raw => {
-                let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
-                socket.set_header_included_v4(true)?;
-                socket.attach_filter(&port_filter(listen, nat))?;
-                let tx = socket.try_clone()?;
-                (socket, tx, None)
-            }
-            Capture::Packet => {
-                let proto = i32::from((libc::ETH_P_IP as u16).to_be());
-                let rx = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(proto)))?;
-                rx.attach_filter(&packet_filter(listen, nat))?;
-                // IPPROTO_RAW: send-only, header included; it never receives a copy.
-                let tx = Socket::new(
-                    Domain::IPV4,
-                    Type::RAW,
-                    Some(Protocol::from(libc::IPPROTO_RAW)),
-                )?;
-                (rx, tx, Some(local_addresses()?))
-            }
-        };
-        tx.set_mark(mark)?;
-        rx.set_mark(mark)?;
-        force_buffer(&rx, libc::SO_RCVBUFFORCE, RCVBUF)
-            .or_else(|_| rx.set_recv_buffer_size(RCVBUF))?;
-        force_buffer(&tx, libc::SO_SNDBUFFORCE, SNDBUF)
-            .or_else(|_| tx.set_send_buffer_size(SNDBUF))?;
-        rx.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(Self { rx, tx, local })
+    /// Opens the socket (needs root or CAP_NET_RAW), marks it, installs the filter.
+    pub fn open(mark: u32, listen: u16, nat: &RangeInclusive<u16>) -> io::Result<Self> {
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
+        socket.set_header_included_v4(true)?;
+        socket.attach_filter(&port_filter(listen, nat, 0))?;
+        socket.set_mark(mark)?;
+        force_buffer(&socket, libc::SO_RCVBUFFORCE, RCVBUF)
+            .or_else(|_| socket.set_recv_buffer_size(RCVBUF))?;
+        force_buffer(&socket, libc::SO_SNDBUFFORCE, SNDBUF)
+            .or_else(|_| socket.set_send_buffer_size(SNDBUF))?;
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(Self { socket })
     }
-}
 
-impl RawDevice {
     /// A second handle on the sending socket, for a sender thread.
     pub fn sender(&self) -> io::Result<RawSender> {
         Ok(RawSender {
-            tx: self.tx.try_clone()?,
+            tx: self.socket.try_clone()?,
         })
     }
 }
 
-/// The sending half of a [`RawDevice`] (`sendmmsg` on the raw socket).
+/// The sending half of a device: whole IPv4 datagrams (`IP_HDRINCL`) through the kernel's
+/// IP output path (routing, neighbour resolution, the firewall's OUTPUT chain), with
+/// `sendmmsg`.
 pub struct RawSender {
     tx: Socket,
 }
 
 impl RawSender {
+    /// An `IPPROTO_RAW` socket (send-only, header included; it never receives a copy),
+    /// marked with `mark`.
+    pub fn open(mark: u32) -> io::Result<Self> {
+        let tx = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        tx.set_mark(mark)?;
+        force_buffer(&tx, libc::SO_SNDBUFFORCE, SNDBUF)
+            .or_else(|_| tx.set_send_buffer_size(SNDBUF))?;
+        Ok(Self { tx })
+    }
+
+    /// A second handle on the same socket, for a sender thread.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            tx: self.tx.try_clone()?,
+        })
+    }
+
     /// Sends every datagram; returns the failures by index (see [`Device::send`]).
     pub fn send(&self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
         send_all(&self.tx, packets)
@@ -145,7 +152,7 @@ impl RawSender {
 }
 
 /// This host's IPv4 addresses.
-fn local_addresses() -> io::Result<Vec<[u8; 4]>> {
+pub(crate) fn local_addresses() -> io::Result<Vec<[u8; 4]>> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
     Ok(addrs
         .filter_map(|a| a.address)
@@ -153,7 +160,8 @@ fn local_addresses() -> io::Result<Vec<[u8; 4]>> {
         .collect())
 }
 
-fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) -> io::Result<()> {
+/// Sets a buffer size beyond the sysctl limit (root), e.g. `SO_RCVBUFFORCE`.
+pub(crate) fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) -> io::Result<()> {
     let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
     // SAFETY: `value` is a live c_int and its exact size is passed as the option length.
     let rc = unsafe {
@@ -196,7 +204,7 @@ impl Device for RawDevice {
         // first datagram waits up to SO_RCVTIMEO; MSG_WAITFORONE returns after it.
         let rc = unsafe {
             libc::recvmmsg(
-                self.rx.as_raw_fd(),
+                self.socket.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 n as libc::c_uint,
                 libc::MSG_WAITFORONE,
@@ -213,34 +221,20 @@ impl Device for RawDevice {
             };
         }
         let got = rc as usize;
-        for (len, m) in batch.lens.iter_mut().zip(&msgs).take(got) {
-            *len = m.msg_len as usize;
+        for (i, m) in msgs.iter().enumerate().take(got) {
+            batch.lens[i] = m.msg_len as usize;
+            batch.checksums[i] = ChecksumState::Unknown;
         }
-        drop(msgs);
-        drop(iovs);
-        let Some(local) = &self.local else {
-            return Ok(got);
-        };
-        // Keep only datagrams addressed to this host, in order.
-        let mut kept = 0;
-        for i in 0..got {
-            let b = &batch.bufs[i];
-            let ours = batch.lens[i] < 20 || local.iter().any(|a| b[16..20] == *a);
-            if ours {
-                batch.bufs.swap(kept, i);
-                batch.lens.swap(kept, i);
-                kept += 1;
-            }
-        }
-        Ok(kept)
+        Ok(got)
     }
 
     fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
-        send_all(&self.tx, packets)
+        send_all(&self.socket, packets)
     }
 }
 
-fn send_all(tx: &Socket, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+/// `sendmmsg` of whole datagrams on a raw IPv4 socket; failures by index.
+pub(crate) fn send_all(tx: &Socket, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
     let mut failed = Vec::new();
     let mut addrs: Vec<libc::sockaddr_in> = packets
         .iter()

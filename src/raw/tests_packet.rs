@@ -399,3 +399,81 @@ fn partial_offload_checksums_are_completed_in_full() {
     through(&mut nat, &mut sel, ack).expect("forwarded");
     assert_eq!(nat.counters().checksum_full, 1);
 }
+
+/// With the device saying a checksum is partial (`NEEDS_CSUM`), the core keeps it partial
+/// for the new addresses (for a device to complete), both ways, on many addresses; the
+/// routed path completes it, and what it completes verifies.
+#[test]
+fn partial_checksums_the_device_reports_stay_partial_and_complete_correctly() {
+    use crate::raw::packet::ChecksumState;
+    let mut nat = test_nat(4096);
+    for i in 0..500u32 {
+        let c = addr(
+            (0x0a00_0000 + i * 7919).to_be_bytes(),
+            1024 + (i * 31) as u16,
+        );
+        let b = addr((0xc0a8_0000 + i * 104_729).to_be_bytes(), 80 + i as u16);
+        let mut sel = FixedRoundRobin::new(vec![b]);
+        for (spec, now) in [
+            (Spec::new(c, vip(), f::SYN), 0u64),
+            (Spec::new(c, vip(), f::ACK), 1),
+        ] {
+            let mut spec = spec;
+            spec.payload = vec![i as u8; (i % 97) as usize];
+            let mut bytes = spec.build();
+            let seg = packet::parse(&bytes).expect("valid");
+            let tcp_len = seg.total_len - seg.ip_header_len;
+            let partial = packet::partial_checksum(seg.src, seg.dst, tcp_len);
+            bytes[36..38].copy_from_slice(&partial.to_be_bytes());
+            let verdict = nat.process_with(
+                &mut bytes,
+                Duration::from_secs(now),
+                &mut sel,
+                ChecksumState::Partial,
+            );
+            assert!(matches!(verdict, crate::raw::nat::Verdict::Forward { .. }));
+            let out = packet::parse(&bytes).expect("still valid");
+            let kept = u16::from_be_bytes([bytes[36], bytes[37]]);
+            let want = packet::partial_checksum(out.src, out.dst, tcp_len);
+            // One's complement has two zeros; either spelling is the same sum.
+            assert!(
+                kept == want || kept ^ want == 0xffff,
+                "{kept:#x} vs {want:#x}"
+            );
+            assert!(packet::complete_tcp_checksum(&mut bytes));
+            assert!(packet::checksums_valid(&bytes), "row {i}");
+        }
+    }
+    assert_eq!(nat.counters().checksum_full, 0, "nothing summed in full");
+}
+
+/// A device that reports partial checksums, sending everything routed: small datagrams
+/// leave with complete checksums, super-packets are cut and every segment verifies.
+#[test]
+fn the_routed_path_completes_partial_checksums_of_datagrams_and_super_packets() {
+    use crate::raw::packet::ChecksumState;
+    let mut nat = test_nat(16);
+    let mut sel = FixedRoundRobin::new(vec![backend()]);
+    let mut dev = MemDevice {
+        checksum: ChecksumState::Partial,
+        ..MemDevice::default()
+    };
+    for (flags, payload) in [(f::SYN, 0usize), (f::ACK, 100), (f::ACK | f::PSH, 9000)] {
+        let mut spec = Spec::new(client(), vip(), flags);
+        spec.payload = vec![7; payload];
+        let mut bytes = spec.build();
+        let seg = packet::parse(&bytes).expect("valid");
+        let partial = packet::partial_checksum(seg.src, seg.dst, seg.total_len - 20);
+        bytes[36..38].copy_from_slice(&partial.to_be_bytes());
+        dev.inbox.push_back(bytes);
+    }
+    let mut pump = Pump::new(8, 1500);
+    pump.once(&mut dev, &mut nat, &mut sel, Duration::ZERO)
+        .expect("mem device");
+    assert_eq!(dev.sent.len(), 2 + 9000usize.div_ceil(1460));
+    for (bytes, _) in &dev.sent {
+        assert!(packet::checksums_valid(bytes));
+    }
+    assert_eq!(nat.counters().sent_routed, dev.sent.len() as u64);
+    assert_eq!(nat.counters().sent_direct, 0);
+}

@@ -1,0 +1,373 @@
+//! The `AF_PACKET` device of [`Capture::Packet`](crate::raw::sys::Capture::Packet):
+//! frames taken at the device and, where the next hop is known, sent straight back out
+//! of a device, whole.
+//!
+//! Receiving: a `SOCK_RAW` packet socket with `PACKET_VNET_HDR`, so every frame arrives
+//! as `[virtio_net_hdr][Ethernet header][IPv4 datagram]`: a GRO/TSO super-packet of up
+//! to 64 KB stays one frame, and the header says whether its TCP checksum is still
+//! partial ([`crate::raw::vnet`]). A kernel filter passes only TCP to our ports on
+//! Ethernet and loopback devices, addressed to this host; the raw-table PREROUTING drop
+//! keeps the kernel from processing them too.
+//!
+//! Sending, direct: the rewritten frame goes out in the very buffer it came in, with the
+//! next hop's Ethernet header ([`crate::raw::hops`], learned from received frames and
+//! confirmed by the routing table) and the received offload header, on a second packet
+//! socket with `PACKET_QDISC_BYPASS`. The kernel's IP output path (routing, netfilter
+//! OUTPUT/POSTROUTING, neighbour lookup) is skipped, a super-packet is never cut in user
+//! space, and a partial checksum is completed by the device (or by the kernel when the
+//! device cannot).
+//!
+//! Sending, routed: a connection's first SYN, frames to a next hop not (yet) known, the
+//! balancer's own resets and everything when `--send routed` go through an `IPPROTO_RAW`
+//! socket, i.e. the kernel's own routing and ARP, as before ([`RawSender`]).
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
+use crate::raw::hops::{Hop, Hops};
+use crate::raw::packet::{flags, ChecksumState};
+use crate::raw::routes::RouteChecker;
+use crate::raw::sys::{force_buffer, frame_filter, local_addresses, RawSender};
+use crate::raw::vnet::{self, VnetHdr};
+
+/// Ethernet header length.
+const ETH_LEN: usize = 14;
+/// Bytes before the IPv4 datagram in every frame buffer.
+pub const HEAD: usize = vnet::LEN + ETH_LEN;
+/// Receive buffer asked for (SO_RCVBUFFORCE), so bursts are not dropped by the kernel.
+const RCVBUF: usize = 32 << 20;
+/// Send buffer asked for.
+const SNDBUF: usize = 8 << 20;
+/// How often learned hops are aged.
+const EXPIRE_EVERY: Duration = Duration::from_secs(10);
+
+/// The packet-socket device.
+pub struct PacketDevice {
+    rx: Socket,
+    tx: Socket,
+    routed: RawSender,
+    /// This host's addresses: frames routed through the host are not ours.
+    local: Vec<[u8; 4]>,
+    /// Whether frames may be sent directly (`--send direct`).
+    direct: bool,
+    /// Frames larger than this that are not super-packets go the routed way (which cuts
+    /// them to size).
+    mtu: usize,
+    hops: Hops,
+    routes: Option<RouteChecker>,
+    start: Instant,
+    next_expiry: Duration,
+}
+
+/// Sets an integer `SOL_PACKET` option.
+fn set_packet_option(socket: &Socket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and its exact size is passed as the option length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The kernel's name for the Ethernet header's IPv4 type, in network order.
+fn eth_p_ip_be() -> u16 {
+    (libc::ETH_P_IP as u16).to_be()
+}
+
+impl PacketDevice {
+    /// Opens the sockets (needs root or CAP_NET_RAW), marks them and installs the
+    /// filter. `direct` allows direct sending; `mtu` bounds frames sent directly that are
+    /// not super-packets.
+    pub fn open(
+        mark: u32,
+        listen: u16,
+        nat: &RangeInclusive<u16>,
+        direct: bool,
+        mtu: usize,
+    ) -> io::Result<Self> {
+        let rx = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(eth_p_ip_be()))),
+        )?;
+        set_packet_option(&rx, libc::PACKET_VNET_HDR, 1)?;
+        rx.attach_filter(&frame_filter(listen, nat))?;
+        rx.set_mark(mark)?;
+        force_buffer(&rx, libc::SO_RCVBUFFORCE, RCVBUF)
+            .or_else(|_| rx.set_recv_buffer_size(RCVBUF))?;
+        rx.set_read_timeout(Some(Duration::from_millis(100)))?;
+        // Protocol 0: a send-only packet socket (it never receives).
+        let tx = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
+        set_packet_option(&tx, libc::PACKET_VNET_HDR, 1)?;
+        set_packet_option(&tx, libc::PACKET_QDISC_BYPASS, 1)?;
+        tx.set_mark(mark)?;
+        force_buffer(&tx, libc::SO_SNDBUFFORCE, SNDBUF)
+            .or_else(|_| tx.set_send_buffer_size(SNDBUF))?;
+        Ok(Self {
+            rx,
+            tx,
+            routed: RawSender::open(mark)?,
+            local: local_addresses()?,
+            direct,
+            mtu,
+            hops: Hops::new(),
+            routes: None,
+            start: Instant::now(),
+            next_expiry: EXPIRE_EVERY,
+        })
+    }
+
+    /// Lets learned hops be confirmed by the routing table; without it, every frame goes
+    /// the routed way.
+    pub fn set_route_checker(&mut self, routes: RouteChecker) {
+        self.routes = Some(routes);
+    }
+
+    /// A second handle on the routed sender, for a sender thread.
+    pub fn sender(&self) -> io::Result<RawSender> {
+        self.routed.try_clone()
+    }
+
+    /// Addresses whose next hop is remembered (stats and tests).
+    pub fn hops_known(&self) -> usize {
+        self.hops.len()
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Learns the hop of a received frame (at least [`HEAD`] + 20 bytes); asks the
+    /// routing table about new ones.
+    fn learn(&mut self, frame: &[u8], ifindex: i32, now: Duration) {
+        let Some(routes) = &self.routes else {
+            return;
+        };
+        let eth = &frame[vnet::LEN..HEAD];
+        let ip = &frame[HEAD..];
+        let mut mac = [0u8; 6];
+        let mut own_mac = [0u8; 6];
+        own_mac.copy_from_slice(&eth[0..6]);
+        mac.copy_from_slice(&eth[6..12]);
+        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let hop = Hop {
+            ifindex,
+            mac,
+            own_mac,
+        };
+        if self.hops.observe(src, hop, now) {
+            routes.ask(src);
+        }
+    }
+}
+
+impl Device for PacketDevice {
+    fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let now = self.now();
+        if let Some(routes) = &self.routes {
+            for (addr, ifindex) in routes.answers() {
+                self.hops.confirm(addr, ifindex);
+            }
+        }
+        if now >= self.next_expiry {
+            self.hops.expire(now);
+            self.next_expiry = now + EXPIRE_EVERY;
+        }
+        let n = batch.bufs.len();
+        let head = batch.head;
+        debug_assert_eq!(
+            head, HEAD,
+            "a PacketDevice needs RecvBatch::with_head(_, HEAD)"
+        );
+        let mut iovs: Vec<libc::iovec> = batch
+            .bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: all-zero sockaddr_ll and mmsghdr values are valid empty ones.
+        let mut names: Vec<libc::sockaddr_ll> = (0..n)
+            .map(|_| unsafe { MaybeUninit::<libc::sockaddr_ll>::zeroed().assume_init() })
+            .collect();
+        // SAFETY: as above.
+        let mut msgs: Vec<libc::mmsghdr> = (0..n)
+            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
+            .collect();
+        for ((m, iov), name) in msgs.iter_mut().zip(iovs.iter_mut()).zip(names.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (name as *mut libc::sockaddr_ll).cast();
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        }
+        // SAFETY: `msgs` holds `n` headers whose iovecs point into `batch.bufs` and whose
+        // names point into `names`, all outliving the call; the kernel writes at most
+        // `iov_len` bytes into each buffer and `msg_namelen` into each name.
+        let rc = unsafe {
+            libc::recvmmsg(
+                self.rx.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(err),
+            };
+        }
+        let got = rc as usize;
+        let lens: Vec<usize> = msgs.iter().take(got).map(|m| m.msg_len as usize).collect();
+        let ifindexes: Vec<i32> = names.iter().take(got).map(|a| a.sll_ifindex).collect();
+        drop(msgs);
+        drop(iovs);
+        // Keep frames that carry an IPv4 header addressed to this host, in order; a
+        // frame too short for one goes on to be counted by the parser.
+        let mut kept = 0;
+        for i in 0..got {
+            let frame = &batch.bufs[i][..lens[i].min(batch.bufs[i].len())];
+            let hdr = VnetHdr::read(frame).unwrap_or_default();
+            let whole = frame.len() >= HEAD + 20;
+            if whole && !self.local.iter().any(|a| frame[HEAD + 16..HEAD + 20] == *a) {
+                continue;
+            }
+            if whole && self.direct {
+                self.learn(frame, ifindexes[i], now);
+            }
+            batch.bufs.swap(kept, i);
+            batch.lens[kept] = lens[i].saturating_sub(HEAD);
+            batch.checksums[kept] = if hdr.needs_csum() {
+                ChecksumState::Partial
+            } else {
+                ChecksumState::Final
+            };
+            kept += 1;
+        }
+        Ok(kept)
+    }
+
+    fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+        self.routed.send(packets)
+    }
+
+    fn send_frames(&mut self, batch: &mut RecvBatch, forwards: &[Forward]) -> FramesSent {
+        let mut result = FramesSent::default();
+        if !self.direct {
+            result.routed = (0..forwards.len()).collect();
+            return result;
+        }
+        let now = self.now();
+        // (index into forwards, frame length, hop)
+        let mut direct: Vec<(usize, usize, Hop)> = Vec::with_capacity(forwards.len());
+        for (k, f) in forwards.iter().enumerate() {
+            let buf = &mut batch.bufs[f.index];
+            let hdr = VnetHdr::read(buf).unwrap_or_default();
+            let datagram = &buf[HEAD..HEAD + f.len];
+            let tcp_flags = datagram
+                .first()
+                .map(|b| usize::from(b & 0x0f) * 4 + 13)
+                .and_then(|at| datagram.get(at))
+                .copied()
+                .unwrap_or(0);
+            // A connection's first SYN goes the kernel's way: it resolves a backend not
+            // heard from yet, and the backend's answer teaches us its hop.
+            let first_syn = tcp_flags & (flags::SYN | flags::ACK) == flags::SYN;
+            let too_big = !hdr.is_gso() && f.len > self.mtu;
+            match self.hops.get(f.dst, now) {
+                Some(hop) if !first_syn && !too_big => {
+                    hdr.for_sending().write(&mut buf[..vnet::LEN]);
+                    buf[vnet::LEN..vnet::LEN + 6].copy_from_slice(&hop.mac);
+                    buf[vnet::LEN + 6..vnet::LEN + 12].copy_from_slice(&hop.own_mac);
+                    direct.push((k, HEAD + f.len, hop));
+                }
+                _ => result.routed.push(k),
+            }
+        }
+        if direct.is_empty() {
+            return result;
+        }
+        let mut names: Vec<libc::sockaddr_ll> = direct
+            .iter()
+            .map(|(_, _, hop)| {
+                // SAFETY: an all-zero sockaddr_ll is a valid value to fill in.
+                let mut a: libc::sockaddr_ll = unsafe { MaybeUninit::zeroed().assume_init() };
+                a.sll_family = libc::AF_PACKET as u16;
+                a.sll_protocol = eth_p_ip_be();
+                a.sll_ifindex = hop.ifindex;
+                a.sll_halen = 6;
+                a.sll_addr[..6].copy_from_slice(&hop.mac);
+                a
+            })
+            .collect();
+        let mut iovs: Vec<libc::iovec> = direct
+            .iter()
+            .map(|&(k, len, _)| libc::iovec {
+                iov_base: batch.bufs[forwards[k].index].as_mut_ptr().cast(),
+                iov_len: len,
+            })
+            .collect();
+        // SAFETY: an all-zero mmsghdr is a valid empty header.
+        let mut msgs: Vec<libc::mmsghdr> = (0..direct.len())
+            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
+            .collect();
+        for ((m, iov), name) in msgs.iter_mut().zip(iovs.iter_mut()).zip(names.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (name as *mut libc::sockaddr_ll).cast();
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        }
+        let mut start = 0;
+        while start < msgs.len() {
+            let rest = &mut msgs[start..];
+            // SAFETY: every header points at a live iovec (into the batch's buffers, only
+            // read by the kernel) and a live sockaddr_ll of the size given.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.tx.as_raw_fd(),
+                    rest.as_mut_ptr(),
+                    rest.len() as libc::c_uint,
+                    0,
+                )
+            };
+            if rc < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // The first of the rest failed: count it and go on with the next.
+                result.failed.push(err);
+                start += 1;
+            } else if rc == 0 {
+                result
+                    .failed
+                    .push(io::Error::from(io::ErrorKind::WriteZero));
+                start += 1;
+            } else {
+                start += rc as usize;
+            }
+        }
+        result
+    }
+}
