@@ -33,7 +33,13 @@ fuzz_target!(|data: &[u8]| {
         rest = &tail[n..];
         t += 1;
         let before: u64 = nat.counters().drops.iter().sum();
-        match nat.process(&mut buf, Duration::from_millis(t * 300), &mut sel) {
+        // Every checksum state a device may report, in turn.
+        let state = [
+            packet::ChecksumState::Unknown,
+            packet::ChecksumState::Final,
+            packet::ChecksumState::Partial,
+        ][(t % 3) as usize];
+        match nat.process_with(&mut buf, Duration::from_millis(t * 300), &mut sel, state) {
             Verdict::Forward { len, .. } => {
                 assert!(len <= buf.len());
                 assert!(packet::parse(&buf[..len]).is_ok(), "forwarded bytes parse");

@@ -6,19 +6,37 @@
 //! - [`table`]: the NAT table (O(1) both ways, per-backend port pools, timeouts, bound).
 //! - [`nat`]: the core: one datagram in, a rewritten datagram or a counted drop out.
 //! - [`limit`]: the token bucket bounding the resets the balancer generates itself.
+//! - [`vnet`]: the `virtio_net_hdr` offload header of packet sockets (super-packets,
+//!   partial checksums).
+//! - [`hops`]: next hops learned from received frames, used once routing agrees.
 //! - [`device`]: the device seam ([`device::Device`]), an in-memory device, the pump.
-//! - [`sys`]: the raw socket device (BPF filter, SO_MARK, recvmmsg/sendmmsg).
-//! - [`sender`]: the optional sender thread (`--send-thread`).
+//! - [`afpacket`]: the packet-socket device (`--capture packet`, default): frames in,
+//!   rewritten frames straight back out of a device (`--send direct`).
+//! - [`routes`]: route lookups (rtnetlink) that confirm learned hops.
+//! - [`sys`]: BPF filters, the raw-socket device (`--capture raw`) and the routed sender
+//!   (recvmmsg/sendmmsg, SO_MARK).
+//! - [`sender`]: the optional sender thread (`--send-thread`) for routed sends.
 //! - [`firewall`]: the RST-drop rule and the mark exemption for forwarded RSTs.
 //! - [`stats`]: the balancer's metrics on the shared stats endpoint.
 //! - [`cli`]: arguments and their validation; [`run`] wires it all together.
 //!
 //! Offloads: no setting is required. With a veth's default offloads a sender's TSO hands
 //! the balancer super-packets of up to 64 KB whose TCP checksum is only the pseudo-header
-//! part (CHECKSUM_PARTIAL); the balancer recognises that value and computes the checksum
-//! in full, and cuts datagrams longer than `--mtu` into MTU-sized segments in user space
-//! ([`segment`]). With offloads off (`Offloads::Off`) every checksum is final and is
-//! updated incrementally (RFC 1624), the cheap path.
+//! part (CHECKSUM_PARTIAL). The packet socket says so in its offload header ([`vnet`]):
+//! sent directly, such a frame leaves whole with the same header, its partial checksum
+//! moved to the new addresses, and the device (or the kernel's GSO) segments and sums it,
+//! as for the kernel's own forwarding. On the routed path (`--send routed`, `--capture
+//! raw`, a hop not yet known) the checksum is computed in full and datagrams longer than
+//! `--mtu` are cut into MTU-sized segments in user space ([`segment`]). A final checksum
+//! (offloads off) is always updated incrementally (RFC 1624).
+//!
+//! Direct sending: the next hop of an address is the interface and MAC its frames came
+//! from ([`hops`]), used only once the kernel's route to the address goes out of the same
+//! interface ([`routes`]), so a forged source address cannot redirect traffic; a
+//! connection's first SYN and frames to unknown hops take the routed path, so the
+//! kernel's ARP resolves backends not heard from yet. Frames sent directly skip the
+//! kernel's IP output path and its netfilter hooks (only our own rewritten traffic: the
+//! RST-drop rule still stops the kernel's RSTs).
 //!
 //! Firewall (in the balancer's namespace): the RST-drop rule must exist (or
 //! `--install-rst-drop`); the balancer inserts `-m mark --mark 0x4c34 -j ACCEPT` before it
