@@ -22,7 +22,7 @@
 //! socket, i.e. the kernel's own routing and ARP, as before ([`RawSender`]).
 
 use std::io;
-use std::mem::{size_of, MaybeUninit};
+use std::mem::size_of;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::os::fd::AsRawFd;
@@ -32,6 +32,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
 use crate::raw::hops::{Hop, Hops};
+use crate::raw::mmsg;
 use crate::raw::packet::{flags, ChecksumState};
 use crate::raw::routes::RouteChecker;
 use crate::raw::sys::{force_buffer, frame_filter, local_addresses, RawSender};
@@ -189,60 +190,20 @@ impl Device for PacketDevice {
             self.hops.expire(now);
             self.next_expiry = now + EXPIRE_EVERY;
         }
-        let n = batch.bufs.len();
-        let head = batch.head;
         debug_assert_eq!(
-            head, HEAD,
+            batch.head, HEAD,
             "a PacketDevice needs RecvBatch::with_head(_, HEAD)"
         );
-        let mut iovs: Vec<libc::iovec> = batch
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: all-zero sockaddr_ll and mmsghdr values are valid empty ones.
-        let mut names: Vec<libc::sockaddr_ll> = (0..n)
-            .map(|_| unsafe { MaybeUninit::<libc::sockaddr_ll>::zeroed().assume_init() })
-            .collect();
-        // SAFETY: as above.
-        let mut msgs: Vec<libc::mmsghdr> = (0..n)
-            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
-            .collect();
-        for ((m, iov), name) in msgs.iter_mut().zip(iovs.iter_mut()).zip(names.iter_mut()) {
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_name = (name as *mut libc::sockaddr_ll).cast();
-            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        }
-        // SAFETY: `msgs` holds `n` headers whose iovecs point into `batch.bufs` and whose
-        // names point into `names`, all outliving the call; the kernel writes at most
-        // `iov_len` bytes into each buffer and `msg_namelen` into each name.
-        let rc = unsafe {
-            libc::recvmmsg(
-                self.rx.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            return match err.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(err),
-            };
-        }
-        let got = rc as usize;
-        let lens: Vec<usize> = msgs.iter().take(got).map(|m| m.msg_len as usize).collect();
-        let ifindexes: Vec<i32> = names.iter().take(got).map(|a| a.sll_ifindex).collect();
-        drop(msgs);
-        drop(iovs);
+        let n = batch.bufs.len();
+        let mut names = vec![mmsg::zeroed::<libc::sockaddr_ll>(); n];
+        let mut lens = vec![0usize; n];
+        let got = mmsg::recv_many(
+            self.rx.as_raw_fd(),
+            &mut batch.bufs,
+            &mut lens,
+            Some(&mut names),
+        )?;
+        let ifindexes: Vec<i32> = names.iter().map(|a| a.sll_ifindex).collect();
         // Keep frames that carry an IPv4 header addressed to this host, in order; a
         // frame too short for one goes on to be counted by the parser.
         let mut kept = 0;
@@ -311,8 +272,7 @@ impl Device for PacketDevice {
         let mut names: Vec<libc::sockaddr_ll> = direct
             .iter()
             .map(|(_, _, hop)| {
-                // SAFETY: an all-zero sockaddr_ll is a valid value to fill in.
-                let mut a: libc::sockaddr_ll = unsafe { MaybeUninit::zeroed().assume_init() };
+                let mut a: libc::sockaddr_ll = mmsg::zeroed();
                 a.sll_family = libc::AF_PACKET as u16;
                 a.sll_protocol = eth_p_ip_be();
                 a.sll_ifindex = hop.ifindex;
@@ -321,53 +281,14 @@ impl Device for PacketDevice {
                 a
             })
             .collect();
-        let mut iovs: Vec<libc::iovec> = direct
+        let frames: Vec<&[u8]> = direct
             .iter()
-            .map(|&(k, len, _)| libc::iovec {
-                iov_base: batch.bufs[forwards[k].index].as_mut_ptr().cast(),
-                iov_len: len,
-            })
+            .map(|&(k, len, _)| &batch.bufs[forwards[k].index][..len])
             .collect();
-        // SAFETY: an all-zero mmsghdr is a valid empty header.
-        let mut msgs: Vec<libc::mmsghdr> = (0..direct.len())
-            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
+        result.failed = mmsg::send_many(self.tx.as_raw_fd(), &frames, &mut names)
+            .into_iter()
+            .map(|(_, err)| err)
             .collect();
-        for ((m, iov), name) in msgs.iter_mut().zip(iovs.iter_mut()).zip(names.iter_mut()) {
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_name = (name as *mut libc::sockaddr_ll).cast();
-            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        }
-        let mut start = 0;
-        while start < msgs.len() {
-            let rest = &mut msgs[start..];
-            // SAFETY: every header points at a live iovec (into the batch's buffers, only
-            // read by the kernel) and a live sockaddr_ll of the size given.
-            let rc = unsafe {
-                libc::sendmmsg(
-                    self.tx.as_raw_fd(),
-                    rest.as_mut_ptr(),
-                    rest.len() as libc::c_uint,
-                    0,
-                )
-            };
-            if rc < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // The first of the rest failed: count it and go on with the next.
-                result.failed.push(err);
-                start += 1;
-            } else if rc == 0 {
-                result
-                    .failed
-                    .push(io::Error::from(io::ErrorKind::WriteZero));
-                start += 1;
-            } else {
-                start += rc as usize;
-            }
-        }
         result
     }
 }

@@ -57,6 +57,7 @@ pub mod device;
 pub mod firewall;
 pub mod hops;
 pub mod limit;
+pub mod mmsg;
 pub mod nat;
 pub mod packet;
 pub mod routes;

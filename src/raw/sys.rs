@@ -10,7 +10,6 @@
 //! the kernel also handles). The only `unsafe` of the balancer lives here.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::os::fd::AsRawFd;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use crate::raw::device::{Device, RecvBatch};
+use crate::raw::mmsg;
 use crate::raw::packet::ChecksumState;
 
 /// Receive buffer asked for (SO_RCVBUFFORCE), so bursts are not dropped by the kernel.
@@ -182,49 +182,13 @@ pub(crate) fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) ->
 
 impl Device for RawDevice {
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
-        let n = batch.bufs.len();
-        let mut iovs: Vec<libc::iovec> = batch
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: an all-zero mmsghdr is a valid "no name, no control" header.
-        let mut msgs: Vec<libc::mmsghdr> = (0..n)
-            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
-            .collect();
-        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: `msgs` holds `n` headers whose iovecs point into `batch.bufs`, which
-        // outlive the call; the kernel writes at most `iov_len` bytes into each. The
-        // first datagram waits up to SO_RCVTIMEO; MSG_WAITFORONE returns after it.
-        let rc = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            return match err.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(err),
-            };
-        }
-        let got = rc as usize;
-        for (i, m) in msgs.iter().enumerate().take(got) {
-            batch.lens[i] = m.msg_len as usize;
-            batch.checksums[i] = ChecksumState::Unknown;
-        }
+        let got = mmsg::recv_many::<libc::sockaddr_in>(
+            self.socket.as_raw_fd(),
+            &mut batch.bufs,
+            &mut batch.lens,
+            None,
+        )?;
+        batch.checksums[..got].fill(ChecksumState::Unknown);
         Ok(got)
     }
 
@@ -235,62 +199,15 @@ impl Device for RawDevice {
 
 /// `sendmmsg` of whole datagrams on a raw IPv4 socket; failures by index.
 pub(crate) fn send_all(tx: &Socket, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
-    let mut failed = Vec::new();
-    let mut addrs: Vec<libc::sockaddr_in> = packets
+    let mut names: Vec<libc::sockaddr_in> = packets
         .iter()
-        .map(|(_, dst)| libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(dst.octets()),
-            },
-            sin_zero: [0; 8],
+        .map(|(_, dst)| {
+            let mut a: libc::sockaddr_in = mmsg::zeroed();
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_addr.s_addr = u32::from_ne_bytes(dst.octets());
+            a
         })
         .collect();
-    let mut iovs: Vec<libc::iovec> = packets
-        .iter()
-        .map(|(bytes, _)| libc::iovec {
-            iov_base: bytes.as_ptr() as *mut libc::c_void,
-            iov_len: bytes.len(),
-        })
-        .collect();
-    // SAFETY: an all-zero mmsghdr is a valid empty header.
-    let mut msgs: Vec<libc::mmsghdr> = (0..packets.len())
-        .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
-        .collect();
-    for ((m, iov), addr) in msgs.iter_mut().zip(iovs.iter_mut()).zip(addrs.iter_mut()) {
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
-        m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
-        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    }
-    let mut start = 0;
-    while start < msgs.len() {
-        let rest = &mut msgs[start..];
-        // SAFETY: every header points at a live iovec (into `packets`, only read by
-        // the kernel) and a live sockaddr_in of the size given.
-        let rc = unsafe {
-            libc::sendmmsg(
-                tx.as_raw_fd(),
-                rest.as_mut_ptr(),
-                rest.len() as libc::c_uint,
-                0,
-            )
-        };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            // The first of the rest failed: count it and go on with the next.
-            failed.push((start, err));
-            start += 1;
-        } else if rc == 0 {
-            failed.push((start, io::Error::from(io::ErrorKind::WriteZero)));
-            start += 1;
-        } else {
-            start += rc as usize;
-        }
-    }
-    failed
+    let datagrams: Vec<&[u8]> = packets.iter().map(|(bytes, _)| *bytes).collect();
+    mmsg::send_many(tx.as_raw_fd(), &datagrams, &mut names)
 }
