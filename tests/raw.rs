@@ -695,13 +695,22 @@ fn usage_errors_are_clear_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source-ip"));
     let out = std::process::Command::new(BIN)
-        .args(["raw", "--source-ip", "10.0.0.1", "--backend", "10.0.0.11:80"])
+        .args([
+            "raw",
+            "--source-ip",
+            "10.0.0.1",
+            "--backend",
+            "10.0.0.11:80",
+        ])
         .args(["--capture", "raw", "--send", "direct"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--send direct needs --capture packet"), "{err}");
+    assert!(
+        err.contains("--send direct needs --capture packet"),
+        "{err}"
+    );
     let _ = Ipv4Addr::LOCALHOST;
 }
 

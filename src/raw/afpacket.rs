@@ -12,10 +12,10 @@
 //! Sending, direct: the rewritten frame goes out in the very buffer it came in, with the
 //! next hop's Ethernet header ([`crate::raw::hops`], learned from received frames and
 //! confirmed by the routing table) and the received offload header, on a second packet
-//! socket with `PACKET_QDISC_BYPASS`. The kernel's IP output path (routing, netfilter
-//! OUTPUT/POSTROUTING, neighbour lookup) is skipped, a super-packet is never cut in user
-//! space, and a partial checksum is completed by the device (or by the kernel when the
-//! device cannot).
+//! socket. The kernel's IP output path (routing, netfilter OUTPUT/POSTROUTING, neighbour
+//! lookup) is skipped, a super-packet is never cut in user space, and a partial checksum
+//! is completed by the device (or by the kernel when the device cannot); the device's
+//! qdisc and netdev egress hooks still apply (shaping, loss on the link).
 //!
 //! Sending, routed: a connection's first SYN, frames to a next hop not (yet) known, the
 //! balancer's own resets and everything when `--send routed` go through an `IPPROTO_RAW`
@@ -116,7 +116,8 @@ impl PacketDevice {
         // Protocol 0: a send-only packet socket (it never receives).
         let tx = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
         set_packet_option(&tx, libc::PACKET_VNET_HDR, 1)?;
-        set_packet_option(&tx, libc::PACKET_QDISC_BYPASS, 1)?;
+        // No PACKET_QDISC_BYPASS: frames still pass the device's qdisc and egress hooks,
+        // so a rate limit or a lossy link set on the balancer's device applies to them.
         tx.set_mark(mark)?;
         force_buffer(&tx, libc::SO_SNDBUFFORCE, SNDBUF)
             .or_else(|_| tx.set_send_buffer_size(SNDBUF))?;
