@@ -2,7 +2,7 @@
 //! and netem (delay/loss) where the kernel has it.
 //!
 //! Everything happens inside the run's namespaces: links through rtnetlink
-//! ([`Topology::set_link`]), loss through iptables ([`crate::firewall`]), rate limits
+//! ([`Topology::set_link`]), loss through iptables in the `lan` bridge ([`crate::firewall`]), rate limits
 //! and netem through `tc` run inside the namespace.
 
 use std::sync::OnceLock;
@@ -28,18 +28,28 @@ pub async fn set_link(topo: &Topology, host: Host, up: bool) -> anyhow::Result<(
     topo.set_link(host, up).await
 }
 
-/// Drops `fraction` (0..=1) of the packets entering and leaving `iface` in `ns`.
-pub async fn drop_fraction(ns: &Namespace, iface: &str, fraction: f64) -> anyhow::Result<()> {
-    crate::firewall::drop_fraction(ns, iface, fraction).await
+/// Drops `fraction` (0..=1) of the packets on `host`'s `eth0` link, both ways, on the wire:
+/// in the `lan` bridge, after the sender's kernel let them go (see
+/// [`crate::firewall::drop_rules`] for why never in the host's own chains).
+pub async fn drop_fraction(topo: &Topology, host: Host, fraction: f64) -> anyhow::Result<()> {
+    crate::firewall::drop_fraction(topo.lan(), lan_port(topo, host)?, fraction).await
 }
 
 /// Removes what [`drop_fraction`] added with the same arguments.
 pub async fn remove_drop_fraction(
-    ns: &Namespace,
-    iface: &str,
+    topo: &Topology,
+    host: Host,
     fraction: f64,
 ) -> anyhow::Result<()> {
-    crate::firewall::remove_drop_fraction(ns, iface, fraction).await
+    crate::firewall::remove_drop_fraction(topo.lan(), lan_port(topo, host)?, fraction).await
+}
+
+/// The bridge port in `lan` of `host`'s `eth0`.
+fn lan_port(topo: &Topology, host: Host) -> anyhow::Result<&str> {
+    topo.plan()
+        .link(host)
+        .map(|l| l.lan_if.as_str())
+        .with_context(|| format!("{host} has no link in this topology"))
 }
 
 /// The `tc` arguments of a token-bucket rate limit on `iface`.

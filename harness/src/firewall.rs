@@ -1,5 +1,5 @@
 //! iptables rules inside a namespace (never the host's): the balancer's RST drop, and
-//! random packet loss on an interface.
+//! random packet loss on a link (in the `lan` namespace's bridge, on the wire).
 //!
 //! Rules are added with the real `iptables` binary run inside the namespace
 //! ([`Namespace::command`]), so what a person sees with `ip netns exec <ns> iptables -S`
@@ -76,54 +76,85 @@ fn is_rst_drop(rule: &str) -> bool {
         && !words.contains(&"!")
 }
 
-/// The rule arguments (after `-A`/`-D`) that drop `fraction` of packets on `iface`.
-pub fn drop_rule(chain: &str, iface: &str, fraction: f64) -> Result<Vec<String>, FirewallError> {
+/// The rules (arguments after `-A`/`-D`, chain FORWARD of the `lan` namespace) that drop
+/// `fraction` of the frames crossing the bridge port `port`, each way: those that came in
+/// through it (sent by the host at its other end) and those about to leave through it (to
+/// that host).
+///
+/// Loss is made on the wire, never in the host's own INPUT/OUTPUT chains: a DROP in the
+/// sender's OUTPUT chain is a local send error (EPERM), not a lost packet, and TCP treats it
+/// differently. Linux discards a half-open connection (SYN_RECV) outright when the
+/// retransmission of its SYN-ACK cannot be sent, so a listener on that host lost every
+/// client whose final ACK and then first SYN-ACK retransmission fell in the 5% (the client
+/// believes it is connected; its first data gets a RST). On a real lossy link the
+/// SYN-ACK is sent again after 2 s, 4 s, ... and the client gets in.
+pub fn drop_rules(port: &str, fraction: f64) -> Result<[Vec<String>; 2], FirewallError> {
     if !(0.0..=1.0).contains(&fraction) || fraction.is_nan() {
         return Err(FirewallError::Fraction(fraction));
     }
-    let dir = if chain == "INPUT" { "-i" } else { "-o" };
-    Ok([
-        chain,
-        dir,
-        iface,
-        "-m",
-        "statistic",
-        "--mode",
-        "random",
-        "--probability",
-        &format!("{fraction:.4}"),
-        "-j",
-        "DROP",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect())
+    let rule = |direction: &str| -> Vec<String> {
+        [
+            "FORWARD",
+            "-m",
+            "physdev",
+            direction,
+            port,
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            &format!("{fraction:.4}"),
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    Ok([rule("--physdev-in"), rule("--physdev-out")])
 }
 
-/// Drops `fraction` (0..=1) of the packets entering and leaving `iface` in `ns`
-/// (iptables statistic match on INPUT and OUTPUT). Undo with [`remove_drop_fraction`].
-pub async fn drop_fraction(ns: &Namespace, iface: &str, fraction: f64) -> anyhow::Result<()> {
-    for chain in ["INPUT", "OUTPUT"] {
-        let rule = drop_rule(chain, iface, fraction)?;
+/// Makes the bridges of `lan` pass their IPv4 frames through its iptables (the
+/// br_netfilter switch, per namespace), which [`drop_rules`] needs.
+async fn bridge_frames_through_iptables(lan: &Namespace) -> anyhow::Result<()> {
+    const SWITCH: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    lan.run_async(|| std::fs::write(SWITCH, "1"))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot write {SWITCH} in {}: packet loss on a link needs br_netfilter \
+                 (modprobe br_netfilter)",
+                lan.name
+            )
+        })
+}
+
+/// Drops `fraction` (0..=1) of the frames crossing bridge port `port` in the `lan`
+/// namespace, both ways (see [`drop_rules`] for why on the wire). Undo with
+/// [`remove_drop_fraction`].
+pub async fn drop_fraction(lan: &Namespace, port: &str, fraction: f64) -> anyhow::Result<()> {
+    let rules = drop_rules(port, fraction)?;
+    bridge_frames_through_iptables(lan).await?;
+    for rule in &rules {
         let mut args = vec!["-A"];
         args.extend(rule.iter().map(String::as_str));
-        iptables(ns, &args).await?;
+        iptables(lan, &args).await?;
     }
     Ok(())
 }
 
 /// Removes the rules [`drop_fraction`] added with the same arguments.
 pub async fn remove_drop_fraction(
-    ns: &Namespace,
-    iface: &str,
+    lan: &Namespace,
+    port: &str,
     fraction: f64,
 ) -> anyhow::Result<()> {
     let mut errors = Vec::new();
-    for chain in ["INPUT", "OUTPUT"] {
-        let rule = drop_rule(chain, iface, fraction)?;
+    for rule in &drop_rules(port, fraction)? {
         let mut args = vec!["-D"];
         args.extend(rule.iter().map(String::as_str));
-        if let Err(e) = iptables(ns, &args).await {
+        if let Err(e) = iptables(lan, &args).await {
             errors.push(e);
         }
     }
@@ -157,18 +188,27 @@ mod tests {
     }
 
     #[test]
-    fn drop_rule_matches_interface_direction_and_probability() {
-        let rule = drop_rule("INPUT", "eth0", 0.25).unwrap().join(" ");
+    fn drop_rules_match_both_directions_of_the_port_and_the_probability() {
+        let [from_host, to_host] = drop_rules("p-lb", 0.25).unwrap();
         assert_eq!(
-            rule,
-            "INPUT -i eth0 -m statistic --mode random --probability 0.2500 -j DROP"
+            from_host.join(" "),
+            "FORWARD -m physdev --physdev-in p-lb -m statistic --mode random \
+             --probability 0.2500 -j DROP"
         );
-        let rule = drop_rule("OUTPUT", "eth0", 1.0).unwrap().join(" ");
-        assert!(rule.starts_with("OUTPUT -o eth0 "), "{rule}");
-        assert_eq!(
-            drop_rule("INPUT", "eth0", 1.5),
-            Err(FirewallError::Fraction(1.5))
+        assert!(
+            to_host
+                .join(" ")
+                .starts_with("FORWARD -m physdev --physdev-out p-lb "),
+            "{to_host:?}"
         );
-        assert!(drop_rule("INPUT", "eth0", f64::NAN).is_err());
+        assert!(
+            !from_host
+                .iter()
+                .chain(&to_host)
+                .any(|w| w == "INPUT" || w == "OUTPUT"),
+            "loss must never be a local send error of the host"
+        );
+        assert_eq!(drop_rules("p-lb", 1.5), Err(FirewallError::Fraction(1.5)));
+        assert!(drop_rules("p-lb", f64::NAN).is_err());
     }
 }

@@ -585,23 +585,46 @@ async fn faults_drop_rate_limit_and_netem_detection() {
         .unwrap()
         .unwrap();
 
-    // Dropping everything on s1's eth0: a connect times out; removing it heals.
-    faults::drop_fraction(&s1, "eth0", 1.0).await.unwrap();
-    let rules = firewall::iptables(&s1, &["-S"]).await.unwrap();
-    assert!(
-        rules.contains("-A INPUT -i eth0 -m statistic --mode random --probability 1"),
-        "{rules}"
-    );
+    // Dropping everything on s1's link: a connect times out; removing it heals. The rules
+    // live in lan's bridge (on the wire), none in s1 itself.
+    let port = topo.plan().link(Host::Server(0)).unwrap().lan_if.clone();
+    faults::drop_fraction(&topo, Host::Server(0), 1.0)
+        .await
+        .unwrap();
+    let rules = firewall::iptables(topo.lan(), &["-S"]).await.unwrap();
+    for direction in ["--physdev-in", "--physdev-out"] {
+        assert!(
+            rules.contains(&format!(
+                "-A FORWARD -m physdev {direction} {port} -m statistic --mode random --probability 1"
+            )),
+            "{rules}"
+        );
+    }
+    assert!(!firewall::iptables(&s1, &["-S"])
+        .await
+        .unwrap()
+        .contains("statistic"));
     let c = client.clone();
     let err = c
         .run(move || TcpStream::connect_timeout(&target.into(), Duration::from_millis(300)))
         .unwrap()
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
-    faults::remove_drop_fraction(&s1, "eth0", 1.0)
+    // Loss is not a local send error: s1 can still send, the packet is lost afterwards.
+    // (A DROP in s1's OUTPUT chain made this EPERM, and made Linux give up a half-open
+    // TCP connection whose SYN-ACK retransmission failed to send.)
+    let client_addr = SocketAddrV4::new(topo.addr(Host::Client(0)), 7501);
+    let sent = s1
+        .run(move || {
+            let udp = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            udp.send_to(b"lost on the wire", client_addr)
+        })
+        .unwrap();
+    assert_eq!(sent.expect("sending from s1 under loss must not fail"), 16);
+    faults::remove_drop_fraction(&topo, Host::Server(0), 1.0)
         .await
         .unwrap();
-    assert!(!firewall::iptables(&s1, &["-S"])
+    assert!(!firewall::iptables(topo.lan(), &["-S"])
         .await
         .unwrap()
         .contains("statistic"));

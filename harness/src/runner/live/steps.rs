@@ -122,8 +122,7 @@ impl Run<'_> {
                 );
             }
             Action::Drop { host: h, fraction } => {
-                let ns = self.topo.namespace(host(*h)).clone();
-                faults::drop_fraction(&ns, "eth0", *fraction).await?;
+                faults::drop_fraction(&self.topo, host(*h), *fraction).await?;
                 self.drops.push((*h, *fraction));
                 self.event(
                     Some(step),
@@ -155,7 +154,7 @@ impl Run<'_> {
                 let mut keep = Vec::new();
                 for (dh, f) in std::mem::take(&mut self.drops) {
                     if dh == *h {
-                        faults::remove_drop_fraction(&ns, "eth0", f).await?;
+                        faults::remove_drop_fraction(&self.topo, host(*h), f).await?;
                     } else {
                         keep.push((dh, f));
                     }
