@@ -369,8 +369,14 @@ fn random_bytes_never_panic_and_every_packet_is_accounted_for() {
             b.truncate(b.len() - (r >> 16) as usize % 4);
             b
         };
+        // Every checksum state a device may report, in turn.
+        let state = [
+            packet::ChecksumState::Unknown,
+            packet::ChecksumState::Final,
+            packet::ChecksumState::Partial,
+        ][(i % 3) as usize];
         if let crate::raw::nat::Verdict::Forward { .. } =
-            nat.process(&mut bytes, Duration::from_millis(i), &mut sel)
+            nat.process_with(&mut bytes, Duration::from_millis(i), &mut sel, state)
         {
             forwarded += 1;
         }
