@@ -227,12 +227,14 @@ impl Evidence {
         out
     }
 
-    /// Clients who printed `line` (the wire form) at any time.
+    /// Clients who printed `line` (the wire form) at any time: a transcript line that ends
+    /// with it (a program may print a prompt before it), so `[a] chat 1` is not taken for
+    /// `[a] chat 10`.
     pub fn receivers(&self, say: &SayRecord) -> Vec<String> {
         let wire = say.wire();
         self.transcripts
             .iter()
-            .filter(|(_, lines)| lines.iter().any(|(_, l)| l.contains(&wire)))
+            .filter(|(_, lines)| lines.iter().any(|(_, l)| l.trim_end().ends_with(&wire)))
             .map(|(c, _)| c.clone())
             .collect()
     }

@@ -361,3 +361,21 @@ fn the_final_table_has_a_header_and_one_aligned_row_per_run() {
     assert_eq!(at(lines[0], "verdict"), at(lines[1], "PASS"), "{table}");
     assert_eq!(at(lines[1], "PASS"), at(lines[2], "PASS"), "{table}");
 }
+
+/// A line is heard only where a transcript line ends with it: `[a] chat 1` is not found
+/// in a transcript that only has `[a] chat 10`, and a prompt before the line is allowed.
+#[test]
+fn a_line_is_not_taken_for_a_longer_line_it_starts() {
+    let s = scenario("001-guideline.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Raw);
+    ev.transcripts
+        .insert("b".into(), vec![(ms(5), "[a] chat 10".into())]);
+    ev.transcripts
+        .insert("c".into(), vec![(ms(5), "> [a] chat 1\r".into())]);
+    let say = SayRecord {
+        client: "a".into(),
+        text: "chat 1".into(),
+        at: ms(1),
+    };
+    assert_eq!(ev.receivers(&say), vec!["c".to_string()]);
+}
