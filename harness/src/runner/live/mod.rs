@@ -174,6 +174,18 @@ impl Run<'_> {
 
     fn event(&mut self, step: Option<&Step>, text: impl Into<String>, mark: Option<Mark>) {
         let at = self.now();
+        self.event_at(at, step, text, mark);
+    }
+
+    /// Records an event at `at` (taken when the action happened, e.g. when a signal was
+    /// sent, not after waiting for its effect).
+    fn event_at(
+        &mut self,
+        at: Duration,
+        step: Option<&Step>,
+        text: impl Into<String>,
+        mark: Option<Mark>,
+    ) {
         self.ev.event(at, step.map(|s| s.line), text, mark);
     }
 

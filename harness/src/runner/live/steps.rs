@@ -265,10 +265,14 @@ impl Run<'_> {
                     _ => (Signal::Cont, "cont"),
                 };
                 p.signal(signal)?;
+                // The fault happened now: detection is measured from here, however long
+                // the process then takes to be reaped and its output drained.
+                let at = self.start.elapsed();
                 if action == ServerAction::Kill {
                     let _ = p.wait_exit(Duration::from_secs(2)).await;
                 }
-                self.event(
+                self.event_at(
+                    at,
                     Some(step),
                     format!("{verb} {name}"),
                     Some(Mark::Server(i, action)),
