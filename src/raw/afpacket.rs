@@ -22,7 +22,6 @@
 //! socket, i.e. the kernel's own routing and ARP, as before ([`RawSender`]).
 
 use std::io;
-use std::mem::size_of;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::os::fd::AsRawFd;
@@ -35,7 +34,7 @@ use crate::raw::hops::{Hop, Hops};
 use crate::raw::mmsg;
 use crate::raw::packet::{flags, ChecksumState};
 use crate::raw::routes::RouteChecker;
-use crate::raw::sys::{force_buffer, frame_filter, local_addresses, RawSender};
+use crate::raw::sys::{force_buffer, frame_filter, local_addresses, set_int_option, RawSender};
 use crate::raw::vnet::{self, VnetHdr};
 
 /// Ethernet header length.
@@ -69,21 +68,7 @@ pub struct PacketDevice {
 
 /// Sets an integer `SOL_PACKET` option.
 fn set_packet_option(socket: &Socket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int and its exact size is passed as the option length.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_PACKET,
-            option,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_int_option(socket, libc::SOL_PACKET, option, value)
 }
 
 /// The kernel's name for the Ethernet header's IPv4 type, in network order.

@@ -163,11 +163,21 @@ pub(crate) fn local_addresses() -> io::Result<Vec<[u8; 4]>> {
 /// Sets a buffer size beyond the sysctl limit (root), e.g. `SO_RCVBUFFORCE`.
 pub(crate) fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) -> io::Result<()> {
     let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    set_int_option(socket, libc::SOL_SOCKET, option, value)
+}
+
+/// Sets an integer socket option that socket2 has no method for.
+pub(crate) fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a live c_int and its exact size is passed as the option length.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
+            level,
             option,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
