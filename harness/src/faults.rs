@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::netns::Namespace;
 use crate::topology::{Host, Topology};
@@ -79,21 +79,7 @@ pub fn tbf_args(iface: &str, kbit: u32) -> Result<Vec<String>, FaultError> {
 }
 
 async fn tc(ns: &Namespace, args: &[String]) -> anyhow::Result<()> {
-    let out = ns
-        .command("tc")
-        .args(args)
-        .output()
-        .await
-        .context("cannot run tc (install iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "`tc {}` in {} failed: {}",
-            args.join(" "),
-            ns.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    ns.run_tool("tc", args, "iproute2").await.map(drop)
 }
 
 /// Limits egress of `iface` in `ns` to `kbit` kbit/s (tbf as root qdisc).

@@ -5,7 +5,7 @@
 //! ([`Namespace::command`]), so what a person sees with `ip netns exec <ns> iptables -S`
 //! is exactly what the harness did.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::netns::Namespace;
 
@@ -26,21 +26,7 @@ pub enum FirewallError {
 
 /// Runs `iptables args...` inside `ns`; returns stdout, or an error with iptables' stderr.
 pub async fn iptables(ns: &Namespace, args: &[&str]) -> anyhow::Result<String> {
-    let out = ns
-        .command("iptables")
-        .args(args)
-        .output()
-        .await
-        .context("cannot run iptables (install it: apt-get install iptables)")?;
-    if !out.status.success() {
-        bail!(
-            "`iptables {}` in {} failed: {}",
-            args.join(" "),
-            ns.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    ns.run_tool("iptables", args, "iptables").await
 }
 
 /// `iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP` inside `ns` (the balancer's

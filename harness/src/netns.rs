@@ -141,6 +141,45 @@ impl Namespace {
         cmd
     }
 
+    /// Runs a tool (`iptables`, `tc`, `ethtool`...) inside the namespace and waits for it;
+    /// returns its stdout, or an error naming the command, the namespace and the tool's
+    /// stderr. `package` is the Debian package to install when the tool is missing.
+    pub async fn run_tool<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[S],
+        package: &str,
+    ) -> anyhow::Result<String> {
+        let program = program.as_ref();
+        let shown = || {
+            std::iter::once(program)
+                .chain(args.iter().map(AsRef::as_ref))
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let out = self
+            .command(program)
+            .args(args)
+            .output()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot run {} (install it: apt-get install {package})",
+                    program.to_string_lossy()
+                )
+            })?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "`{}` in {} failed: {}",
+                shown(),
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// A std `Command` for one-off helper tools (iptables, tc, ethtool) run in this
     /// namespace (no parent-death signal: it is waited for synchronously).
     pub fn std_command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {

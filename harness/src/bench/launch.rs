@@ -217,21 +217,7 @@ async fn iptables(env: &PathEnv, args: &[String]) -> anyhow::Result<()> {
         .iptables
         .clone()
         .context("iptables is not installed")?;
-    let out = env
-        .lb
-        .command(&program)
-        .args(args)
-        .output()
-        .await
-        .context("running iptables")?;
-    if !out.status.success() {
-        bail!(
-            "iptables {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    env.lb.run_tool(&program, args, "iptables").await.map(drop)
 }
 
 /// Starts a balancer process in the balancer's namespace, pinned to its core.

@@ -273,20 +273,8 @@ pub(super) async fn set_link(
 
 /// `ethtool -K <if> gro off gso off tso off tx off rx off` inside `ns`.
 async fn offloads_off(ns: Namespace, ifname: String) -> anyhow::Result<()> {
-    let out = ns
-        .command("ethtool")
-        .args([
-            "-K", &ifname, "gro", "off", "gso", "off", "tso", "off", "tx", "off", "rx", "off",
-        ])
-        .output()
-        .await
-        .context("cannot run ethtool (install it: apt-get install ethtool)")?;
-    if !out.status.success() {
-        bail!(
-            "ethtool -K {ifname} in {} failed: {}",
-            ns.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    let args = [
+        "-K", &ifname, "gro", "off", "gso", "off", "tso", "off", "tx", "off", "rx", "off",
+    ];
+    ns.run_tool("ethtool", &args, "ethtool").await.map(drop)
 }
