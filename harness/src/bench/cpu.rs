@@ -1,5 +1,7 @@
 //! CPU placement: the balancer on one core, load generator and backends on another, the
-//! same for every path (a fair comparison on a 2-core machine).
+//! same for every path (a fair comparison on a 2-core machine); and the CPU time a
+//! balancer process spends, so its cost per connection or request can be compared even
+//! when the load generator's core, not the balancer's, limits the rate.
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -61,9 +63,58 @@ pub fn pin_current_thread(cpu: usize) -> nix::Result<()> {
     sched_setaffinity(Pid::from_raw(0), &set)
 }
 
+/// CPU time every thread of process `pid` has spent so far (user and system, including
+/// the softirq work the kernel ran on its behalf), from `/proc/PID/task/*/schedstat`
+/// (nanoseconds, unlike the 10 ms ticks of `/proc/PID/stat`). Threads that exited
+/// are no longer counted, so compare two readings of a process whose threads live on.
+pub fn process_cpu_time(pid: u32) -> std::io::Result<std::time::Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread may exit between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        total += parse_schedstat(&text).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: unexpected contents {text:?}", path.display()),
+            )
+        })?;
+    }
+    Ok(std::time::Duration::from_nanos(total))
+}
+
+/// The on-CPU nanoseconds of a `schedstat` line ("run_ns wait_ns timeslices").
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedstat_gives_the_run_time() {
+        assert_eq!(parse_schedstat("123456 789 10\n"), Some(123_456));
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_spends_cpu_time() {
+        let before = process_cpu_time(std::process::id()).unwrap();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let spent = process_cpu_time(std::process::id()).unwrap() - before;
+        assert!(
+            spent >= std::time::Duration::from_millis(10),
+            "30 ms of spinning counted as {spent:?}"
+        );
+    }
 
     #[test]
     fn two_cores_split_balancer_and_load() {

@@ -116,6 +116,13 @@ impl ActivePath {
         }
     }
 
+    /// CPU time the balancer process has spent so far; None for kernel paths (their
+    /// work is softirq time no process owns) or when it cannot be read.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.process.as_ref()?.pid();
+        super::cpu::process_cpu_time(pid).ok()
+    }
+
     /// The last lines the balancer printed.
     pub fn log_tail(&self) -> String {
         let Some(p) = &self.process else {

@@ -50,6 +50,34 @@ pub struct BenchConfig {
     pub l4lb: PathBuf,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Workloads to run (all by default), in the fixed order of [`run::phases`].
+    pub workloads: Vec<WorkloadKind>,
+}
+
+/// The workloads `--workloads` can pick, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadKind {
+    /// Bulk upload over one stream.
+    Bulk,
+    /// Bulk upload over several streams at once.
+    BulkStreams,
+    /// A new connection per request (new connections/s).
+    Connect,
+    /// Requests on kept connections (requests/s).
+    Keep,
+    /// One kept connection, one request at a time (latency percentiles).
+    Latency,
+}
+
+impl WorkloadKind {
+    /// Every workload, in the order a round runs them.
+    pub const ALL: [WorkloadKind; 5] = [
+        WorkloadKind::Bulk,
+        WorkloadKind::BulkStreams,
+        WorkloadKind::Connect,
+        WorkloadKind::Keep,
+        WorkloadKind::Latency,
+    ];
 }
 
 impl BenchConfig {
@@ -63,6 +91,7 @@ impl BenchConfig {
             streams: 8,
             l4lb,
             progress: true,
+            workloads: WorkloadKind::ALL.to_vec(),
         }
     }
 

@@ -67,6 +67,7 @@ impl BenchReport {
             Metric::BulkNGbps,
             Metric::ConnPerSec,
             Metric::LatP99Us,
+            Metric::CpuUsPerConn,
         ] {
             let peer = best(
                 ha.iter()
@@ -359,7 +360,7 @@ mod tests {
     }
 
     fn report() -> BenchReport {
-        BenchReport {
+        let mut r = BenchReport {
             setup: vec!["3 rounds".into()],
             placement: "balancer on CPU 0".into(),
             paths: vec![
@@ -375,7 +376,12 @@ mod tests {
                 measured(PathKind::Proxy, &[11.0], &[9500.0], &[55.0]),
             ],
             elapsed_s: 12.0,
+        };
+        for (kind, cpu) in [(PathKind::HaproxyLc, 50.0), (PathKind::Proxy, 45.0)] {
+            let p = r.paths.iter_mut().find(|p| p.path == kind).unwrap();
+            p.samples.insert(Metric::CpuUsPerConn, vec![cpu]);
         }
+        r
     }
 
     #[test]
@@ -386,6 +392,10 @@ mod tests {
         assert_eq!(r.best_peer(Metric::Bulk1Gbps), Some((PathKind::Nat, 15.0)));
         assert_eq!(r.best_peer(Metric::LatP99Us), Some((PathKind::Nat, 50.0)));
         assert_eq!(r.best_peer(Metric::KeepReqPerSec), None);
+    }
+
+    fn r_best(m: Metric) -> Option<(PathKind, f64)> {
+        report().best_peer(m)
     }
 
     #[test]
@@ -399,6 +409,12 @@ mod tests {
             "9500 < haproxy-lc 10000"
         );
         assert_eq!(get("proxy p99").met, Some(true), "55 <= 60");
+        assert_eq!(get("proxy CPU µs/conn").met, Some(true), "45 <= 50");
+        assert_eq!(
+            r_best(Metric::CpuUsPerConn),
+            Some((PathKind::HaproxyLc, 50.0)),
+            "kernel paths have no process to measure"
+        );
         assert_eq!(get("raw bulk 1 stream").met, Some(false), "5 < 7.5");
         assert_eq!(get("raw new conn/s").met, Some(true), "7000 >= 6000");
         assert_eq!(get("raw: no errors").met, Some(true));
@@ -461,6 +477,22 @@ mod tests {
         };
         p.add(Workload::Connect { concurrency: 50 }, &o, 0);
         assert_eq!(p.samples[&Metric::ConnPerSec], [300.0]);
+        p.add_cpu(
+            Workload::Connect { concurrency: 50 },
+            &o,
+            Duration::from_millis(15),
+        );
+        assert_eq!(p.samples[&Metric::CpuUsPerConn], [50.0], "15 ms over 300");
+        p.add_cpu(Workload::Latency, &o, Duration::from_millis(15));
+        p.add_cpu(
+            Workload::Keep { concurrency: 50 },
+            &LoadOutcome::default(),
+            Duration::from_millis(15),
+        );
+        assert!(
+            !p.samples.contains_key(&Metric::CpuUsPerReq),
+            "nothing completed: no per-request figure"
+        );
         assert_eq!(
             (p.errors, p.lost_bytes, p.per_server.clone()),
             (1, 64, vec![100, 100, 100])

@@ -24,11 +24,16 @@ pub enum Metric {
     LatP99Us,
     /// 99.9th percentile (µs).
     LatP999Us,
+    /// CPU time the balancer process spent per new connection (µs); user-space
+    /// balancers only.
+    CpuUsPerConn,
+    /// CPU time the balancer process spent per request on kept connections (µs).
+    CpuUsPerReq,
 }
 
 impl Metric {
     /// Every metric, in table order.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 9] = [
         Metric::Bulk1Gbps,
         Metric::BulkNGbps,
         Metric::ConnPerSec,
@@ -36,6 +41,8 @@ impl Metric {
         Metric::LatP50Us,
         Metric::LatP99Us,
         Metric::LatP999Us,
+        Metric::CpuUsPerConn,
+        Metric::CpuUsPerReq,
     ];
 
     /// Column header.
@@ -48,6 +55,8 @@ impl Metric {
             Metric::LatP50Us => "p50 µs",
             Metric::LatP99Us => "p99 µs",
             Metric::LatP999Us => "p99.9 µs",
+            Metric::CpuUsPerConn => "CPU µs/conn",
+            Metric::CpuUsPerReq => "CPU µs/kept req",
         }
     }
 
@@ -61,6 +70,8 @@ impl Metric {
             Metric::LatP50Us => "lat_p50_us",
             Metric::LatP99Us => "lat_p99_us",
             Metric::LatP999Us => "lat_p999_us",
+            Metric::CpuUsPerConn => "cpu_us_per_conn",
+            Metric::CpuUsPerReq => "cpu_us_per_kept_req",
         }
     }
 
@@ -68,7 +79,11 @@ impl Metric {
     pub fn higher_is_better(self) -> bool {
         !matches!(
             self,
-            Metric::LatP50Us | Metric::LatP99Us | Metric::LatP999Us
+            Metric::LatP50Us
+                | Metric::LatP99Us
+                | Metric::LatP999Us
+                | Metric::CpuUsPerConn
+                | Metric::CpuUsPerReq
         )
     }
 
@@ -76,6 +91,7 @@ impl Metric {
     pub fn decimals(self) -> usize {
         match self {
             Metric::Bulk1Gbps | Metric::BulkNGbps => 2,
+            Metric::CpuUsPerConn | Metric::CpuUsPerReq => 1,
             _ => 0,
         }
     }
@@ -97,6 +113,22 @@ pub fn figures(workload: Workload, outcome: &LoadOutcome) -> Vec<(Metric, f64)> 
             _ => Vec::new(),
         },
     }
+}
+
+/// The balancer's CPU cost per operation of one workload run: `cpu` is the CPU time its
+/// process spent during the run. None for workloads without a per-operation cost (bulk,
+/// latency) and for runs that completed nothing.
+pub fn cpu_figure(
+    workload: Workload,
+    outcome: &LoadOutcome,
+    cpu: std::time::Duration,
+) -> Option<(Metric, f64)> {
+    let metric = match workload {
+        Workload::Connect { .. } => Metric::CpuUsPerConn,
+        Workload::Keep { .. } => Metric::CpuUsPerReq,
+        Workload::Bulk { .. } | Workload::Latency => return None,
+    };
+    (outcome.requests > 0).then(|| (metric, cpu.as_secs_f64() * 1e6 / outcome.requests as f64))
 }
 
 /// Whether a path ran.
@@ -189,6 +221,13 @@ impl PathResult {
             self.problem(format!(
                 "{workload:?}: {server_errors} errors on the servers"
             ));
+        }
+    }
+
+    /// Adds the balancer's CPU time over one workload run (see [`cpu_figure`]).
+    pub fn add_cpu(&mut self, workload: Workload, outcome: &LoadOutcome, cpu: std::time::Duration) {
+        if let Some((m, v)) = cpu_figure(workload, outcome, cpu) {
+            self.samples.entry(m).or_default().push(v);
         }
     }
 

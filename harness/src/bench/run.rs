@@ -16,7 +16,7 @@ use super::paths::Tools;
 use super::report::BenchReport;
 use super::results::{PathResult, PathStatus};
 use super::servers::Backends;
-use super::BenchConfig;
+use super::{BenchConfig, WorkloadKind};
 use crate::netns::Namespace;
 use crate::topology::{Host, Layout, Topology, TopologySpec};
 
@@ -143,6 +143,10 @@ async fn measure(
              the client namespace)",
             topology.prefix()
         ),
+        "CPU µs/conn and CPU µs/kept req: CPU time of the balancer process (all its threads, \
+         /proc/PID/task/*/schedstat) over the workload, per completed request; with the \
+         balancer pinned, this is its cost whatever core limits the rate"
+            .to_string(),
         format!(
             "client and lb namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range {CLIENT_PORTS} \
              (client) / {LB_PORTS} (lb), for every path alike"
@@ -249,8 +253,12 @@ async fn measure(
                         continue;
                     }
                     let before = backends.errors();
+                    let cpu_before = active.cpu_time();
                     let outcome = run_load(&client, active.target, w, spec, stop.clone()).await?;
                     result.add(w, &outcome, backends.errors() - before);
+                    if let (Some(a), Some(b)) = (cpu_before, active.cpu_time()) {
+                        result.add_cpu(w, &outcome, b.saturating_sub(a));
+                    }
                     bar.inc(1);
                 }
                 if let Err(e) = active.check_alive() {
@@ -283,31 +291,44 @@ async fn measure(
     })
 }
 
-/// The workloads of one round of one path, grouped by the backends they need.
+/// The workloads of one round of one path, grouped by the backends they need; only those
+/// in `config.workloads`, and no group left empty.
 pub fn phases(config: &BenchConfig) -> Vec<(Mode, Vec<Workload>)> {
-    vec![
-        (
-            Mode::Bulk,
-            vec![
-                Workload::Bulk { streams: 1 },
-                Workload::Bulk {
-                    streams: config.streams,
-                },
-            ],
-        ),
-        (
-            Mode::Requests,
-            vec![
-                Workload::Connect {
-                    concurrency: config.concurrency,
-                },
-                Workload::Keep {
-                    concurrency: config.concurrency,
-                },
-                Workload::Latency,
-            ],
+    let wanted = |kind: WorkloadKind, w: Workload| config.workloads.contains(&kind).then_some(w);
+    let bulk: Vec<Workload> = [
+        wanted(WorkloadKind::Bulk, Workload::Bulk { streams: 1 }),
+        wanted(
+            WorkloadKind::BulkStreams,
+            Workload::Bulk {
+                streams: config.streams,
+            },
         ),
     ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let requests: Vec<Workload> = [
+        wanted(
+            WorkloadKind::Connect,
+            Workload::Connect {
+                concurrency: config.concurrency,
+            },
+        ),
+        wanted(
+            WorkloadKind::Keep,
+            Workload::Keep {
+                concurrency: config.concurrency,
+            },
+        ),
+        wanted(WorkloadKind::Latency, Workload::Latency),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    [(Mode::Bulk, bulk), (Mode::Requests, requests)]
+        .into_iter()
+        .filter(|(_, w)| !w.is_empty())
+        .collect()
 }
 
 fn workload_name(w: Workload) -> String {
@@ -343,4 +364,36 @@ async fn run_load(
     .context("load generator thread")??
     .context("building the load generator's runtime")?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workload_runs_by_default_in_two_phases() {
+        let config = BenchConfig::standard("l4lb".into());
+        let phases = phases(&config);
+        let counts: Vec<usize> = phases.iter().map(|(_, w)| w.len()).collect();
+        assert_eq!(counts, [2, 3]);
+    }
+
+    #[test]
+    fn a_selection_keeps_only_its_workloads_and_drops_empty_phases() {
+        let mut config = BenchConfig::standard("l4lb".into());
+        config.workloads = vec![WorkloadKind::Latency, WorkloadKind::Connect];
+        let phases = phases(&config);
+        assert_eq!(phases.len(), 1);
+        assert_eq!(phases[0].0, Mode::Requests);
+        assert_eq!(
+            phases[0].1,
+            [
+                Workload::Connect {
+                    concurrency: config.concurrency
+                },
+                Workload::Latency
+            ],
+            "in the fixed order, whatever the order asked"
+        );
+    }
 }

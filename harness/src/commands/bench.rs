@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// The l4lb binary whose `raw` and `proxy` are measured (default: this one).
     #[arg(long, value_name = "PATH")]
     pub l4lb: Option<PathBuf>,
+    /// Workloads to run, comma separated (default: all). Unselected columns show `–`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
+    pub workloads: Vec<bench::WorkloadKind>,
     /// Do not pin the balancer and the load to separate cores (let the scheduler place them).
     #[arg(long)]
     pub no_pin: bool,
@@ -82,6 +85,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             return Err(usage("--concurrency must be between 1 and 10000".into()));
         }
         config.concurrency = c;
+    }
+    if !args.workloads.is_empty() {
+        config.workloads = args.workloads.clone();
     }
     config.progress = !args.no_progress;
     if !nix::unistd::geteuid().is_root() {
