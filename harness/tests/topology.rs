@@ -139,6 +139,35 @@ async fn tcp_works_from_client_to_every_server_through_the_bridge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_forwards_frames_without_netfilter_hooks() {
+    if !root_or_skip("the_switch_forwards_frames_without_netfilter_hooks") {
+        return;
+    }
+    let switch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    assert!(
+        std::path::Path::new(switch).exists(),
+        "{switch} is missing: br_netfilter is not loaded (modprobe br_netfilter; the loss \
+         scenarios need it too)"
+    );
+    let host_before = std::fs::read_to_string(switch).unwrap();
+    let topo = Topology::build(&TopologySpec::default()).await.unwrap();
+    let read = |path: &'static str| {
+        topo.lan()
+            .run(move || std::fs::read_to_string(path))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(read(switch).trim(), "0", "bridged frames skip iptables");
+    assert_eq!(
+        read("/proc/sys/net/bridge/bridge-nf-call-arptables").trim(),
+        "0"
+    );
+    // The host's own setting is left alone.
+    assert_eq!(std::fs::read_to_string(switch).unwrap(), host_before);
+    topo.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rst_drop_rule_is_in_lb_and_nowhere_else() {
     if !root_or_skip("rst_drop_rule_is_in_lb_and_nowhere_else") {
         return;
