@@ -13,13 +13,16 @@ pub enum Refusal {
     NoBackend,
     /// Every backend tried failed to accept the upstream connection.
     ConnectFailed,
+    /// The client reset its connection before a backend was chosen.
+    ClientReset,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 3] = [
+    const ALL: [Refusal; 4] = [
         Refusal::MaxSessions,
         Refusal::NoBackend,
         Refusal::ConnectFailed,
+        Refusal::ClientReset,
     ];
 
     /// Label value in metrics and logs.
@@ -28,6 +31,7 @@ impl Refusal {
             Refusal::MaxSessions => "max_sessions",
             Refusal::NoBackend => "no_backend",
             Refusal::ConnectFailed => "connect_failed",
+            Refusal::ClientReset => "client_reset",
         }
     }
 }
@@ -69,7 +73,7 @@ impl Close {
 pub struct ProxyStats {
     accepted: AtomicU64,
     live: AtomicU64,
-    refused: [AtomicU64; 3],
+    refused: [AtomicU64; Refusal::ALL.len()],
     closed: [AtomicU64; 4],
     connect_retries: AtomicU64,
 }
