@@ -82,58 +82,8 @@ impl Transfer {
     }
 }
 
-/// What the client sent before its backend connection existed: read at accept when it
-/// is already there (it usually is: a client writes its request right after connecting),
-/// and written to the backend before anything else.
-///
-/// Knowing the first bytes are in hand lets the backend connect save a packet: the
-/// handshake's last ACK is held back and rides with these bytes (see
-/// `session::connect_to`). A client that waits for the server to speak first has sent
-/// nothing yet, and its backend handshake completes at once as usual.
-#[derive(Debug)]
-pub struct EarlyData {
-    buf: Vec<u8>,
-    len: usize,
-}
-
-impl EarlyData {
-    /// Reads what `client` has already sent, without waiting. Nothing there (or only end
-    /// of stream, which a later read sees again) gives empty early data. An error (a
-    /// reset) is returned: it is consumed by this read and would otherwise be lost.
-    pub fn read_now(client: &TcpStream) -> io::Result<EarlyData> {
-        let mut buf = vec![0u8; FIRST_COPY_BUFFER];
-        // Straight to the socket: tokio has seen no readiness for a socket accepted
-        // a moment ago, so its `try_read` would not even try.
-        let len = match (&*socket2::SockRef::from(client)).read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => return Err(e),
-        };
-        Ok(EarlyData { buf, len })
-    }
-
-    /// No early data (it also serves as the first copy buffer).
-    pub fn none() -> EarlyData {
-        EarlyData {
-            buf: Vec::new(),
-            len: 0,
-        }
-    }
-
-    /// Whether no byte was read.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The bytes read.
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
 /// Forwards both directions until both have seen end of stream; the first error (e.g. a
-/// reset) ends both. `early` (bytes the client sent before the backend was connected)
-/// goes to the backend first. Bytes and activity are recorded in `transfer` as they move.
+/// reset) ends both. Bytes and activity are recorded in `transfer` as they move.
 ///
 /// The first end of stream is passed on with shutdown(2); the second is left to the
 /// caller's close (one syscall less per session), so drop both sockets once this returns.
@@ -142,12 +92,7 @@ pub async fn forward(
     backend: &TcpStream,
     mode: Mode,
     transfer: &Transfer,
-    early: EarlyData,
 ) -> io::Result<()> {
-    if !early.is_empty() {
-        transfer.record(&transfer.to_backend, early.len);
-        write_all(backend, early.bytes()).await?;
-    }
     match mode {
         Mode::Splice => {
             let (up, down) = (Pipe::new()?, Pipe::new()?);
@@ -158,28 +103,9 @@ pub async fn forward(
         }
         Mode::Copy => {
             tokio::try_join!(
-                copy_half(client, backend, transfer, &transfer.to_backend, early.buf),
-                copy_half(
-                    backend,
-                    client,
-                    transfer,
-                    &transfer.from_backend,
-                    Vec::new()
-                ),
+                copy_half(client, backend, transfer, &transfer.to_backend),
+                copy_half(backend, client, transfer, &transfer.from_backend),
             )?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes all of `buf` to `dst`, waiting for room as needed.
-async fn write_all(dst: &TcpStream, buf: &[u8]) -> io::Result<()> {
-    let mut sent = 0;
-    while sent < buf.len() {
-        match write_some(dst, &buf[sent..], false) {
-            Ok(m) => sent += m,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
-            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -273,19 +199,15 @@ fn write_some(dst: &TcpStream, buf: &[u8], fin_follows: bool) -> io::Result<usiz
     })
 }
 
-/// `buf` is the first buffer to use (empty: one is made).
 async fn copy_half(
     src: &TcpStream,
     dst: &TcpStream,
     transfer: &Transfer,
     counter: &AtomicU64,
-    mut buf: Vec<u8>,
 ) -> io::Result<()> {
     // Small first: most sessions (requests, chat lines) never fill it, and a big zeroed
     // buffer per session costs time and cache. A read that fills it grows it once.
-    if buf.is_empty() {
-        buf = vec![0u8; FIRST_COPY_BUFFER];
-    }
+    let mut buf = vec![0u8; FIRST_COPY_BUFFER];
     loop {
         let (n, fin) = loop {
             let ready = src.ready(Interest::READABLE | Interest::ERROR).await?;
@@ -346,14 +268,7 @@ mod tests {
         let ((mut client, proxy_client), (proxy_backend, mut backend)) = pairs().await;
         let transfer = Transfer::new();
         let run = async {
-            let result = forward(
-                &proxy_client,
-                &proxy_backend,
-                mode,
-                &transfer,
-                EarlyData::none(),
-            )
-            .await;
+            let result = forward(&proxy_client, &proxy_backend, mode, &transfer).await;
             drop((proxy_client, proxy_backend)); // as the session does: the last FIN
             result
         };
@@ -407,15 +322,9 @@ mod tests {
             let start = Instant::now();
             let run = async {
                 // Ends only once the client has finished too; until then it holds the sockets.
-                forward(
-                    &proxy_client,
-                    &proxy_backend,
-                    Mode::Copy,
-                    &transfer,
-                    EarlyData::none(),
-                )
-                .await
-                .unwrap();
+                forward(&proxy_client, &proxy_backend, Mode::Copy, &transfer)
+                    .await
+                    .unwrap();
                 drop((proxy_client, proxy_backend)); // as the session does: the last FIN
                 std::future::pending::<()>().await;
             };
@@ -444,37 +353,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn early_data_goes_to_the_backend_first() {
-        for mode in [Mode::Splice, Mode::Copy] {
-            let ((mut client, proxy_client), (proxy_backend, mut backend)) = pairs().await;
-            let nothing = EarlyData::read_now(&proxy_client).unwrap();
-            assert!(nothing.is_empty(), "nothing sent yet");
-            client.write_all(b"first ").await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            let early = EarlyData::read_now(&proxy_client).unwrap();
-            assert_eq!(early.bytes(), b"first ");
-            let transfer = Transfer::new();
-            let run = async {
-                let result = forward(&proxy_client, &proxy_backend, mode, &transfer, early).await;
-                drop((proxy_client, proxy_backend));
-                result
-            };
-            let peers = async {
-                client.write_all(b"then the rest").await.unwrap();
-                client.shutdown().await.unwrap();
-                let mut got = Vec::new();
-                backend.read_to_end(&mut got).await.unwrap();
-                drop(backend);
-                got
-            };
-            let (result, got) = tokio::join!(run, peers);
-            result.unwrap();
-            assert_eq!(got, b"first then the rest", "{mode:?}");
-            assert_eq!(transfer.to_backend(), 19, "{mode:?}: early bytes counted");
-        }
-    }
-
     #[test]
     fn end_of_stream_is_inferred_only_after_a_short_read_behind_a_fin() {
         let fin = Ready::READABLE | Ready::READ_CLOSED;
@@ -496,13 +374,7 @@ mod tests {
         for mode in [Mode::Splice, Mode::Copy] {
             let ((client, proxy_client), (proxy_backend, _backend)) = pairs().await;
             let transfer = Transfer::new();
-            let run = forward(
-                &proxy_client,
-                &proxy_backend,
-                mode,
-                &transfer,
-                EarlyData::none(),
-            );
+            let run = forward(&proxy_client, &proxy_backend, mode, &transfer);
             let reset = async {
                 socket2::SockRef::from(&client)
                     .set_linger(Some(std::time::Duration::ZERO))

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ProxyConfig;
-use super::forward::{self, EarlyData, Transfer};
+use super::forward::{self, Transfer};
 use super::stats::{Close, ProxyStats, Refusal};
 use crate::health::log_transition;
 use crate::pool::{Pool, SessionGuard};
@@ -40,16 +40,7 @@ pub async fn run(
     permit: OwnedSemaphorePermit,
 ) {
     let _permit = permit; // TCP_NODELAY is inherited from the listener
-    let early = match EarlyData::read_now(&client) {
-        Ok(early) => early,
-        Err(error) => {
-            // Reset before a backend was chosen: nothing to pass on.
-            ctx.stats.refused(Refusal::ClientReset);
-            tracing::debug!(client = %peer, %error, "client gone before its backend connect");
-            return;
-        }
-    };
-    let (backend, guard) = match connect_upstream(&ctx, peer, !early.is_empty()).await {
+    let (backend, guard) = match connect_upstream(&ctx, peer).await {
         Ok(connected) => connected,
         Err(why) => {
             ctx.stats.refused(why);
@@ -65,7 +56,7 @@ pub async fn run(
     let transfer = Transfer::new();
     let started = Instant::now();
     let how = tokio::select! {
-        result = forward::forward(&client, &backend, ctx.config.forward, &transfer, early) => match result {
+        result = forward::forward(&client, &backend, ctx.config.forward, &transfer) => match result {
             Ok(()) => Close::Done,
             Err(error) => {
                 tracing::debug!(client = %peer, backend = %backend_addr, %error, "session error");
@@ -108,11 +99,9 @@ async fn idle(transfer: &Transfer, timeout: Duration) {
 
 /// Connects to the least loaded usable backend, trying others (each once, at most
 /// `connect_attempts`) when a connect fails or times out; failures feed passive health.
-/// `data_ready`: the client's first bytes are in hand (see [`connect_to`]).
 async fn connect_upstream(
     ctx: &Context,
     peer: SocketAddr,
-    data_ready: bool,
 ) -> Result<(TcpStream, SessionGuard), Refusal> {
     let mut tried = Vec::new();
     while tried.len() < ctx.config.connect_attempts {
@@ -123,14 +112,19 @@ async fn connect_upstream(
             ctx.stats.connect_retry();
         }
         let addr = guard.backend().addr;
-        let reason =
-            match tokio::time::timeout(ctx.config.connect_timeout, connect_to(addr, data_ready))
-                .await
-            {
-                Ok(Ok(stream)) => return Ok((stream, guard)),
-                Ok(Err(error)) => format!("connect failed: {error}"),
-                Err(_) => format!("connect timed out after {:?}", ctx.config.connect_timeout),
-            };
+        let reason = match tokio::time::timeout(
+            ctx.config.connect_timeout,
+            TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok((stream, guard));
+            }
+            Ok(Err(error)) => format!("connect failed: {error}"),
+            Err(_) => format!("connect timed out after {:?}", ctx.config.connect_timeout),
+        };
         let id = guard.id();
         drop(guard);
         tried.push(id);
@@ -146,70 +140,9 @@ async fn connect_upstream(
     })
 }
 
-/// Connects to `addr` with TCP_NODELAY. With `data_ready` (bytes to send the moment the
-/// connection is up), quick ACKs are turned off first, so the kernel holds back the
-/// handshake's last ACK and sends it with those bytes: one packet less per connection
-/// (HAProxy's `tcp-smart-connect`). The kernel limits the hold to 200 ms, and the bytes
-/// are written at once, so nothing waits on it. Without data (a protocol where the server
-/// speaks first) the handshake completes as usual.
-async fn connect_to(addr: SocketAddr, data_ready: bool) -> std::io::Result<TcpStream> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_nodelay(true)?;
-    if data_ready {
-        socket2::SockRef::from(&socket).set_tcp_quickack(false)?;
-    }
-    socket.connect(addr).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Whether `listener` has a connection ready to accept now.
-    fn accept_now(listener: &std::net::TcpListener) -> Option<std::net::TcpStream> {
-        listener.set_nonblocking(true).unwrap();
-        listener.accept().ok().map(|(s, _)| s)
-    }
-
-    #[tokio::test]
-    async fn with_data_ready_the_handshake_ack_waits_for_the_first_bytes() {
-        use std::io::Read as _;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-
-        // No data in hand: the handshake completes at once (a server that speaks first
-        // is not kept waiting).
-        let plain = connect_to(addr, false).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(accept_now(&listener).is_some(), "handshake completed");
-        assert!(plain.nodelay().unwrap());
-
-        // Data in hand: the last ACK is held back, so the server cannot accept yet...
-        let smart = connect_to(addr, true).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            accept_now(&listener).is_none(),
-            "the handshake's last ACK was sent on its own"
-        );
-        // ...until the first bytes go, carrying it.
-        smart.try_write(b"hello").unwrap();
-        let mut accepted = None;
-        for _ in 0..100 {
-            accepted = accept_now(&listener);
-            if accepted.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let mut server = accepted.expect("accepted once the bytes went");
-        server.set_nonblocking(false).unwrap();
-        let mut got = [0u8; 5];
-        server.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"hello");
-    }
 
     #[tokio::test(start_paused = true)]
     async fn idle_fires_after_the_timeout_since_last_activity() {

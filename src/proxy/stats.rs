@@ -13,16 +13,13 @@ pub enum Refusal {
     NoBackend,
     /// Every backend tried failed to accept the upstream connection.
     ConnectFailed,
-    /// The client reset its connection before a backend was chosen.
-    ClientReset,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 4] = [
+    const ALL: [Refusal; 3] = [
         Refusal::MaxSessions,
         Refusal::NoBackend,
         Refusal::ConnectFailed,
-        Refusal::ClientReset,
     ];
 
     /// Label value in metrics and logs.
@@ -31,7 +28,6 @@ impl Refusal {
             Refusal::MaxSessions => "max_sessions",
             Refusal::NoBackend => "no_backend",
             Refusal::ConnectFailed => "connect_failed",
-            Refusal::ClientReset => "client_reset",
         }
     }
 }
@@ -73,7 +69,7 @@ impl Close {
 pub struct ProxyStats {
     accepted: AtomicU64,
     live: AtomicU64,
-    refused: [AtomicU64; Refusal::ALL.len()],
+    refused: [AtomicU64; 3],
     closed: [AtomicU64; 4],
     connect_retries: AtomicU64,
 }
