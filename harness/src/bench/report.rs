@@ -3,7 +3,7 @@
 
 use super::paths::PathKind;
 use super::results::{Metric, PathResult, PathStatus};
-use super::stats::{best, ratio, Summary};
+use super::stats::{best, paired_ratios, ratio, Summary};
 
 /// A whole run, as reported.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -57,6 +57,18 @@ impl BenchReport {
         Some((kind, v))
     }
 
+    /// `kind` over the path named `peer` for `m`, round by round (see
+    /// [`paired_ratios`]); only when both ran every round without a problem, so that
+    /// their samples line up.
+    pub fn paired(&self, kind: PathKind, peer: &str, m: Metric) -> Option<Summary> {
+        let ours = self.path(kind)?;
+        let theirs = self.paths.iter().find(|p| p.path.name() == peer)?;
+        if !ours.problems.is_empty() || !theirs.problems.is_empty() {
+            return None;
+        }
+        paired_ratios(ours.samples.get(&m)?, theirs.samples.get(&m)?)
+    }
+
     /// The goals of issue 6.
     pub fn goals(&self) -> Vec<Goal> {
         let mut goals = Vec::new();
@@ -79,11 +91,20 @@ impl BenchReport {
             goals.push(match (ours, peer) {
                 (Some(o), Some((name, p))) => {
                     let met = if m.higher_is_better() { o >= p } else { o <= p };
+                    let per_round = self
+                        .paired(PathKind::Proxy, name, m)
+                        .map(|s| {
+                            format!(
+                                "; round by round {:.2}× ({:.2}–{:.2}, {} rounds)",
+                                s.median, s.min, s.max, s.n
+                            )
+                        })
+                        .unwrap_or_default();
                     Goal {
                         claim,
                         met: Some(met),
                         detail: format!(
-                            "proxy {} vs {name} {} ({:.2}×)",
+                            "proxy {} vs {name} {} ({:.2}×{per_round})",
                             fmt(o, m),
                             fmt(p, m),
                             o / p
@@ -410,6 +431,13 @@ mod tests {
         );
         assert_eq!(get("proxy p99").met, Some(true), "55 <= 60");
         assert_eq!(get("proxy CPU µs/conn").met, Some(true), "45 <= 50");
+        assert!(
+            get("proxy new conn/s")
+                .detail
+                .contains("round by round 0.95× (0.95–0.95, 1 rounds)"),
+            "{}",
+            get("proxy new conn/s").detail
+        );
         assert_eq!(
             r_best(Metric::CpuUsPerConn),
             Some((PathKind::HaproxyLc, 50.0)),
@@ -428,6 +456,17 @@ mod tests {
         let goals = r.goals();
         let get = |s: &str| goals.iter().find(|g| g.claim.contains(s)).unwrap().clone();
         assert_eq!(get("raw bulk 1 stream").met, None);
+        let mut r = report();
+        r.paths
+            .iter_mut()
+            .find(|p| p.path == PathKind::HaproxyLc)
+            .unwrap()
+            .problem("round 2: start failed".into());
+        assert_eq!(
+            r.paired(PathKind::Proxy, "haproxy-lc", Metric::ConnPerSec),
+            None,
+            "a missed round would misalign the samples"
+        );
         assert_eq!(get("proxy: no errors").met, Some(false));
     }
 

@@ -53,6 +53,22 @@ pub fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
     }
 }
 
+/// `a[i] / b[i]` round by round, summarised: two paths measured back to back in the
+/// same round share that round's disturbances (other load on the machine), so these
+/// ratios vary less than the ratio of two medians. `None` unless both have the same
+/// number of samples (one per round) and some base is nonzero.
+pub fn paired_ratios(a: &[f64], b: &[f64]) -> Option<Summary> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(&x, &y)| ratio(Some(x), Some(y)))
+        .collect();
+    Summary::of(&ratios)
+}
+
 /// The best of `candidates` (name, value): the largest when `higher_is_better`, else the
 /// smallest. Ties go to the first.
 pub fn best<'a>(
@@ -103,6 +119,19 @@ mod tests {
         assert_eq!(ratio(Some(5.0), Some(0.0)), None);
         assert_eq!(ratio(None, Some(1.0)), None);
         assert_eq!(ratio(Some(1.0), None), None);
+    }
+
+    #[test]
+    fn paired_ratios_go_round_by_round() {
+        // A slow second round slows both paths: per round the ratio stays 0.5.
+        let s = paired_ratios(&[5.0, 2.0, 6.0], &[10.0, 4.0, 12.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (0.5, 0.5, 0.5, 3));
+        assert_eq!(
+            paired_ratios(&[1.0, 2.0], &[1.0]),
+            None,
+            "rounds do not match"
+        );
+        assert_eq!(paired_ratios(&[1.0], &[0.0]), None, "no usable base");
     }
 
     #[test]
