@@ -93,6 +93,7 @@ pub fn parse_schedstat(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn schedstat_gives_the_run_time() {
@@ -103,16 +104,20 @@ mod tests {
 
     #[test]
     fn this_process_spends_cpu_time() {
+        use nix::time::{clock_gettime, ClockId};
+        let thread_cpu =
+            || Duration::from(clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap());
         let before = process_cpu_time(std::process::id()).unwrap();
+        // Spin until this thread itself has run 20 ms (however busy the machine is).
+        let start = thread_cpu();
         let mut x = 0u64;
-        let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_millis(30) {
+        while thread_cpu() - start < Duration::from_millis(20) {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         let spent = process_cpu_time(std::process::id()).unwrap() - before;
         assert!(
-            spent >= std::time::Duration::from_millis(10),
-            "30 ms of spinning counted as {spent:?}"
+            spent >= Duration::from_millis(19),
+            "20 ms of this thread's CPU counted as {spent:?}"
         );
     }
 
