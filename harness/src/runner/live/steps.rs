@@ -248,8 +248,12 @@ impl Run<'_> {
                     let _ = p.signal(Signal::Kill);
                     let _ = p.wait_exit(Duration::from_secs(2)).await;
                 }
+                // Timed before the start: the balancer may see the server up before
+                // `start_server` has returned.
+                let at = self.start.elapsed();
                 self.start_server(i).await?;
-                self.event(
+                self.event_at(
+                    at,
                     Some(step),
                     format!("restart {name}"),
                     Some(Mark::Server(i, action)),
@@ -264,10 +268,14 @@ impl Run<'_> {
                     ServerAction::Stop => (Signal::Stop, "stop"),
                     _ => (Signal::Cont, "cont"),
                 };
-                p.signal(signal)?;
-                // The fault happened now: detection is measured from here, however long
-                // the process then takes to be reaped and its output drained.
+                // Timed just before the signal: detection and recovery are measured from
+                // here, however long the process then takes to be reaped and its output
+                // drained, and the balancer's reaction can never be recorded before it (a
+                // health check waiting on a stopped server may pass the instant it is
+                // continued: 004 against raw once saw s1 up a moment before the cont's time,
+                // taken after the signal).
                 let at = self.start.elapsed();
+                p.signal(signal)?;
                 if action == ServerAction::Kill {
                     let _ = p.wait_exit(Duration::from_secs(2)).await;
                 }
