@@ -101,15 +101,43 @@ pub fn drop_rules(port: &str, fraction: f64) -> Result<[Vec<String>; 2], Firewal
     Ok([rule("--physdev-in"), rule("--physdev-out")])
 }
 
+/// br_netfilter's per-namespace switch that passes bridged IPv4 frames through iptables.
+const BRIDGE_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+/// All of br_netfilter's switches: while that module is loaded (by anything on the
+/// machine), a new namespace's bridges pass every frame through its iptables, ip6tables
+/// and arptables hooks.
+const BRIDGE_NETFILTER: [&str; 3] = [
+    BRIDGE_IPTABLES,
+    "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
+    "/proc/sys/net/bridge/bridge-nf-call-arptables",
+];
+
+/// Makes `lan`'s bridges forward frames as a plain switch does, without br_netfilter's
+/// hooks (a cost on every frame, for every path of the bench alike). Nothing to do when
+/// br_netfilter is not loaded (the switches do not exist). [`drop_fraction`] turns the
+/// IPv4 one back on.
+pub async fn bridges_skip_netfilter(lan: &Namespace) -> anyhow::Result<()> {
+    lan.run_async(|| {
+        for switch in BRIDGE_NETFILTER {
+            match std::fs::write(switch, "0") {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(|e| anyhow::anyhow!("cannot write {switch}: {e}"))?,
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await?
+    .with_context(|| format!("cannot turn bridge netfilter off in {}", lan.name))
+}
+
 /// Makes the bridges of `lan` pass their IPv4 frames through its iptables (the
 /// br_netfilter switch, per namespace), which [`drop_rules`] needs.
 async fn bridge_frames_through_iptables(lan: &Namespace) -> anyhow::Result<()> {
-    const SWITCH: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-    lan.run_async(|| std::fs::write(SWITCH, "1"))
+    lan.run_async(|| std::fs::write(BRIDGE_IPTABLES, "1"))
         .await?
         .with_context(|| {
             format!(
-                "cannot write {SWITCH} in {}: packet loss on a link needs br_netfilter \
+                "cannot write {BRIDGE_IPTABLES} in {}: packet loss on a link needs br_netfilter \
                  (modprobe br_netfilter)",
                 lan.name
             )

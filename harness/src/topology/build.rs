@@ -14,37 +14,10 @@ use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessa
 use super::{Host, Offloads, Topology};
 use crate::netns::{self, Namespace};
 
-/// The br_netfilter switches: while that module is loaded (by anything on the machine),
-/// a new namespace's bridges pass every frame through its iptables, ip6tables and
-/// arptables hooks, which a switch does not. `firewall` turns the IPv4 one back on where
-/// a scenario drops frames on a link.
-const BRIDGE_NETFILTER_SWITCHES: [&str; 3] = [
-    "/proc/sys/net/bridge/bridge-nf-call-iptables",
-    "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
-    "/proc/sys/net/bridge/bridge-nf-call-arptables",
-];
-
 /// How long a link may take to become operationally up before the build fails.
 const OPER_UP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Index of `lo` in every network namespace (LOOPBACK_IFINDEX in the kernel).
 const LOOPBACK_IFINDEX: u32 = 1;
-
-/// Makes `lan`'s bridges forward frames as a plain switch does, without the netfilter
-/// hooks br_netfilter adds (a cost on every frame, for every path of the bench alike).
-/// Nothing to do when br_netfilter is not loaded (the switches do not exist).
-async fn switch_frames_skip_netfilter(lan: &Namespace) -> anyhow::Result<()> {
-    lan.run_async(|| {
-        for switch in BRIDGE_NETFILTER_SWITCHES {
-            match std::fs::write(switch, "0") {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                other => other.map_err(|e| anyhow::anyhow!("cannot write {switch}: {e}"))?,
-            }
-        }
-        anyhow::Ok(())
-    })
-    .await?
-    .with_context(|| format!("cannot turn bridge netfilter off in {}", lan.name))
-}
 
 pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Handle::current();
@@ -85,8 +58,7 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
         }
     }));
     let ((), bridge_indexes) = futures::try_join!(async { loopbacks.await.map(|_| ()) }, bridges)?;
-    let lan_ns = topo.members.last().expect("lan member").ns.clone();
-    switch_frames_skip_netfilter(&lan_ns).await?;
+    crate::firewall::bridges_skip_netfilter(topo.lan()).await?;
 
     // 3. Veths: `p-<role>` in lan (enslaved, up), peer `ethX` straight into the host's
     //    namespace. One request each, pipelined on lan's socket.
