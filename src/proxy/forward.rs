@@ -6,8 +6,10 @@
 //! [`Mode::Splice`] moves bytes socket -> pipe -> socket with splice(2) (zero copy);
 //! [`Mode::Copy`] reads into a user-space buffer and writes it out.
 
+use std::cell::RefCell;
 use std::io::{self, Read as _};
 use std::net::Shutdown;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::{Interest, Ready};
@@ -16,17 +18,24 @@ use tokio::time::Instant;
 
 use super::splice::{Pipe, PIPE_CAPACITY};
 
-/// Buffer per direction in [`Mode::Copy`] once a read has filled the first one.
+/// Size of a read in [`Mode::Copy`]: of each worker thread's scratch buffer, and of the
+/// buffer a direction gets once its destination pushes back.
 pub const COPY_BUFFER: usize = 64 * 1024;
-/// First buffer per direction in [`Mode::Copy`].
-pub const FIRST_COPY_BUFFER: usize = 8 * 1024;
+
+thread_local! {
+    /// Where [`Mode::Copy`] reads land when they can be written out at once, with no
+    /// await in between: most sessions (requests, chat lines) then need no buffer of
+    /// their own, so no allocation and no zeroing per session. Zeroed once per thread.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; COPY_BUFFER]);
+}
 
 /// How bytes are moved between the two sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// splice(2) through a pipe per direction: no copy through user space.
     Splice,
-    /// read(2)/write(2) through a buffer per direction (8 KiB, 64 KiB once one fills).
+    /// recv(2)/send(2) through a per-thread scratch buffer; a direction whose destination
+    /// pushes back gets a 64 KiB buffer of its own.
     Copy,
 }
 
@@ -199,42 +208,86 @@ fn write_some(dst: &TcpStream, buf: &[u8], fin_follows: bool) -> io::Result<usiz
     })
 }
 
+/// What one [`pass_on`] did.
+#[derive(Debug)]
+struct Pass {
+    /// Bytes read (0: end of stream).
+    read: usize,
+    /// Of those, bytes already written to the destination.
+    sent: usize,
+    /// The read took everything up to the source's FIN (see [`drained_to_fin`]).
+    fin: bool,
+}
+
+/// One read from `src` into `buf`, then writes to `dst` until it is all out or `dst`
+/// would block. `None` when `src` had nothing after all (stale readiness).
+fn pass_on(
+    src: &TcpStream,
+    dst: &TcpStream,
+    buf: &mut [u8],
+    ready: Ready,
+) -> io::Result<Option<Pass>> {
+    let read = match read_and_clear(src, buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let fin = drained_to_fin(ready, read, buf.len());
+    let mut sent = 0;
+    while sent < read {
+        match write_some(dst, &buf[sent..read], fin) {
+            Ok(m) => sent += m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(Pass { read, sent, fin }))
+}
+
 async fn copy_half(
     src: &TcpStream,
     dst: &TcpStream,
     transfer: &Transfer,
     counter: &AtomicU64,
 ) -> io::Result<()> {
-    // Small first: most sessions (requests, chat lines) never fill it, and a big zeroed
-    // buffer per session costs time and cache. A read that fills it grows it once.
-    let mut buf = vec![0u8; FIRST_COPY_BUFFER];
+    // Reads go to the thread's scratch buffer while `dst` takes everything at once. The
+    // first time it does not, what is left moves to a buffer of this direction's own,
+    // which then takes every read (a destination that pushed back once is likely bulk:
+    // no copy per read from then on).
+    let mut own: Vec<u8> = Vec::new();
     loop {
-        let (n, fin) = loop {
-            let ready = src.ready(Interest::READABLE | Interest::ERROR).await?;
-            match read_and_clear(src, &mut buf) {
-                Ok(n) => break (n, drained_to_fin(ready, n, buf.len())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+        let ready = src.ready(Interest::READABLE | Interest::ERROR).await?;
+        let pass = if own.is_empty() {
+            SCRATCH.with_borrow_mut(|scratch| pass_on(src, dst, scratch, ready))?
+        } else {
+            pass_on(src, dst, &mut own, ready)?
         };
-        if n == 0 {
+        let Some(Pass { read, sent, fin }) = pass else {
+            continue;
+        };
+        if read == 0 {
             return end_of_stream(dst, transfer);
         }
-        transfer.record(counter, n);
-        let mut sent = 0;
-        while sent < n {
-            match write_some(dst, &buf[sent..n], fin) {
-                Ok(m) => sent += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+        transfer.record(counter, read);
+        let mut unsent: Range<usize> = sent..read;
+        if !unsent.is_empty() && own.is_empty() {
+            own = vec![0; COPY_BUFFER];
+            SCRATCH.with_borrow(|scratch| {
+                own[..unsent.len()].copy_from_slice(&scratch[unsent.clone()])
+            });
+            unsent = 0..unsent.len();
+        }
+        while !unsent.is_empty() {
+            dst.writable().await?;
+            match write_some(dst, &own[unsent.clone()], fin) {
+                Ok(m) => unsent.start += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
         if fin {
             // The read that would only return 0 is skipped (one syscall per direction).
             return end_of_stream(dst, transfer);
-        }
-        if n == buf.len() && buf.len() < COPY_BUFFER {
-            buf = vec![0u8; COPY_BUFFER];
         }
     }
 }
@@ -273,12 +326,12 @@ mod tests {
             result
         };
         let peers = async {
-            let big = vec![7u8; 1 << 20];
+            let big = pattern(1 << 20);
             client.write_all(&big).await.unwrap();
             client.shutdown().await.unwrap(); // FIN: client sends no more
             let mut got = Vec::new();
             backend.read_to_end(&mut got).await.unwrap();
-            assert_eq!(got.len(), big.len());
+            assert!(got == big, "bytes changed on the way");
             // The other direction still works after the client's FIN.
             backend.write_all(b"last words").await.unwrap();
             backend.shutdown().await.unwrap();
@@ -292,6 +345,43 @@ mod tests {
             (transfer.to_backend(), transfer.from_backend()),
             (1 << 20, 10)
         );
+    }
+
+    /// Bytes that show a lost, repeated or shifted chunk (unlike a constant fill).
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// The backend reads nothing until the client has sent far more than the socket
+    /// buffers hold: writes to it block, so the copy moves what it read from the thread's
+    /// scratch buffer to one of its own and goes on from there. Every byte arrives, in order.
+    #[tokio::test]
+    async fn a_destination_that_pushes_back_gets_every_byte_in_order() {
+        let ((mut client, proxy_client), (proxy_backend, mut backend)) = pairs().await;
+        let transfer = Transfer::new();
+        let run = async {
+            let result = forward(&proxy_client, &proxy_backend, Mode::Copy, &transfer).await;
+            drop((proxy_client, proxy_backend));
+            result
+        };
+        let big = pattern(16 << 20);
+        let send = async {
+            client.write_all(&big).await.unwrap();
+            client.shutdown().await.unwrap();
+            client // kept open until the backend has read everything
+        };
+        let receive = async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let mut got = Vec::new();
+            backend.read_to_end(&mut got).await.unwrap();
+            backend.shutdown().await.unwrap();
+            got
+        };
+        let (result, got, _client) = tokio::join!(run, receive, send);
+        result.unwrap();
+        assert_eq!(got.len(), big.len());
+        assert!(got == big, "bytes changed on the way");
+        assert_eq!(transfer.to_backend(), big.len() as u64);
     }
 
     #[tokio::test]
