@@ -2,7 +2,8 @@
 //!
 //! [`NsProcess::spawn`] starts a command in a namespace; every stdout and stderr line is
 //! recorded with the time it arrived (a transcript the runner asserts on); stdin takes
-//! lines. Dropping an `NsProcess` kills it (SIGKILL) and reaps it, so no process
+//! lines. [`NsProcess::spawn_with_output_file`] sends both streams to a file instead
+//! (the bench's balancers, which print a line per connection). Dropping an `NsProcess` kills it (SIGKILL) and reaps it, so no process
 //! outlives its run. Children also carry `PR_SET_PDEATHSIG = SIGKILL` (see
 //! [`Namespace::command`]): spawn them from a long-lived thread.
 
@@ -85,6 +86,8 @@ pub struct NsProcess {
     exit: Option<ExitStatus>,
     /// What was started, for error messages.
     label: String,
+    /// Where stdout and stderr go instead of the transcript, if they do.
+    output_file: Option<std::path::PathBuf>,
 }
 
 impl NsProcess {
@@ -135,7 +138,71 @@ impl NsProcess {
             readers,
             exit: None,
             label,
+            output_file: None,
         })
+    }
+
+    /// Like [`NsProcess::spawn`], but stdout and stderr are appended to `output` (created
+    /// if missing) instead of read into the transcript: for a process that prints a line
+    /// per connection under load, whose reading would cost the harness's CPU (the bench's
+    /// load core). [`NsProcess::output_tail`] reads the file; the transcript stays empty.
+    pub async fn spawn_with_output_file(
+        ns: &Namespace,
+        program: &std::path::Path,
+        args: &[String],
+        output: &std::path::Path,
+    ) -> anyhow::Result<NsProcess> {
+        let label = format!("{} {} (in {})", program.display(), args.join(" "), ns.name);
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(output)
+                .with_context(|| {
+                    format!("cannot open {} for the output of {label}", output.display())
+                })
+        };
+        let mut child = ns
+            .command(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(open()?)
+            .stderr(open()?)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {label}"))?;
+        let pid = child.id().context("child has no pid")?;
+        let (changed, _) = watch::channel(0);
+        Ok(NsProcess {
+            stdin: child.stdin.take(),
+            child,
+            pid,
+            transcript: Arc::new(Transcript {
+                lines: Mutex::new(Vec::new()),
+                changed,
+            }),
+            readers: Vec::new(),
+            exit: None,
+            label,
+            output_file: Some(output.to_path_buf()),
+        })
+    }
+
+    /// The last `n` lines the process printed (stdout and stderr), from the transcript or
+    /// the output file; an unreadable file gives one line saying so.
+    pub fn output_tail(&self, n: usize) -> Vec<String> {
+        let all: Vec<String> = match &self.output_file {
+            None => self.transcript().into_iter().map(|l| l.text).collect(),
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(String::from)
+                    .collect(),
+                Err(e) => vec![format!("(cannot read {}: {e})", path.display())],
+            },
+        };
+        let skip = all.len().saturating_sub(n);
+        all.into_iter().skip(skip).collect()
     }
 
     /// The process id.

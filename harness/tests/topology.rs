@@ -516,6 +516,25 @@ async fn ns_process_transcript_stdin_and_signals() {
         "signalling an exited process is an error"
     );
 
+    // Output into a file: both streams appended in the order written, the transcript
+    // left empty, the tail read back from the file.
+    let file = std::env::temp_dir().join(format!("l4lb-output-test-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let mut f = NsProcess::spawn_with_output_file(
+        ns,
+        "sh".as_ref(),
+        &["-c".into(), "echo one; echo two >&2; echo three".into()],
+        &file,
+    )
+    .await
+    .unwrap();
+    let status = f.wait_exit(Duration::from_secs(3)).await.unwrap().unwrap();
+    assert!(status.success());
+    assert_eq!(f.output_tail(2), ["two", "three"]);
+    assert_eq!(f.output_tail(10), ["one", "two", "three"]);
+    assert!(f.transcript().is_empty());
+    std::fs::remove_file(&file).unwrap();
+
     // stop(): TERM ignored -> KILL after the grace period.
     let mut stubborn = NsProcess::spawn(
         ns,

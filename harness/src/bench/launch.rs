@@ -128,14 +128,7 @@ impl ActivePath {
         let Some(p) = &self.process else {
             return String::from("(no process)");
         };
-        let lines = p.transcript();
-        let tail: Vec<_> = lines
-            .iter()
-            .rev()
-            .take(5)
-            .rev()
-            .map(|l| l.text.as_str())
-            .collect();
+        let tail = p.output_tail(5);
         format!("last output of {}: {}", self.kind.name(), tail.join(" | "))
     }
 
@@ -310,7 +303,9 @@ async fn spawn_balancer(
         }
         None => (program, args),
     };
-    NsProcess::spawn(&env.lb, &program, &args)
+    // Into a file, as in a deployment: read by the harness, a line per session (the l4lb
+    // balancers log each) would cost the load core and slow only the paths that print.
+    NsProcess::spawn_with_output_file(&env.lb, &program, &args, &dir.join("output.log"))
         .await
         .with_context(|| format!("starting {} ({})", kind.name(), program.display()))
 }
