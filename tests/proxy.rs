@@ -138,6 +138,11 @@ struct Proxy {
 
 impl Proxy {
     fn start(backends: &[&Backend], extra: &[&str]) -> Self {
+        Self::start_logging(backends, extra, "debug")
+    }
+
+    /// Like [`Proxy::start`], with `RUST_LOG` set to `level`.
+    fn start_logging(backends: &[&Backend], extra: &[&str], level: &str) -> Self {
         let mut args: Vec<String> = vec!["proxy".into(), "--listen".into(), "127.0.0.1:0".into()];
         for b in backends {
             args.push("--backend".into());
@@ -147,7 +152,7 @@ impl Proxy {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_l4lb"))
             .args(&args)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -301,6 +306,42 @@ async fn three_backends() -> (Backend, Backend, Backend) {
 
 fn names(clients: &[Client]) -> Vec<&str> {
     clients.iter().map(|c| c.backend.as_str()).collect()
+}
+
+/// At the default level an ordinary close is not logged unless `--log-sessions` asks for
+/// an access log; an idle-timeout close always is. One worker, so the lines come in the
+/// order the sessions closed: the idle close, logged last, shows the earlier line is not
+/// just late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_closes_are_logged_at_info_only_with_log_sessions() {
+    let backend = Backend::start("s1", [127, 0, 0, 31]).await;
+    for (flag, want) in [(None, 0), (Some("--log-sessions"), 1)] {
+        let mut extra = vec!["--workers", "1", "--idle-timeout", "500ms"];
+        extra.extend(flag);
+        let proxy = Proxy::start_logging(&[&backend], &extra, "info");
+        let mut done = join(&proxy).await;
+        done.say("hello").await;
+        drop(done);
+        proxy
+            .wait_metric("l4lb_proxy_sessions_closed_total{reason=\"done\"}", 1.0)
+            .await;
+        let _idle = join(&proxy).await;
+        let deadline = Instant::now() + WAIT;
+        while !proxy
+            .logged("session closed")
+            .iter()
+            .any(|v| v["reason"] == "idle_timeout")
+        {
+            assert!(Instant::now() < deadline, "the idle close was not logged");
+            sleep(Duration::from_millis(20)).await;
+        }
+        let done_lines = proxy
+            .logged("session closed")
+            .iter()
+            .filter(|v| v["reason"] == "done")
+            .count();
+        assert_eq!(done_lines, want, "with {flag:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

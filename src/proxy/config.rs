@@ -55,6 +55,12 @@ pub struct ProxyArgs {
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+    /// An access log: one info line per closed session (client, backend, bytes, duration).
+    /// Without it only unusual closes (idle timeout, error, shutdown) are logged at info,
+    /// ordinary ones at debug: formatting a line per session costs about 3% of the CPU
+    /// per connection.
+    #[arg(long)]
+    pub log_sessions: bool,
     /// Stats endpoint.
     #[command(flatten)]
     pub admin: AdminArgs,
@@ -87,6 +93,8 @@ pub struct ProxyConfig {
     pub thresholds: Thresholds,
     /// Stats endpoint address, if any.
     pub admin: Option<SocketAddr>,
+    /// Every session's close is logged at info, not only unusual ones.
+    pub log_sessions: bool,
 }
 
 impl ProxyArgs {
@@ -125,6 +133,7 @@ impl ProxyArgs {
             grace: parse_duration("--grace", &self.grace)?,
             forward: self.forward,
             admin: self.admin.resolve()?,
+            log_sessions: self.log_sessions,
             backends,
             check,
             thresholds,

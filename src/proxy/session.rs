@@ -52,7 +52,8 @@ pub async fn run(
         }
     };
     let backend_addr = guard.backend().addr;
-    // Debug: the close event (info) carries client, backend, bytes and duration.
+    // Debug: the close event carries client, backend, bytes and duration (info for
+    // unusual closes, and for all with --log-sessions).
     tracing::debug!(client = %peer, backend = %backend_addr, "session opened");
     ctx.stats.opened();
 
@@ -78,15 +79,25 @@ pub async fn run(
     ctx.pool.add_bytes(guard.id(), up, down);
     ctx.stats.closed(how);
     let duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(
-        client = %peer,
-        backend = %backend_addr,
-        reason = how.as_str(),
-        bytes_to_backend = up,
-        bytes_from_backend = down,
-        duration_ms,
-        "session closed"
-    );
+    macro_rules! session_closed {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                client = %peer,
+                backend = %backend_addr,
+                reason = how.as_str(),
+                bytes_to_backend = up,
+                bytes_from_backend = down,
+                duration_ms,
+                "session closed"
+            )
+        };
+    }
+    if how != Close::Done || ctx.config.log_sessions {
+        session_closed!(tracing::Level::INFO);
+    } else {
+        session_closed!(tracing::Level::DEBUG);
+    }
 }
 
 /// Returns once no byte has moved for `timeout`.
