@@ -426,6 +426,53 @@ async fn sweep_removes_dead_runs_but_not_live_ones() {
     assert_eq!(namespaces_with(live.prefix()).len(), 6);
 }
 
+/// The bench ends the TIME_WAIT sockets a path left: made here by closing the connecting
+/// side first, on the namespace's loopback, then counted by `ss` before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_wait_sockets_are_cleared() {
+    if !root_or_skip("time_wait_sockets_are_cleared") {
+        return;
+    }
+    let topo = Topology::build(&TopologySpec {
+        rst_drop: false,
+        ..TopologySpec::default()
+    })
+    .await
+    .unwrap();
+    let ns = topo.namespace(Host::Client(0));
+    ns.run(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        for _ in 0..5 {
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            drop(client); // FIN first: this side ends in TIME_WAIT
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(&mut &accepted, &mut rest).unwrap();
+        }
+    })
+    .unwrap();
+    let count = || async {
+        ns.run_tool("ss", &["-H", "-t", "state", "time-wait"], "iproute2")
+            .await
+            .unwrap()
+            .lines()
+            .count()
+    };
+    // The accepted sockets close as `accepted` drops; give their FINs a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while count().await < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no TIME_WAIT sockets made"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    l4lb_harness::bench::launch::clear_time_wait(ns)
+        .await
+        .unwrap();
+    assert_eq!(count().await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ns_process_transcript_stdin_and_signals() {
     if !root_or_skip("ns_process_transcript_stdin_and_signals") {

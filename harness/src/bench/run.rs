@@ -149,7 +149,8 @@ async fn measure(
             .to_string(),
         format!(
             "client and lb namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range {CLIENT_PORTS} \
-             (client) / {LB_PORTS} (lb), for every path alike"
+             (client) / {LB_PORTS} (lb), for every path alike; when a path stops, the \
+             TIME_WAIT sockets it left there are ended (ss -K), so no path inherits another's"
         ),
     ];
     if let Some(iptables) = &tools.iptables {
