@@ -21,6 +21,17 @@ fn namespaces_with(prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The default topology without the lb's RST-drop rule: for tests of plain traffic and
+/// processes, where that rule plays no part.
+async fn topology_without_rst_drop() -> Topology {
+    Topology::build(&TopologySpec {
+        rst_drop: false,
+        ..TopologySpec::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// Listens on `port` inside `server`, connects from `client`, and checks one echo
 /// round trip; returns the peer address the server saw.
 fn tcp_round_trip(
@@ -433,12 +444,7 @@ async fn time_wait_sockets_are_cleared() {
     if !root_or_skip("time_wait_sockets_are_cleared") {
         return;
     }
-    let topo = Topology::build(&TopologySpec {
-        rst_drop: false,
-        ..TopologySpec::default()
-    })
-    .await
-    .unwrap();
+    let topo = topology_without_rst_drop().await;
     let ns = topo.namespace(Host::Client(0));
     ns.run(|| {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -478,12 +484,7 @@ async fn ns_process_transcript_stdin_and_signals() {
     if !root_or_skip("ns_process_transcript_stdin_and_signals") {
         return;
     }
-    let topo = Topology::build(&TopologySpec {
-        rst_drop: false,
-        ..TopologySpec::default()
-    })
-    .await
-    .unwrap();
+    let topo = topology_without_rst_drop().await;
     let ns = topo.namespace(Host::Server(0));
     // The process runs inside the namespace: it sees s1's address.
     let script = "ip -4 -o addr show dev eth0; echo oops >&2; \
@@ -666,12 +667,7 @@ async fn faults_drop_rate_limit_and_netem_detection() {
         return;
     }
     use l4lb_harness::faults;
-    let topo = Topology::build(&TopologySpec {
-        rst_drop: false,
-        ..TopologySpec::default()
-    })
-    .await
-    .unwrap();
+    let topo = topology_without_rst_drop().await;
     let s1 = topo.namespace(Host::Server(0)).clone();
     let client = topo.namespace(Host::Client(0)).clone();
     let target = SocketAddrV4::new(topo.addr(Host::Server(0)), 7500);
