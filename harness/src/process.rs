@@ -3,9 +3,10 @@
 //! [`NsProcess::spawn`] starts a command in a namespace; every stdout and stderr line is
 //! recorded with the time it arrived (a transcript the runner asserts on); stdin takes
 //! lines. [`NsProcess::spawn_with_output_file`] sends both streams to a file instead
-//! (the bench's balancers, which print a line per connection). Dropping an `NsProcess` kills it (SIGKILL) and reaps it, so no process
-//! outlives its run. Children also carry `PR_SET_PDEATHSIG = SIGKILL` (see
-//! [`Namespace::command`]): spawn them from a long-lived thread.
+//! (the bench's balancers, which may print a line per connection). Dropping an
+//! `NsProcess` kills it (SIGKILL) and reaps it, so no process outlives its run. Children
+//! also carry `PR_SET_PDEATHSIG = SIGKILL` (see [`Namespace::command`]): spawn them from a
+//! long-lived thread.
 
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};

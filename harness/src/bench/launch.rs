@@ -336,8 +336,8 @@ async fn spawn_balancer(
         }
         None => (program, args),
     };
-    // Into a file, as in a deployment: read by the harness, a line per session (the l4lb
-    // balancers log each) would cost the load core and slow only the paths that print.
+    // Into a file, as in a deployment: read by the harness, a line per connection (`l4lb
+    // raw` logs each flow) would cost the load core and slow only the paths that print.
     NsProcess::spawn_with_output_file(&env.lb, &program, &args, &dir.join("output.log"))
         .await
         .with_context(|| format!("starting {} ({})", kind.name(), program.display()))
