@@ -68,7 +68,7 @@ impl Drop for Batch {
 }
 
 /// From now on this thread's log lines are collected and written together by
-/// [`flush_batch`] (call it whenever the thread goes idle) or once [`BATCH_BYTES`] have
+/// [`flush_batch`] (call it whenever the thread goes idle) or once 16 KiB (`BATCH_BYTES`) have
 /// gathered: one write(2) for many lines on a busy event loop. Lines are never lost: a
 /// batch left at thread exit is written then.
 pub fn batch_this_thread() {

@@ -12,7 +12,7 @@
 //! - [`scenario`]: the scenario file model, its parser and validation.
 //! - [`runner`]: runs one scenario against one balancer and collects evidence.
 //! - [`report`]: Markdown, JSON and SVG reports of a run.
-//! - [`bench`]: `l4lb bench`, balancers against direct, kernel NAT, HAProxy, nginx.
+//! - [`mod@bench`]: `l4lb bench`, balancers against direct, kernel NAT, HAProxy, nginx.
 //! - [`commands`]: the `l4lb` subcommands that belong to the harness.
 #![warn(missing_docs)]
 

@@ -22,7 +22,7 @@ pub const NETNS_DIR: &str = "/run/netns";
 pub struct Namespace {
     /// Full name, as `ip netns list` shows it.
     pub name: String,
-    /// Path of the bind mount, e.g. /run/netns/<name>.
+    /// Path of the bind mount, e.g. `/run/netns/<name>`.
     pub path: PathBuf,
 }
 
@@ -61,7 +61,7 @@ impl Namespace {
     /// Opens the namespace as a netns-rs handle (the crate's `NetNs`), whose `enter`
     /// switches the calling thread into it.
     ///
-    /// Creation stays in [`create`]: netns-rs creates a namespace on a thread that exits
+    /// Creation stays in `create`: netns-rs creates a namespace on a thread that exits
     /// at once (we need that thread to open the netlink socket too), and reuses an
     /// existing name instead of failing.
     pub fn handle(&self) -> anyhow::Result<netns_rs::NetNs> {

@@ -9,7 +9,7 @@
 //! - [`configs`]: kernel NAT rules, HAProxy and nginx configurations (pure).
 //! - [`launch`]: starting, probing and stopping one path in the balancer's namespace.
 //! - [`cpu`]: CPU placement (balancer on one core, load and backends on the other).
-//! - [`run`]: the run itself: topology, tuning, interleaved rounds, teardown.
+//! - [`mod@run`]: the run itself: topology, tuning, interleaved rounds, teardown.
 //! - [`stats`], [`results`], [`report`], [`svg`]: medians and spreads, samples, the
 //!   Markdown/JSON report with ratios and goals, the bar chart.
 
