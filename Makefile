@@ -50,6 +50,7 @@ bench: bench-deps build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
 
 clean:
 	-./target/release/l4lb cleanup 2>/dev/null || ./target/debug/l4lb cleanup 2>/dev/null
