@@ -4,7 +4,7 @@ CARGO ?= cargo
 export INSTA_UPDATE ?= no
 export CI ?= true
 
-.PHONY: deps bench-deps build run test unit bench clean lint
+.PHONY: deps bench-deps build run test unit bench clean lint fuzz
 
 ## deps: install what a bare Debian machine lacks (iproute2, iptables, ethtool)
 deps:
@@ -46,6 +46,14 @@ unit:
 
 bench: bench-deps build
 	./target/release/l4lb bench --out target/l4lb-bench
+
+## fuzz: every fuzz target for FUZZ_SECONDS each (nightly + cargo-fuzz; seeds from the suite)
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && mkdir -p corpus/parse_rewrite corpus/scenario_parse && \
+	cargo +nightly fuzz run parse_rewrite corpus/parse_rewrite -- -max_total_time=$(FUZZ_SECONDS) && \
+	cargo +nightly fuzz run scenario_parse corpus/scenario_parse ../scenarios ../tests/bad-scenarios \
+	  -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -47,9 +47,7 @@ impl ScenarioError {
             column,
             message: message.into(),
             expected,
-            source_line: source[line_start..line_end]
-                .trim_end_matches('\r')
-                .to_string(),
+            source_line: displayable(&source[line_start..line_end]),
             width,
         }
     }
@@ -66,6 +64,23 @@ impl ScenarioError {
             width: 1,
         }
     }
+}
+
+/// A source line as shown under an error: the `\r` of a CRLF ending removed, other control
+/// characters but tab as their Unicode pictures (`\r` as `␍`: printed raw, a stray one
+/// would move the terminal's cursor back over the line). One character for one, so the
+/// caret's column still lines up.
+fn displayable(line: &str) -> String {
+    line.strip_suffix('\r')
+        .unwrap_or(line)
+        .chars()
+        .map(|c| match c {
+            '\t' => c,
+            c if u32::from(c) < 0x20 => char::from_u32(0x2400 + u32::from(c)).unwrap_or('?'),
+            '\u{7f}' => '\u{2421}',
+            c => c,
+        })
+        .collect()
 }
 
 impl fmt::Display for ScenarioError {
@@ -88,7 +103,7 @@ impl fmt::Display for ScenarioError {
             f,
             "{:gutter$} | {}{}",
             "",
-            " ".repeat(self.column - 1),
+            caret_indent(&self.source_line, self.column),
             "^".repeat(self.width)
         )?;
         if let Some(expected) = &self.expected {
@@ -96,6 +111,16 @@ impl fmt::Display for ScenarioError {
         }
         Ok(())
     }
+}
+
+/// What goes before the caret of an error at `column` (1-based) of `line`: a space per
+/// character, a tab per tab, so the caret lands under its character either way.
+fn caret_indent(line: &str, column: usize) -> String {
+    line.chars()
+        .chain(std::iter::repeat(' '))
+        .take(column.saturating_sub(1))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect()
 }
 
 impl std::error::Error for ScenarioError {}
