@@ -74,7 +74,7 @@ pub fn render(outcome: &RunOutcome) -> String {
         .joins
         .iter()
         .filter(|j| !matches!(j.outcome, crate::runner::JoinOutcome::Placed { .. }))
-        .map(|j| format!("{} ({:?})", j.client, j.outcome))
+        .map(|j| format!("{} ({})", j.client, j.outcome))
         .collect();
     if !refused.is_empty() {
         let _ = writeln!(s, "\nNot placed: {}", refused.join(", "));

@@ -29,6 +29,18 @@ pub enum JoinOutcome {
     },
 }
 
+/// As a reader of a report wants it: `placed on s2`, `refused: connection refused`,
+/// `not placed: ...`.
+impl std::fmt::Display for JoinOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinOutcome::Placed { server } => write!(f, "placed on {}", server_name(*server)),
+            JoinOutcome::Refused { how } => write!(f, "refused: {how}"),
+            JoinOutcome::Unplaced { why } => write!(f, "not placed: {why}"),
+        }
+    }
+}
+
 /// One join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JoinRecord {

@@ -379,3 +379,31 @@ fn a_line_is_not_taken_for_a_longer_line_it_starts() {
     };
     assert_eq!(ev.receivers(&say), vec!["c".to_string()]);
 }
+
+#[test]
+fn a_report_says_in_words_why_a_client_was_not_placed() {
+    let (s, mut ev) = crash_evidence(ms(650), false);
+    ev.joins.push(JoinRecord {
+        client: "x1".into(),
+        at: ms(3000),
+        settled: ms(3000),
+        outcome: JoinOutcome::Refused {
+            how: "connection refused".into(),
+        },
+    });
+    ev.joins.push(JoinRecord {
+        client: "x2".into(),
+        at: ms(3100),
+        settled: ms(5100),
+        outcome: JoinOutcome::Unplaced {
+            why: "no server saw it in 2s".into(),
+        },
+    });
+    let md = crate::report::markdown::render(&outcome(&s, ev));
+    assert!(
+        md.contains(
+            "Not placed: x1 (refused: connection refused), x2 (not placed: no server saw it in 2s)"
+        ),
+        "{md}"
+    );
+}
