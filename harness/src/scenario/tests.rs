@@ -169,3 +169,14 @@ fn mutated_scenario_files_never_panic_and_every_error_is_located() {
         "most mutations are rejected: {rejected}"
     );
 }
+
+#[test]
+fn layout_and_offloads_are_shown_as_the_file_names_them() {
+    for (layout, offloads) in [("lan", "default"), ("routed", "off")] {
+        let text =
+            format!("{MINIMAL}[topology]\nlayout = \"{layout}\"\noffloads = \"{offloads}\"\n");
+        let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.topology.layout.to_string(), layout);
+        assert_eq!(s.topology.offloads.to_string(), offloads);
+    }
+}

@@ -69,6 +69,26 @@ pub enum Offloads {
     Off,
 }
 
+/// The name a scenario file uses (`layout = "lan"`), so a report reads like the file.
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::Lan => "lan",
+            Layout::Routed => "routed",
+        })
+    }
+}
+
+/// The name a scenario file uses (`offloads = "off"`), so a report reads like the file.
+impl std::fmt::Display for Offloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Offloads::Default => "default",
+            Offloads::Off => "off",
+        })
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologySpec {

@@ -196,7 +196,7 @@ impl Run<'_> {
         let lb = self.topo.addr(Host::Lb);
         let mut lines = vec![
             format!(
-                "layout {:?}, subnet {}/24, MTU {}, offloads {:?}",
+                "layout {}, subnet {}/24, MTU {}, offloads {}",
                 t.layout,
                 t.subnet,
                 t.mtu.map_or("default".into(), |m| m.to_string()),
