@@ -111,6 +111,26 @@ fn every_installed_path_moves_bytes_without_error_or_loss() {
                 p["per_server"]
             );
         }
+        // Ours balance as they claim: raw's round robin gives each server the same count
+        // give or take the connections still in flight when the workload stopped (the
+        // bench keeps 50), the proxy's least connections at least half the mean each.
+        let counts: Vec<u64> = p["per_server"]
+            .as_array()
+            .map(|s| s.iter().filter_map(|n| n.as_u64()).collect())
+            .unwrap_or_default();
+        let (min, max) = (
+            counts.iter().copied().min().unwrap_or(0),
+            counts.iter().copied().max().unwrap_or(0),
+        );
+        let mean = counts.iter().sum::<u64>() / counts.len().max(1) as u64;
+        match name {
+            "raw" => assert!(max - min <= 50, "raw round robin uneven: {counts:?}"),
+            "proxy" => assert!(
+                2 * min >= mean,
+                "proxy least connections uneven: {counts:?}"
+            ),
+            _ => {}
+        }
     }
     assert!(run.status.success(), "ours were not clean\n{context}");
 }

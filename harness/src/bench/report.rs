@@ -146,7 +146,10 @@ impl BenchReport {
                     met: Some(p.clean()),
                     detail: format!(
                         "{} errors, {} lost bytes, {} server errors, {} bytes moved",
-                        p.errors, p.lost_bytes, p.server_errors, p.bytes_moved
+                        p.errors,
+                        p.lost_bytes,
+                        p.server_errors,
+                        thousands(p.bytes_moved)
                     ),
                 },
                 Some(p) => Goal {
@@ -254,10 +257,14 @@ impl BenchReport {
             .filter(|p| !p.per_server.is_empty())
             .collect();
         if !distributed.is_empty() {
-            md.push_str("\n## Responses per server (request workloads)\n\n");
+            md.push_str(
+                "\n## New connections per server\n\nThe new-connection workload, one request \
+                 per connection: each is one balancing decision (round robin: even; \
+                 least connections: close to even).\n\n",
+            );
         }
         for p in distributed {
-            let d: Vec<String> = p.per_server.iter().map(u64::to_string).collect();
+            let d: Vec<String> = p.per_server.iter().map(|&n| thousands(n)).collect();
             md.push_str(&format!("- {}: {}\n", p.path.name(), d.join(" / ")));
         }
         md
@@ -324,20 +331,25 @@ pub(crate) fn short(s: &str) -> String {
 
 fn fmt(v: f64, m: Metric) -> String {
     let d = m.decimals();
-    let s = format!("{v:.d$}");
     // Thousands separators for big integers (conn/s, req/s).
     if d == 0 && v.abs() >= 1_000.0 {
-        let digits: Vec<char> = s.chars().collect();
-        let mut out = String::new();
-        for (i, c) in digits.iter().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 && c.is_ascii_digit() {
-                out.push(',');
-            }
-            out.push(*c);
-        }
-        return out;
+        let sign = if v < 0.0 { "-" } else { "" };
+        return format!("{sign}{}", thousands(v.abs().round() as u64));
     }
-    s
+    format!("{v:.d$}")
+}
+
+/// `n` with a comma between groups of three digits: 15,935,206,656.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn cell(s: Summary, m: Metric) -> String {
@@ -369,6 +381,17 @@ mod tests {
     use super::*;
     use crate::bench::load::{LoadOutcome, Workload};
     use std::time::Duration;
+
+    #[test]
+    fn big_numbers_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(15_935_206_656), "15,935,206,656");
+        assert_eq!(fmt(9_048.4, Metric::ConnPerSec), "9,048");
+        assert_eq!(fmt(-123_456.0, Metric::ConnPerSec), "-123,456");
+        assert_eq!(fmt(11.234, Metric::Bulk1Gbps), "11.23");
+    }
 
     fn measured(kind: PathKind, bulk: &[f64], conn: &[f64], p99: &[f64]) -> PathResult {
         let mut p = PathResult::new(kind, PathStatus::Measured);
@@ -537,6 +560,15 @@ mod tests {
             !p.samples.contains_key(&Metric::CpuUsPerReq),
             "nothing completed: no per-request figure"
         );
+        // Kept connections are not balancing decisions: not counted per server.
+        let kept = LoadOutcome {
+            elapsed: Duration::from_secs(1),
+            requests: 900,
+            per_server: vec![900, 0, 0],
+            ..Default::default()
+        };
+        p.add(Workload::Keep { concurrency: 1 }, &kept, 0);
+        p.add(Workload::Latency, &kept, 0);
         assert_eq!(
             (p.errors, p.lost_bytes, p.per_server.clone()),
             (1, 64, vec![100, 100, 100])

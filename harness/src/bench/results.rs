@@ -166,7 +166,9 @@ pub struct PathResult {
     pub requests: u64,
     /// Connections established.
     pub connections: u64,
-    /// Responses per server (request workloads).
+    /// New connections per server, from the new-connection workload alone: one request
+    /// each, so each is one balancing decision (kept connections and the latency workload's
+    /// single connection would weigh a few choices by how fast their server answered).
     pub per_server: Vec<u64>,
     /// The first few problems, for a person to read.
     pub problems: Vec<String>,
@@ -209,7 +211,7 @@ impl PathResult {
         if self.per_server.len() < outcome.per_server.len() {
             self.per_server.resize(outcome.per_server.len(), 0);
         }
-        if !matches!(workload, Workload::Bulk { .. }) {
+        if matches!(workload, Workload::Connect { .. }) {
             for (t, n) in self.per_server.iter_mut().zip(&outcome.per_server) {
                 *t += n;
             }
