@@ -64,12 +64,7 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
     //    namespace. One request each, pipelined on lan's socket.
     let mtu = topo.spec.mtu;
     let veths = topo.plan.links.iter().map(|link| {
-        let host_i = topo
-            .plan
-            .hosts
-            .iter()
-            .position(|&h| h == link.host)
-            .expect("host");
+        let host_i = topo.index(link.host).expect("host");
         let ns = topo.members[host_i].ns.clone();
         let bridge_i = topo
             .plan
@@ -96,12 +91,7 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
 
     // 4. Addresses and routes inside every host namespace, concurrently.
     let configure = topo.plan.links.iter().map(|link| {
-        let host_i = topo
-            .plan
-            .hosts
-            .iter()
-            .position(|&h| h == link.host)
-            .expect("host");
+        let host_i = topo.index(link.host).expect("host");
         let handle = handles[host_i].clone();
         async move {
             let index = link_index(&handle, &link.host_if).await?;
