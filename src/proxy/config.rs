@@ -12,6 +12,8 @@ use super::forward::Mode;
 
 /// Default listen address: the original's port 20000 on all addresses.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:20000";
+/// `--max-sessions` when none is given (lowered if the descriptor limit holds fewer).
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Largest `--max-sessions` accepted.
 pub const MAX_SESSIONS_LIMIT: usize = 1_000_000;
 
@@ -37,8 +39,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub idle_timeout: String,
     /// Most concurrent sessions; further clients are accepted and closed at once.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub max_sessions: usize,
+    /// Default: 10000, or fewer if the descriptor limit (`ulimit -n`, raised to its hard
+    /// limit at start) holds fewer: 2 descriptors a session, 6 with splice.
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
     /// On SIGTERM/SIGINT, how long open sessions may go on before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub grace: String,
@@ -81,6 +85,9 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Concurrent session limit.
     pub max_sessions: usize,
+    /// Whether `max_sessions` was given (kept even if the descriptors do not fit it) or is
+    /// the default (lowered to fit them, see [`super::limits`]).
+    pub max_sessions_given: bool,
     /// Drain time on shutdown.
     pub grace: Duration,
     /// Forwarding method.
@@ -108,10 +115,10 @@ impl ProxyArgs {
                 self.connect_attempts
             )));
         }
-        if self.max_sessions == 0 || self.max_sessions > MAX_SESSIONS_LIMIT {
+        let max_sessions = self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+        if max_sessions == 0 || max_sessions > MAX_SESSIONS_LIMIT {
             return Err(UsageError::new(format!(
-                "--max-sessions must be from 1 to {MAX_SESSIONS_LIMIT}, got {}",
-                self.max_sessions
+                "--max-sessions must be from 1 to {MAX_SESSIONS_LIMIT}, got {max_sessions}"
             )));
         }
         let workers = match self.workers {
@@ -129,7 +136,8 @@ impl ProxyArgs {
             connect_timeout: parse_duration("--connect-timeout", &self.connect_timeout)?,
             connect_attempts: (self.connect_attempts as usize).min(backends.len()),
             idle_timeout: parse_duration("--idle-timeout", &self.idle_timeout)?,
-            max_sessions: self.max_sessions,
+            max_sessions,
+            max_sessions_given: self.max_sessions.is_some(),
             grace: parse_duration("--grace", &self.grace)?,
             forward: self.forward,
             admin: self.admin.resolve()?,
@@ -182,6 +190,10 @@ mod tests {
         assert!(c.workers >= 1);
         assert_eq!(c.admin, None);
         assert_eq!(c.backends.len(), 2);
+        assert_eq!(
+            (c.max_sessions, c.max_sessions_given),
+            (DEFAULT_MAX_SESSIONS, false)
+        );
     }
 
     #[test]
@@ -207,6 +219,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.idle_timeout, Duration::from_millis(250));
         assert_eq!((c.max_sessions, c.forward, c.workers), (5, Mode::Splice, 3));
+        assert!(c.max_sessions_given);
         assert_eq!(c.grace, Duration::from_secs(1));
     }
 

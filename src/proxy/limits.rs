@@ -1,6 +1,8 @@
 //! The descriptor budget: each session holds two sockets (plus two pipes with splice), so
 //! `--max-sessions` needs a matching RLIMIT_NOFILE. The soft limit is raised to the hard
-//! one at start; if that is still too low, a warning says what to change.
+//! one at start. If that still holds too few, the default session limit is lowered to fit
+//! (a default should work as it is), while one the user gave is kept and a warning says
+//! what to change.
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
@@ -22,15 +24,33 @@ pub fn needed(max_sessions: usize, mode: Mode) -> u64 {
     max_sessions as u64 * per_session(mode) + RESERVE
 }
 
-/// Raises the soft descriptor limit to the hard one and warns if `max_sessions` still
-/// does not fit (sessions beyond it would fail to accept or connect).
-pub fn ensure_descriptors(max_sessions: usize, mode: Mode) {
+/// Sessions that `descriptors` can hold (at least one).
+pub fn fits(descriptors: u64, mode: Mode) -> usize {
+    let n = descriptors.saturating_sub(RESERVE) / per_session(mode);
+    usize::try_from(n).unwrap_or(usize::MAX).max(1)
+}
+
+/// The session limit to run with, given `descriptors` available: `max_sessions` if it
+/// fits or was `given`, else the most that fit.
+pub fn session_limit(max_sessions: usize, given: bool, descriptors: u64, mode: Mode) -> usize {
+    if given || needed(max_sessions, mode) <= descriptors {
+        max_sessions
+    } else {
+        fits(descriptors, mode).min(max_sessions)
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one if `max_sessions` needs more, and
+/// returns the session limit to run with (see [`session_limit`]): a default that still
+/// does not fit is lowered (logged at info), a given one is kept with a warning (sessions
+/// beyond the descriptors would fail to accept or connect).
+pub fn ensure_descriptors(max_sessions: usize, given: bool, mode: Mode) -> usize {
     let need = needed(max_sessions, mode);
     let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok(limits) => limits,
         Err(error) => {
             tracing::warn!(%error, "cannot read the descriptor limit");
-            return;
+            return max_sessions;
         }
     };
     let mut have = soft;
@@ -40,16 +60,26 @@ pub fn ensure_descriptors(max_sessions: usize, mode: Mode) {
             Err(error) => tracing::warn!(%error, "cannot raise the descriptor limit"),
         }
     }
+    let limit = session_limit(max_sessions, given, have, mode);
     if have < need {
-        let fits = have.saturating_sub(RESERVE) / per_session(mode);
-        tracing::warn!(
-            max_sessions,
-            descriptor_limit = have,
-            needed = need,
-            fits,
-            "--max-sessions does not fit the descriptor limit: lower --max-sessions to {fits} or raise `ulimit -n`"
-        );
+        let fits = fits(have, mode);
+        if given {
+            tracing::warn!(
+                max_sessions,
+                descriptor_limit = have,
+                needed = need,
+                fits,
+                "--max-sessions does not fit the descriptor limit: lower --max-sessions to {fits} or raise `ulimit -n`"
+            );
+        } else {
+            tracing::info!(
+                max_sessions = limit,
+                descriptor_limit = have,
+                "the default session limit is lowered to what the descriptor limit holds; raise `ulimit -n` for more"
+            );
+        }
     }
+    limit
 }
 
 #[cfg(test)]
@@ -60,5 +90,18 @@ mod tests {
     fn budget_counts_sockets_and_pipes() {
         assert_eq!(needed(100, Mode::Copy), 264);
         assert_eq!(needed(100, Mode::Splice), 664);
+        assert_eq!(fits(264, Mode::Copy), 100);
+        assert_eq!(fits(10, Mode::Copy), 1, "at least one");
+    }
+
+    #[test]
+    fn a_default_limit_is_lowered_to_fit_and_a_given_one_is_kept() {
+        // 20,000 descriptors: 9,968 sessions in copy mode, 3,322 with splice.
+        assert_eq!(session_limit(10_000, false, 20_000, Mode::Copy), 9_968);
+        assert_eq!(session_limit(10_000, false, 20_000, Mode::Splice), 3_322);
+        assert_eq!(session_limit(10_000, true, 20_000, Mode::Copy), 10_000);
+        // Enough descriptors: unchanged either way, never raised.
+        assert_eq!(session_limit(10_000, false, 1 << 20, Mode::Copy), 10_000);
+        assert_eq!(session_limit(5, false, 20_000, Mode::Copy), 5);
     }
 }

@@ -24,9 +24,13 @@ pub use config::{ProxyArgs, ProxyConfig};
 
 /// Runs the proxy balancer until SIGTERM/SIGINT (then drains up to `--grace`).
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let config = args.resolve()?;
+    let mut config = args.resolve()?;
     args.log.init();
-    limits::ensure_descriptors(config.max_sessions, config.forward);
+    config.max_sessions = limits::ensure_descriptors(
+        config.max_sessions,
+        config.max_sessions_given,
+        config.forward,
+    );
     // The main runtime runs signals, health checks and the stats endpoint; sessions run
     // on the workers' own runtimes (see `server`).
     let runtime = tokio::runtime::Builder::new_current_thread()
