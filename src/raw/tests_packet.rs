@@ -342,13 +342,8 @@ fn super_packets_are_segmented_to_the_mtu_with_full_checksums() {
 fn random_bytes_never_panic_and_every_packet_is_accounted_for() {
     let mut nat = test_nat(64);
     let mut sel = FixedRoundRobin::new(vec![backend(), addr([10, 0, 0, 12], 7000)]);
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.u64(..);
     let templates = [
         Spec::new(client(), vip(), f::SYN).build(),
         Spec::new(backend(), addr(LB, NAT_PORT), f::ACK).build(),
