@@ -108,39 +108,7 @@ impl NsProcess {
         args: &[String],
         env: &[(&str, &str)],
     ) -> anyhow::Result<NsProcess> {
-        let label = format!("{} {} (in {})", program.display(), args.join(" "), ns.name);
-        let mut child = ns
-            .command(program)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {label}"))?;
-        let pid = child.id().context("child has no pid")?;
-        let (changed, _) = watch::channel(0);
-        let transcript = Arc::new(Transcript {
-            lines: Mutex::new(Vec::new()),
-            changed,
-        });
-        let stdout = child.stdout.take().context("stdout not piped")?;
-        let stderr = child.stderr.take().context("stderr not piped")?;
-        let readers = vec![
-            tokio::spawn(read_lines(stdout, false, transcript.clone())),
-            tokio::spawn(read_lines(stderr, true, transcript.clone())),
-        ];
-        Ok(NsProcess {
-            stdin: child.stdin.take(),
-            child,
-            pid,
-            transcript,
-            readers,
-            exit: None,
-            label,
-            output_file: None,
-        })
+        Self::start(ns, program, args, env, None)
     }
 
     /// Like [`NsProcess::spawn`], but stdout and stderr are appended to `output` (created
@@ -153,39 +121,62 @@ impl NsProcess {
         args: &[String],
         output: &std::path::Path,
     ) -> anyhow::Result<NsProcess> {
+        Self::start(ns, program, args, &[], Some(output))
+    }
+
+    /// Starts the process; its stdout and stderr go to `output` if given, else each to a
+    /// task that reads it into the transcript (so call it inside a tokio runtime).
+    fn start(
+        ns: &Namespace,
+        program: &std::path::Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        output: Option<&std::path::Path>,
+    ) -> anyhow::Result<NsProcess> {
         let label = format!("{} {} (in {})", program.display(), args.join(" "), ns.name);
-        let open = || {
-            std::fs::OpenOptions::new()
+        let stream = || -> anyhow::Result<Stdio> {
+            let Some(output) = output else {
+                return Ok(Stdio::piped());
+            };
+            let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(output)
                 .with_context(|| {
                     format!("cannot open {} for the output of {label}", output.display())
-                })
+                })?;
+            Ok(file.into())
         };
         let mut child = ns
             .command(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
-            .stdout(open()?)
-            .stderr(open()?)
+            .stdout(stream()?)
+            .stderr(stream()?)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {label}"))?;
         let pid = child.id().context("child has no pid")?;
         let (changed, _) = watch::channel(0);
+        let transcript = Arc::new(Transcript {
+            lines: Mutex::new(Vec::new()),
+            changed,
+        });
+        let mut readers = Vec::new();
+        if let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) {
+            readers.push(tokio::spawn(read_lines(stdout, false, transcript.clone())));
+            readers.push(tokio::spawn(read_lines(stderr, true, transcript.clone())));
+        }
         Ok(NsProcess {
             stdin: child.stdin.take(),
             child,
             pid,
-            transcript: Arc::new(Transcript {
-                lines: Mutex::new(Vec::new()),
-                changed,
-            }),
-            readers: Vec::new(),
+            transcript,
+            readers,
             exit: None,
             label,
-            output_file: Some(output.to_path_buf()),
+            output_file: output.map(std::path::Path::to_path_buf),
         })
     }
 
