@@ -83,11 +83,9 @@ pub struct ProxyConfig {
     pub connect_attempts: usize,
     /// Idle timeout of a session.
     pub idle_timeout: Duration,
-    /// Concurrent session limit.
+    /// Concurrent session limit (the default is lowered at start if the descriptor limit
+    /// holds fewer, see [`super::limits`]).
     pub max_sessions: usize,
-    /// Whether `max_sessions` was given (kept even if the descriptors do not fit it) or is
-    /// the default (lowered to fit them, see [`super::limits`]).
-    pub max_sessions_given: bool,
     /// Drain time on shutdown.
     pub grace: Duration,
     /// Forwarding method.
@@ -137,7 +135,6 @@ impl ProxyArgs {
             connect_attempts: (self.connect_attempts as usize).min(backends.len()),
             idle_timeout: parse_duration("--idle-timeout", &self.idle_timeout)?,
             max_sessions,
-            max_sessions_given: self.max_sessions.is_some(),
             grace: parse_duration("--grace", &self.grace)?,
             forward: self.forward,
             admin: self.admin.resolve()?,
@@ -190,10 +187,7 @@ mod tests {
         assert!(c.workers >= 1);
         assert_eq!(c.admin, None);
         assert_eq!(c.backends.len(), 2);
-        assert_eq!(
-            (c.max_sessions, c.max_sessions_given),
-            (DEFAULT_MAX_SESSIONS, false)
-        );
+        assert_eq!(c.max_sessions, DEFAULT_MAX_SESSIONS);
     }
 
     #[test]
@@ -219,7 +213,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.idle_timeout, Duration::from_millis(250));
         assert_eq!((c.max_sessions, c.forward, c.workers), (5, Mode::Splice, 3));
-        assert!(c.max_sessions_given);
         assert_eq!(c.grace, Duration::from_secs(1));
     }
 

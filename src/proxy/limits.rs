@@ -61,23 +61,21 @@ pub fn ensure_descriptors(max_sessions: usize, given: bool, mode: Mode) -> usize
         }
     }
     let limit = session_limit(max_sessions, given, have, mode);
-    if have < need {
+    if limit < max_sessions {
+        tracing::info!(
+            max_sessions = limit,
+            descriptor_limit = have,
+            "the default session limit is lowered to what the descriptor limit holds; raise `ulimit -n` for more"
+        );
+    } else if have < need {
         let fits = fits(have, mode);
-        if given {
-            tracing::warn!(
-                max_sessions,
-                descriptor_limit = have,
-                needed = need,
-                fits,
-                "--max-sessions does not fit the descriptor limit: lower --max-sessions to {fits} or raise `ulimit -n`"
-            );
-        } else {
-            tracing::info!(
-                max_sessions = limit,
-                descriptor_limit = have,
-                "the default session limit is lowered to what the descriptor limit holds; raise `ulimit -n` for more"
-            );
-        }
+        tracing::warn!(
+            max_sessions,
+            descriptor_limit = have,
+            needed = need,
+            fits,
+            "--max-sessions does not fit the descriptor limit: lower --max-sessions to {fits} or raise `ulimit -n`"
+        );
     }
     limit
 }

@@ -26,11 +26,8 @@ pub use config::{ProxyArgs, ProxyConfig};
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.resolve()?;
     args.log.init();
-    config.max_sessions = limits::ensure_descriptors(
-        config.max_sessions,
-        config.max_sessions_given,
-        config.forward,
-    );
+    let given = args.max_sessions.is_some();
+    config.max_sessions = limits::ensure_descriptors(config.max_sessions, given, config.forward);
     // The main runtime runs signals, health checks and the stats endpoint; sessions run
     // on the workers' own runtimes (see `server`).
     let runtime = tokio::runtime::Builder::new_current_thread()
