@@ -16,16 +16,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Err(errors) = parse_str(Path::new("fuzz.toml"), text) {
-        assert!(
-            !errors.0.is_empty(),
-            "an error result names at least one problem"
-        );
-        let lines = text.split('\n').count();
-        for e in &errors.0 {
-            assert!((1..=lines).contains(&e.line), "line {} of {lines}", e.line);
-            assert!(e.column >= 1 && e.width >= 1);
-            // At most one past the shown line (an error at its end, or at a CRLF's `\r`).
-            assert!(e.column - 1 <= e.source_line.chars().count() + 1);
+        if let Err(problem) = errors.located_in(text) {
+            panic!("{problem}");
         }
         let shown = errors.to_string();
         assert!(shown.contains("fuzz.toml:"), "{shown}");

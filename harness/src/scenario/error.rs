@@ -144,4 +144,30 @@ impl fmt::Display for ScenarioErrors {
     }
 }
 
+impl ScenarioErrors {
+    /// Checks that these errors, found in `text`, can be shown: at least one, each on a
+    /// line of `text` and at a column of that line (at most one past its end: an error at
+    /// the end of a line, or at a CRLF's `\r`). The fuzz target and the mutation test
+    /// hold the parser to it; the error names the first one that is not.
+    pub fn located_in(&self, text: &str) -> Result<(), String> {
+        if self.0.is_empty() {
+            return Err("an error result names no problem".into());
+        }
+        let lines = text.split('\n').count();
+        for e in &self.0 {
+            let on_a_line = (1..=lines).contains(&e.line);
+            let in_the_line =
+                e.column >= 1 && e.width >= 1 && e.column - 1 <= e.source_line.chars().count() + 1;
+            if !on_a_line || !in_the_line {
+                return Err(format!(
+                    "error at line {} column {} (width {}) is outside the text's {lines} lines \
+                     or its line {:?}: {e}",
+                    e.line, e.column, e.width, e.source_line
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::error::Error for ScenarioErrors {}
