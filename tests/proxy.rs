@@ -701,3 +701,64 @@ fn bad_cli_input_gives_exit_code_2_and_one_clear_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The proxy's first lines when started under `ulimit -n 200` with `extra` flags, up to
+/// and including "proxy listening".
+fn first_lines_under_a_descriptor_limit_of_200(extra: &[&str]) -> String {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 200 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_l4lb"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "127.0.0.1:1",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stream)) {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut seen = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("proxy listening") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
+#[test]
+fn the_default_session_limit_fits_the_descriptors_and_a_given_one_is_kept() {
+    // 200 descriptors, 64 kept back, 2 a session: 68 sessions.
+    let default = first_lines_under_a_descriptor_limit_of_200(&[]);
+    assert!(default.contains("max_sessions=68"), "{default}");
+    assert!(!default.contains("WARN"), "{default}");
+    let given = first_lines_under_a_descriptor_limit_of_200(&["--max-sessions", "100"]);
+    assert!(
+        given.contains("WARN") && given.contains("lower --max-sessions to 68"),
+        "{given}"
+    );
+    assert!(given.contains("max_sessions=100"), "{given}");
+}
