@@ -5,6 +5,7 @@
 //! reason; a closure `Fn(&mut MetricsWriter)` is a source). [`serve`] is a tiny HTTP/1.0
 //! responder on tokio: one request per connection, bounded head size and read time.
 
+use l4lb_contract::metrics;
 use std::fmt::{Display, Write as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,61 +102,61 @@ pub fn render(pool: &Pool, sources: &[Arc<dyn MetricsSource>]) -> String {
     let addrs: Vec<String> = stats.iter().map(|s| s.addr.to_string()).collect();
 
     w.family(
-        "l4lb_backend_up",
+        metrics::BACKEND_UP,
         MetricKind::Gauge,
         "1 if the backend may take new sessions (up, suspect or unknown), 0 if down.",
     );
     for (s, addr) in stats.iter().zip(&addrs) {
         w.sample(
-            "l4lb_backend_up",
+            metrics::BACKEND_UP,
             &[("backend", addr)],
             u8::from(s.health.is_usable()),
         );
     }
     w.family(
-        "l4lb_backend_state",
+        metrics::BACKEND_STATE,
         MetricKind::Gauge,
         "Health state of the backend: 1 on the current state's line.",
     );
     for (s, addr) in stats.iter().zip(&addrs) {
         for state in [Health::Unknown, Health::Up, Health::Suspect, Health::Down] {
             let labels = [("backend", addr.as_str()), ("state", state.as_str())];
-            w.sample("l4lb_backend_state", &labels, u8::from(s.health == state));
+            w.sample(metrics::BACKEND_STATE, &labels, u8::from(s.health == state));
         }
     }
     let families: [CounterFamily; 6] = [
         (
-            "l4lb_backend_sessions_live",
+            metrics::BACKEND_SESSIONS_LIVE,
             MetricKind::Gauge,
             "Sessions open on the backend now.",
             |s| s.live,
         ),
         (
-            "l4lb_backend_sessions_total",
+            metrics::BACKEND_SESSIONS_TOTAL,
             MetricKind::Counter,
             "Sessions ever opened on the backend.",
             |s| s.total,
         ),
         (
-            "l4lb_backend_check_failures_total",
+            metrics::BACKEND_CHECK_FAILURES_TOTAL,
             MetricKind::Counter,
             "Active health checks that failed.",
             |s| s.check_failures,
         ),
         (
-            "l4lb_backend_connect_failures_total",
+            metrics::BACKEND_CONNECT_FAILURES_TOTAL,
             MetricKind::Counter,
             "Connects to the backend that failed (passive health).",
             |s| s.connect_failures,
         ),
         (
-            "l4lb_backend_sent_bytes_total",
+            metrics::BACKEND_SENT_BYTES_TOTAL,
             MetricKind::Counter,
             "Bytes forwarded from clients to the backend.",
             |s| s.bytes_to_backend,
         ),
         (
-            "l4lb_backend_received_bytes_total",
+            metrics::BACKEND_RECEIVED_BYTES_TOTAL,
             MetricKind::Counter,
             "Bytes forwarded from the backend to clients.",
             |s| s.bytes_from_backend,

@@ -9,12 +9,7 @@ use anyhow::Context;
 
 use crate::netns::Namespace;
 
-/// The RST-drop rule of the original project, as `iptables` arguments after the chain
-/// (`iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP`). The one place it is spelled.
-pub const RST_DROP_ARGS: &[&str] = &["-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "DROP"];
-
-/// The RST-drop rule as `iptables -S OUTPUT` prints it.
-pub const RST_DROP_RULE: &str = "-A OUTPUT -p tcp -m tcp --tcp-flags RST RST -j DROP";
+pub use l4lb_contract::firewall::{has_rst_drop, RST_DROP_ARGS, RST_DROP_RULE};
 
 /// Errors of this module's pure parts.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -44,22 +39,6 @@ pub async fn install_rst_drop(ns: &Namespace) -> anyhow::Result<()> {
 pub async fn rst_drop_present(ns: &Namespace) -> anyhow::Result<bool> {
     let rules = iptables(ns, &["-S", "OUTPUT"]).await?;
     Ok(has_rst_drop(&rules))
-}
-
-/// Whether `iptables -S` output contains the RST-drop rule.
-pub fn has_rst_drop(rules: &str) -> bool {
-    rules.lines().any(is_rst_drop)
-}
-
-fn is_rst_drop(rule: &str) -> bool {
-    let words: Vec<&str> = rule.split_whitespace().collect();
-    let has = |pair: &[&str]| words.windows(pair.len()).any(|w| w == pair);
-    words.first() == Some(&"-A")
-        && words.get(1) == Some(&"OUTPUT")
-        && has(&["-p", "tcp"])
-        && has(&["--tcp-flags", "RST", "RST"])
-        && has(&["-j", "DROP"])
-        && !words.contains(&"!")
 }
 
 /// The rules (arguments after `-A`/`-D`, chain FORWARD of the `lan` namespace) that drop
@@ -178,28 +157,6 @@ pub async fn remove_drop_fraction(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_rst_drop_rule_in_iptables_s_output() {
-        let with = "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n\
-                    -A OUTPUT -p tcp -m tcp --tcp-flags RST RST -j DROP\n";
-        assert!(has_rst_drop(with));
-        assert!(has_rst_drop(RST_DROP_RULE));
-        let without = "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n";
-        assert!(!has_rst_drop(without));
-        assert!(!has_rst_drop(
-            "-A OUTPUT -p tcp -m tcp --tcp-flags RST RST -j ACCEPT"
-        ));
-        assert!(!has_rst_drop(
-            "-A INPUT -p tcp -m tcp --tcp-flags RST RST -j DROP"
-        ));
-        assert!(!has_rst_drop(
-            "-A OUTPUT -p tcp -m tcp --tcp-flags SYN,RST RST -j DROP"
-        ));
-        assert!(!has_rst_drop(
-            "-A OUTPUT -p tcp -m tcp ! --tcp-flags RST RST -j DROP"
-        ));
-    }
 
     #[test]
     fn drop_rules_match_both_directions_of_the_port_and_the_probability() {

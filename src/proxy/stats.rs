@@ -1,5 +1,6 @@
 //! Proxy-wide counters (the pool keeps the per-backend ones), exported on `--admin`.
 
+use l4lb_contract::metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::admin::{MetricKind, MetricsSource, MetricsWriter};
@@ -116,46 +117,46 @@ impl MetricsSource for ProxyStats {
     fn write_metrics(&self, w: &mut MetricsWriter) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         w.family(
-            "l4lb_proxy_accepted_total",
+            metrics::PROXY_ACCEPTED_TOTAL,
             MetricKind::Counter,
             "Client connections accepted.",
         );
-        w.sample("l4lb_proxy_accepted_total", &[], load(&self.accepted));
+        w.sample(metrics::PROXY_ACCEPTED_TOTAL, &[], load(&self.accepted));
         w.family(
-            "l4lb_proxy_sessions_live",
+            metrics::PROXY_SESSIONS_LIVE,
             MetricKind::Gauge,
             "Sessions open now.",
         );
-        w.sample("l4lb_proxy_sessions_live", &[], load(&self.live));
+        w.sample(metrics::PROXY_SESSIONS_LIVE, &[], load(&self.live));
         w.family(
-            "l4lb_proxy_refused_total",
+            metrics::PROXY_REFUSED_TOTAL,
             MetricKind::Counter,
             "Clients accepted and closed at once, by reason.",
         );
         for why in Refusal::ALL {
             let n = load(&self.refused[why as usize]);
-            w.sample("l4lb_proxy_refused_total", &[("reason", why.as_str())], n);
+            w.sample(metrics::PROXY_REFUSED_TOTAL, &[("reason", why.as_str())], n);
         }
         w.family(
-            "l4lb_proxy_sessions_closed_total",
+            metrics::PROXY_SESSIONS_CLOSED_TOTAL,
             MetricKind::Counter,
             "Sessions ended, by how.",
         );
         for how in Close::ALL {
             let n = load(&self.closed[how as usize]);
             w.sample(
-                "l4lb_proxy_sessions_closed_total",
+                metrics::PROXY_SESSIONS_CLOSED_TOTAL,
                 &[("reason", how.as_str())],
                 n,
             );
         }
         w.family(
-            "l4lb_proxy_connect_retries_total",
+            metrics::PROXY_CONNECT_RETRIES_TOTAL,
             MetricKind::Counter,
             "Clients retried on another backend after a failed connect.",
         );
         w.sample(
-            "l4lb_proxy_connect_retries_total",
+            metrics::PROXY_CONNECT_RETRIES_TOTAL,
             &[],
             load(&self.connect_retries),
         );

@@ -10,17 +10,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-/// SO_MARK of the balancer's raw socket ("L4" in ASCII).
-pub const MARK: u32 = 0x4c34;
-
-/// The RST-drop rule, as `iptables` arguments after the chain (the harness's, which
-/// installs it in its topologies).
-pub const RST_DROP: &[&str] = l4lb_harness::firewall::RST_DROP_ARGS;
-
-/// The command a person runs to add the RST-drop rule.
-pub fn rst_drop_command() -> String {
-    format!("iptables -A OUTPUT {}", RST_DROP.join(" "))
-}
+pub use l4lb_contract::firewall::MARK;
+use l4lb_contract::firewall::{has_rst_drop, rst_drop_command, RST_DROP_ARGS};
 
 fn mark_accept_args() -> Vec<String> {
     vec![
@@ -31,12 +22,6 @@ fn mark_accept_args() -> Vec<String> {
         "-j".into(),
         "ACCEPT".into(),
     ]
-}
-
-/// Whether `iptables -S OUTPUT` output has a RST-drop rule for TCP (the harness, which
-/// installs the rule in its topologies, owns the one parser of it).
-pub fn has_rst_drop(listing: &str) -> bool {
-    l4lb_harness::firewall::has_rst_drop(listing)
 }
 
 fn iptables(args: &[String]) -> anyhow::Result<std::process::Output> {
@@ -125,11 +110,11 @@ pub fn prepare(install: bool) -> anyhow::Result<Installed> {
             );
         }
         let mut args = strings(&["-A", "OUTPUT"]);
-        args.extend(strings(RST_DROP));
+        args.extend(strings(RST_DROP_ARGS));
         run_ok(&args)?;
         installed
             .rules
-            .push(("filter".into(), "OUTPUT".into(), strings(RST_DROP)));
+            .push(("filter".into(), "OUTPUT".into(), strings(RST_DROP_ARGS)));
     }
     let accept = mark_accept_args();
     let mut check = strings(&["-C", "OUTPUT"]);
@@ -182,37 +167,4 @@ pub fn add_prerouting_drop(
             .push(("raw".into(), "PREROUTING".into(), rule));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_rule_as_iptables_prints_it() {
-        let listing = "-P OUTPUT ACCEPT\n-A OUTPUT -p tcp -m tcp --tcp-flags RST RST -j DROP\n";
-        assert!(has_rst_drop(listing));
-    }
-
-    #[test]
-    fn rejects_near_misses() {
-        assert!(!has_rst_drop("-P OUTPUT ACCEPT\n"));
-        assert!(!has_rst_drop(
-            "-A OUTPUT -p tcp -m tcp --tcp-flags RST RST -j ACCEPT\n"
-        ));
-        assert!(!has_rst_drop(
-            "-A OUTPUT -p udp -m udp --tcp-flags RST RST -j DROP\n"
-        ));
-        assert!(!has_rst_drop(
-            "-A OUTPUT -p tcp -m tcp ! --tcp-flags RST RST -j DROP\n"
-        ));
-    }
-
-    #[test]
-    fn command_is_the_documented_one() {
-        assert_eq!(
-            rst_drop_command(),
-            "iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP"
-        );
-    }
 }

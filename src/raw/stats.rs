@@ -4,6 +4,7 @@
 //! The forwarding loop publishes a [`Snapshot`] about once a second; the endpoint reads
 //! the latest one, so scraping never touches the hot path.
 
+use l4lb_contract::metrics;
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 
@@ -77,105 +78,109 @@ impl Snapshot {
 
     /// Writes the Prometheus families.
     pub fn write(&self, w: &mut MetricsWriter) {
-        w.family("l4lb_raw_rows", MetricKind::Gauge, "NAT rows in the table.");
-        w.sample("l4lb_raw_rows", &[], self.rows);
         w.family(
-            "l4lb_raw_max_rows",
+            metrics::RAW_ROWS,
+            MetricKind::Gauge,
+            "NAT rows in the table.",
+        );
+        w.sample(metrics::RAW_ROWS, &[], self.rows);
+        w.family(
+            metrics::RAW_MAX_ROWS,
             MetricKind::Gauge,
             "Most NAT rows allowed.",
         );
-        w.sample("l4lb_raw_max_rows", &[], self.max_rows);
+        w.sample(metrics::RAW_MAX_ROWS, &[], self.max_rows);
         w.family(
-            "l4lb_raw_drops_total",
+            metrics::RAW_DROPS_TOTAL,
             MetricKind::Counter,
             "Datagrams not forwarded, by reason.",
         );
         for (reason, n) in &self.drops {
-            w.sample("l4lb_raw_drops_total", &[("reason", reason)], n);
+            w.sample(metrics::RAW_DROPS_TOTAL, &[("reason", reason)], n);
         }
         w.family(
-            "l4lb_raw_packets_total",
+            metrics::RAW_PACKETS_TOTAL,
             MetricKind::Counter,
             "Datagrams forwarded, by direction.",
         );
         w.sample(
-            "l4lb_raw_packets_total",
+            metrics::RAW_PACKETS_TOTAL,
             &[("direction", "to_backend")],
             self.to_backend,
         );
         w.sample(
-            "l4lb_raw_packets_total",
+            metrics::RAW_PACKETS_TOTAL,
             &[("direction", "to_client")],
             self.to_client,
         );
         w.family(
-            "l4lb_raw_sent_total",
+            metrics::RAW_SENT_TOTAL,
             MetricKind::Counter,
             "Datagrams sent, by path: direct (to the device and the learned next hop, \
              super-packets whole) or routed (the kernel's IP output path).",
         );
         w.sample(
-            "l4lb_raw_sent_total",
+            metrics::RAW_SENT_TOTAL,
             &[("path", "direct")],
             self.sent_direct,
         );
         w.sample(
-            "l4lb_raw_sent_total",
+            metrics::RAW_SENT_TOTAL,
             &[("path", "routed")],
             self.sent_routed,
         );
         w.family(
-            "l4lb_raw_checksum_full_total",
+            metrics::RAW_CHECKSUM_FULL_TOTAL,
             MetricKind::Counter,
             "Segments with a partial (offloaded) checksum that was computed in full.",
         );
-        w.sample("l4lb_raw_checksum_full_total", &[], self.checksum_full);
+        w.sample(metrics::RAW_CHECKSUM_FULL_TOTAL, &[], self.checksum_full);
         w.family(
-            "l4lb_raw_rows_created_total",
+            metrics::RAW_ROWS_CREATED_TOTAL,
             MetricKind::Counter,
             "NAT rows created.",
         );
-        w.sample("l4lb_raw_rows_created_total", &[], self.rows_created);
+        w.sample(metrics::RAW_ROWS_CREATED_TOTAL, &[], self.rows_created);
         w.family(
-            "l4lb_raw_rows_freed_total",
+            metrics::RAW_ROWS_FREED_TOTAL,
             MetricKind::Counter,
             "NAT rows freed, by reason.",
         );
         for (reason, n) in &self.rows_freed {
-            w.sample("l4lb_raw_rows_freed_total", &[("reason", reason)], n);
+            w.sample(metrics::RAW_ROWS_FREED_TOTAL, &[("reason", reason)], n);
         }
         w.family(
-            "l4lb_raw_refusals_total",
+            metrics::RAW_REFUSALS_TOTAL,
             MetricKind::Counter,
             "RST+ACK answers to SYNs that could not be served (no usable backend, table \
              full, NAT ports exhausted), by outcome: sent, or rate_limited (not sent).",
         );
         w.sample(
-            "l4lb_raw_refusals_total",
+            metrics::RAW_REFUSALS_TOTAL,
             &[("outcome", "sent")],
             self.refusals_sent,
         );
         w.sample(
-            "l4lb_raw_refusals_total",
+            metrics::RAW_REFUSALS_TOTAL,
             &[("outcome", "rate_limited")],
             self.refusals_limited,
         );
         w.family(
-            "l4lb_raw_backend_rows",
+            metrics::RAW_BACKEND_ROWS,
             MetricKind::Gauge,
             "NAT rows towards each backend.",
         );
         for (b, n) in &self.backend_rows {
-            w.sample("l4lb_raw_backend_rows", &[("backend", &b.to_string())], n);
+            w.sample(metrics::RAW_BACKEND_ROWS, &[("backend", &b.to_string())], n);
         }
         w.family(
-            "l4lb_raw_backend_rows_created_total",
+            metrics::RAW_BACKEND_ROWS_CREATED_TOTAL,
             MetricKind::Counter,
             "NAT rows ever opened towards each backend.",
         );
         for (b, n) in &self.backend_rows_created {
             w.sample(
-                "l4lb_raw_backend_rows_created_total",
+                metrics::RAW_BACKEND_ROWS_CREATED_TOTAL,
                 &[("backend", &b.to_string())],
                 n,
             );

@@ -2,10 +2,17 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use l4lb_contract::flags;
+
 use crate::scenario::{BalancerKind, BalancerSettings};
 
 /// Where the balancer serves its stats inside the `lb` namespace.
 pub const ADMIN_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100);
+
+/// `--NAME` of a flag the balancers define.
+fn flag(name: &str) -> String {
+    format!("--{name}")
+}
 
 fn dur(d: std::time::Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
@@ -22,41 +29,41 @@ pub fn args(
     let mut a: Vec<String> = vec![kind.as_str().into()];
     match kind {
         BalancerKind::Raw => {
-            a.extend(["--source-ip".into(), source_ip.to_string()]);
-            a.extend(["--port".into(), settings.port.to_string()]);
+            a.extend([flag(flags::SOURCE_IP), source_ip.to_string()]);
+            a.extend([flag(flags::PORT), settings.port.to_string()]);
         }
         BalancerKind::Proxy => {
             a.extend([
-                "--listen".into(),
+                flag(flags::LISTEN),
                 SocketAddrV4::new(lb_addr, settings.port).to_string(),
             ]);
             if let Some(t) = settings.connect_timeout {
-                a.extend(["--connect-timeout".into(), dur(t)]);
+                a.extend([flag(flags::CONNECT_TIMEOUT), dur(t)]);
             }
         }
     }
     for b in backends {
-        a.extend(["--backend".into(), b.to_string()]);
+        a.extend([flag(flags::BACKEND), b.to_string()]);
     }
     a.extend([
-        "--health-interval".into(),
+        flag(flags::HEALTH_INTERVAL),
         dur(settings.interval),
-        "--health-timeout".into(),
+        flag(flags::HEALTH_TIMEOUT),
         dur(settings.timeout),
-        "--rise".into(),
+        flag(flags::RISE),
         settings.rise.to_string(),
-        "--fall".into(),
+        flag(flags::FALL),
         settings.fall.to_string(),
-        "--idle-timeout".into(),
+        flag(flags::IDLE_TIMEOUT),
         dur(settings.idle_timeout),
-        "--admin".into(),
+        flag(flags::ADMIN),
         ADMIN_ADDR.to_string(),
     ]);
     if let Some(send) = &settings.health_send {
-        a.extend(["--health-send".into(), send.clone()]);
+        a.extend([flag(flags::HEALTH_SEND), send.clone()]);
     }
     if let Some(expect) = &settings.health_expect {
-        a.extend(["--health-expect".into(), expect.clone()]);
+        a.extend([flag(flags::HEALTH_EXPECT), expect.clone()]);
     }
     a
 }

@@ -1,6 +1,7 @@
 //! Reading the balancer's Prometheus stats (`GET /metrics` on its admin address): the
 //! health it gives each backend and the sessions it holds.
 
+use l4lb_contract::metrics;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -52,32 +53,32 @@ pub fn parse_metrics(text: &str) -> Stats {
             })
         };
         match name {
-            "l4lb_backend_up" => {
+            metrics::BACKEND_UP => {
                 if let Some(b) = label("backend") {
                     usable.insert(b, value > 0.5);
                 }
             }
-            "l4lb_backend_state" => {
+            metrics::BACKEND_STATE => {
                 if let (Some(b), Some(state)) = (label("backend"), label("state")) {
-                    if state == "up" {
+                    if state == metrics::STATE_UP {
                         state_up.insert(b, value > 0.5);
                     }
                 }
             }
-            "l4lb_backend_sessions_live" => {
+            metrics::BACKEND_SESSIONS_LIVE => {
                 *live.get_or_insert(0.0) += value;
             }
-            "l4lb_backend_sessions_total" => {
+            metrics::BACKEND_SESSIONS_TOTAL => {
                 if let Some(b) = label("backend") {
                     sessions_opened.insert(b, value.round() as u32);
                 }
             }
-            "l4lb_raw_backend_rows_created_total" => {
+            metrics::RAW_BACKEND_ROWS_CREATED_TOTAL => {
                 if let Some(b) = label("backend") {
                     rows_opened.insert(b, value.round() as u32);
                 }
             }
-            "l4lb_raw_rows" => rows = Some(value),
+            metrics::RAW_ROWS => rows = Some(value),
             _ => {}
         }
     }
