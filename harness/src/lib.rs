@@ -8,6 +8,7 @@
 //! - [`firewall`]: iptables rules inside a namespace (RST drop, packet loss, ...).
 //! - [`cleanup`]: sweeping what crashed runs left behind (only this project's prefix).
 //! - [`sockets`]: established/listening TCP sockets in a namespace (sock_diag), ground truth.
+//! - [`link`]: link impairments (delay, jitter, loss, queues) emulated in user space.
 //! - [`faults`]: link down/up, packet loss, rate limits, netem detection.
 //! - [`scenario`]: the scenario file model, its parser and validation.
 //! - [`runner`]: runs one scenario against one balancer and collects evidence.
@@ -21,6 +22,7 @@ pub mod cleanup;
 pub mod commands;
 pub mod faults;
 pub mod firewall;
+pub mod link;
 pub mod netns;
 pub mod privilege;
 pub mod process;

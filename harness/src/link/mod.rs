@@ -1,0 +1,9 @@
+//! Links like real ones on any kernel: delay, jitter, loss (random and in bursts),
+//! duplication, corruption, reordering and rate limits with a bounded queue, per direction
+//! and seeded, without netem or fq.
+//!
+//! - [`spec`]: what a direction of a link does ([`spec::Impairment`]) and the netem
+//!   syntax that says it.
+//! - [`model`]: the seeded state machine that decides each frame's fate (pure).
+pub mod model;
+pub mod spec;
