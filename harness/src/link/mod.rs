@@ -5,5 +5,7 @@
 //! - [`spec`]: what a direction of a link does ([`spec::Impairment`]) and the netem
 //!   syntax that says it.
 //! - [`model`]: the seeded state machine that decides each frame's fate (pure).
+//! - [`shaper`]: both ways of one link: frames held until they are due (pure).
 pub mod model;
+pub mod shaper;
 pub mod spec;
