@@ -4,13 +4,36 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::raw::table::{self, TableConfig};
+use crate::raw::nat::table::{self, TableConfig};
 use crate::usage::UsageError;
 
 /// Default listening port (the original's).
 pub const DEFAULT_PORT: u16 = 20000;
 
-/// `l4lb raw` options (the shared health/admin/log flags are added by `RawArgs`).
+/// `l4lb raw` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RawArgs {
+    /// Backends (`--backend IP:PORT`, repeatable, round-robin order).
+    #[command(flatten)]
+    pub backends: crate::args::BackendArgs,
+    /// Balancer options.
+    #[command(flatten)]
+    pub options: RawOptions,
+    /// Health-check flags (shared with the proxy).
+    #[command(flatten)]
+    pub health: crate::args::HealthArgs,
+    /// Stats endpoint.
+    #[command(flatten)]
+    pub admin: crate::args::AdminArgs,
+    /// Log format.
+    #[command(flatten)]
+    pub log: crate::args::LogArgs,
+    /// Original positional form: `SOURCE_IP IP PORT IP PORT ...` (without SOURCE_IP when
+    /// `--source-ip` is given).
+    pub positional: Vec<String>,
+}
+
+/// `l4lb raw` options (the shared health/admin/log flags are added by [`RawArgs`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawOptions {
     /// Source address towards the backends (this host's address on their network).
@@ -47,8 +70,8 @@ pub struct RawOptions {
     pub batch: usize,
     /// Where segments are taken from: `packet` (AF_PACKET, kernel processing of our
     /// ports cut off in PREROUTING) or `raw` (a raw TCP socket, the original's way).
-    #[arg(long, value_enum, default_value_t = crate::raw::sys::Capture::Packet)]
-    pub capture: crate::raw::sys::Capture,
+    #[arg(long, value_enum, default_value_t = Capture::Packet)]
+    pub capture: Capture,
     /// Send on a second thread (overlaps the receivers' kernel work with receiving).
     #[arg(long)]
     pub send_thread: bool,
@@ -58,6 +81,17 @@ pub struct RawOptions {
     /// `--capture raw`).
     #[arg(long, value_enum)]
     pub send: Option<SendPath>,
+}
+
+/// Where segments are taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Capture {
+    /// An AF_PACKET socket, with the kernel's own processing of our ports cut off in
+    /// PREROUTING (fast): together with the `raw`-table PREROUTING drop, the kernel never
+    /// processes our segments (no socket lookup, no RST to build and drop).
+    Packet,
+    /// A raw TCP socket: a copy of what the kernel also processes (the original's way).
+    Raw,
 }
 
 /// How rewritten packets leave the balancer.
@@ -88,7 +122,7 @@ pub struct Settings {
     /// Batch size.
     pub batch: usize,
     /// Capture mode.
-    pub capture: crate::raw::sys::Capture,
+    pub capture: Capture,
     /// Whether to send on a second thread.
     pub send_thread: bool,
     /// How rewritten packets leave.
@@ -228,14 +262,14 @@ pub fn settings(
         return Err(UsageError::new("--mtu must be between 576 and 65535"));
     }
     let send = match (opts.capture, opts.send) {
-        (crate::raw::sys::Capture::Raw, Some(SendPath::Direct)) => {
+        (Capture::Raw, Some(SendPath::Direct)) => {
             return Err(UsageError::new(
                 "--send direct needs --capture packet (frames with their link headers); \
                  use --send routed with --capture raw",
             ));
         }
-        (crate::raw::sys::Capture::Raw, _) => SendPath::Routed,
-        (crate::raw::sys::Capture::Packet, choice) => choice.unwrap_or(SendPath::Direct),
+        (Capture::Raw, _) => SendPath::Routed,
+        (Capture::Packet, choice) => choice.unwrap_or(SendPath::Direct),
     };
     Ok(Settings {
         source_ip,

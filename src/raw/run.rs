@@ -15,19 +15,18 @@ use anyhow::{bail, Context};
 use crate::admin::MetricsSource;
 use crate::health::HealthChecker;
 use crate::pool::Pool;
-use crate::raw::afpacket::{self, PacketDevice};
-use crate::raw::cli;
-use crate::raw::cli::SendPath;
+use crate::raw::cli::{self, Capture, RawArgs, SendPath};
+use crate::raw::device::afpacket::{self, PacketDevice};
+use crate::raw::device::pump::Pump;
+use crate::raw::device::raw::RawDevice;
+use crate::raw::device::routes::RouteChecker;
+use crate::raw::device::sender::ThreadedDevice;
+use crate::raw::device::sock::ip::RawSender;
 use crate::raw::device::Device;
-use crate::raw::device::Pump;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
-use crate::raw::packet::DropReason;
-use crate::raw::routes::RouteChecker;
-use crate::raw::sender::ThreadedDevice;
 use crate::raw::stats::{Published, Snapshot};
-use crate::raw::sys::{Capture, RawDevice, RawSender};
-use crate::raw::RawArgs;
+use crate::raw::wire::packet::DropReason;
 
 /// Round robin over the pool's usable backends (the shared health state decides).
 pub struct PoolSelector {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::admin::{MetricKind, MetricsSource, MetricsWriter};
 use crate::raw::nat::Nat;
-use crate::raw::packet::DropReason;
+use crate::raw::wire::packet::DropReason;
 
 /// Counters and gauges at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,13 +12,20 @@
 //! without ACK or RST to the listening port is ever answered, one RST per SYN at most, and
 //! at most [`REFUSALS_PER_SEC`] a second (a token bucket; the excess is counted, not sent).
 
+pub mod reset_bucket;
+pub mod table;
+#[cfg(test)]
+mod tests;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::raw::limit::{TokenBucket, REFUSALS_PER_SEC, REFUSAL_BURST};
-use crate::raw::packet::{self, flags, ChecksumState, DropReason, Rewrite, Segment};
-use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig};
+use crate::raw::nat::reset_bucket::{TokenBucket, REFUSALS_PER_SEC, REFUSAL_BURST};
+use crate::raw::nat::table::{
+    Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig,
+};
+use crate::raw::wire::packet::{self, flags, ChecksumState, DropReason, Rewrite, Segment};
 
 /// Picks the backend of a new connection (round robin over usable backends).
 pub trait Selector {
@@ -360,7 +367,7 @@ impl Nat {
         }
     }
 
-    fn free(&mut self, id: crate::raw::table::RowId, reason: FreeReason) {
+    fn free(&mut self, id: crate::raw::nat::table::RowId, reason: FreeReason) {
         if let Some(row) = self.table.free(id) {
             self.log_freed(&row, reason);
         }

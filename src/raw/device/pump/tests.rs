@@ -3,11 +3,11 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use crate::raw::device::{MemDevice, Pump};
-use crate::raw::fixture::{addr, Spec};
-use crate::raw::nat::{FixedRoundRobin, Nat, NatConfig};
-use crate::raw::packet::{self, flags as f, DropReason, Segment};
-use crate::raw::table::TableConfig;
+use crate::raw::device::mem::MemDevice;
+use crate::raw::device::pump::Pump;
+use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::nat::{FixedRoundRobin, Nat};
+use crate::raw::wire::packet::{self, flags as f, DropReason, Segment};
 
 const LB: [u8; 4] = [10, 0, 0, 1];
 
@@ -22,20 +22,6 @@ fn backend() -> SocketAddrV4 {
 }
 /// First NAT port of the test range.
 const NAT_PORT: u16 = 21_000;
-
-pub(crate) fn test_nat(max_rows: usize) -> Nat {
-    Nat::new(NatConfig {
-        source_ip: LB.into(),
-        listen_port: 20_000,
-        table: TableConfig {
-            max_rows,
-            half_open_timeout: Duration::from_secs(30),
-            established_timeout: Duration::from_secs(300),
-            fin_linger: Duration::from_secs(2),
-            nat_ports: 21_000..=21_999,
-        },
-    })
-}
 
 /// Runs `input` through a fresh pump; returns what came out.
 fn through(nat: &mut Nat, sel: &mut FixedRoundRobin, input: Vec<u8>) -> Option<Vec<u8>> {
@@ -406,7 +392,7 @@ fn partial_offload_checksums_are_completed_in_full() {
 /// routed path completes it, and what it completes verifies.
 #[test]
 fn partial_checksums_the_device_reports_stay_partial_and_complete_correctly() {
-    use crate::raw::packet::ChecksumState;
+    use crate::raw::wire::packet::ChecksumState;
     let mut nat = test_nat(4096);
     for i in 0..500u32 {
         let c = addr(
@@ -452,7 +438,7 @@ fn partial_checksums_the_device_reports_stay_partial_and_complete_correctly() {
 /// leave with complete checksums, super-packets are cut and every segment verifies.
 #[test]
 fn the_routed_path_completes_partial_checksums_of_datagrams_and_super_packets() {
-    use crate::raw::packet::ChecksumState;
+    use crate::raw::wire::packet::ChecksumState;
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
     let mut dev = MemDevice {

@@ -4,11 +4,10 @@ use std::collections::HashSet;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use crate::raw::fixture::{addr, Spec};
+use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::nat::table::{Direction, FreeReason, NatTable, OpenError, RowState, TableConfig};
 use crate::raw::nat::FixedRoundRobin;
-use crate::raw::packet::{flags as f, DropReason};
-use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, RowState, TableConfig};
-use crate::raw::tests_packet::test_nat;
+use crate::raw::wire::packet::{flags as f, DropReason};
 
 const LB: [u8; 4] = [10, 0, 0, 1];
 
@@ -252,12 +251,12 @@ fn a_backend_time_wait_answer_is_reset_and_the_syn_sent_again() {
     );
     let sent = nat.take_pending();
     assert_eq!(sent.len(), 2);
-    let rst = crate::raw::packet::parse(&sent[0].0).expect("rst parses");
+    let rst = crate::raw::wire::packet::parse(&sent[0].0).expect("rst parses");
     assert!(rst.has(f::RST));
     assert_eq!((rst.src, rst.sport), (LB.into(), 21_000));
     assert_eq!((rst.dst, rst.dport), (*b.ip(), 7000));
     assert_eq!(rst.seq, 0xdead_beef);
-    assert!(crate::raw::packet::checksums_valid(&sent[0].0));
+    assert!(crate::raw::wire::packet::checksums_valid(&sent[0].0));
     assert_eq!(sent[1].0, syn, "the same rewritten SYN again");
     // Only once: a second bare ACK goes to the client as before.
     let mut again = Spec::new(b, addr(LB, 21_000), f::ACK).build();

@@ -13,8 +13,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::raw::device::sock::ip::RawSender;
 use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
-use crate::raw::sys::RawSender;
 
 /// Batches in flight between the threads (back-pressure beyond that).
 const DEPTH: usize = 64;
