@@ -26,7 +26,6 @@ use crate::raw::device::Device;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
 use crate::raw::stats::{Published, Snapshot};
-use crate::raw::wire::packet::DropReason;
 
 /// Round robin over the pool's usable backends (the shared health state decides).
 pub struct PoolSelector {
@@ -189,18 +188,18 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         }
         if now >= next_expiry {
             if let Forwarder::Threaded(d) = &dev {
-                nat.count_drops(DropReason::SendFailed, d.take_failed());
+                pump.count_send_failures(d.take_failed());
             }
             nat.expire(now);
-            published.publish(Snapshot::of(&nat, &settings.backends));
+            published.publish(Snapshot::of(&nat, pump.counters(), &settings.backends));
             next_expiry = now + Duration::from_secs(1);
         }
     }
     if let Forwarder::Threaded(d) = &dev {
-        nat.count_drops(DropReason::SendFailed, d.take_failed());
+        pump.count_send_failures(d.take_failed());
     }
     drop(dev);
-    let snap = Snapshot::of(&nat, &settings.backends);
+    let snap = Snapshot::of(&nat, pump.counters(), &settings.backends);
     tracing::info!(
         event = "stopped",
         rows = snap.rows,
