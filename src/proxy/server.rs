@@ -17,7 +17,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,24 +68,15 @@ fn socket_for(addr: SocketAddr) -> anyhow::Result<Socket> {
     Ok(socket)
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "shutdown requested");
-    })
-}
-
 /// Binds `config.listen` and serves until SIGTERM/SIGINT. Call on a tokio runtime; the
 /// workers get runtimes of their own.
 pub async fn serve_until_signal(config: ProxyConfig) -> anyhow::Result<()> {
-    let stop = shutdown_signal()?;
+    let signal = crate::shutdown::watch()?;
     let listeners = bind(config.listen, config.workers)?;
+    let stop = async move {
+        let signal = signal.await;
+        tracing::info!(signal = signal.name(), "shutdown requested");
+    };
     serve(listeners, config, stop).await
 }
 

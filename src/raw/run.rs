@@ -121,23 +121,14 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let pool = Arc::new(Pool::new(backends, thresholds));
+    let signal = {
+        let _guard = runtime.enter();
+        crate::shutdown::watch()?
+    };
     {
         let stop = stop.clone();
         runtime.spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term_fut = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term_fut => {}
-            }
+            signal.await;
             stop.store(true, Ordering::SeqCst);
         });
     }
