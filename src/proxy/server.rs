@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::ProxyConfig;
-use super::session::{self, Context};
+use super::session::{self, SessionEnv};
 use super::stats::{ProxyStats, Refusal};
 use crate::admin::{self, MetricsSource};
 use crate::health::HealthChecker;
@@ -106,13 +106,13 @@ pub async fn serve(
     };
     let grace = config.grace;
     let workers = listeners.len();
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(SessionEnv {
         pool,
         config,
         stats: Arc::clone(&stats),
         force_close: CancellationToken::new(),
     });
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(WorkerControl {
         ctx: Arc::clone(&ctx),
         limit: Arc::new(Semaphore::new(ctx.config.max_sessions)),
         sessions: TaskTracker::new(),
@@ -185,9 +185,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// What the workers share.
-struct Shared {
-    ctx: Arc<Context>,
+/// What every worker holds: the sessions' environment, the session limit, the tracker
+/// of running sessions, and the two shutdown steps (stop accepting, then exit).
+struct WorkerControl {
+    ctx: Arc<SessionEnv>,
     limit: Arc<Semaphore>,
     sessions: TaskTracker,
     stop_accepting: CancellationToken,
@@ -198,7 +199,7 @@ struct Shared {
 /// sessions until told to exit.
 fn worker(
     listener: std::net::TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerControl>,
     accepting: tokio::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
     // Session events are written in one go whenever the worker goes idle.
@@ -219,7 +220,7 @@ fn worker(
     })
 }
 
-async fn accept_loop(listener: &TcpListener, shared: &Shared) {
+async fn accept_loop(listener: &TcpListener, shared: &WorkerControl) {
     let stats = &shared.ctx.stats;
     loop {
         tokio::select! {
