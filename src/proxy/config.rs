@@ -84,7 +84,7 @@ pub struct ProxyConfig {
     /// Idle timeout of a session.
     pub idle_timeout: Duration,
     /// Concurrent session limit (the default is lowered at start if the descriptor limit
-    /// holds fewer, see [`super::limits`]).
+    /// holds fewer, see [`super::descriptors`]).
     pub max_sessions: usize,
     /// Drain time on shutdown.
     pub grace: Duration,

@@ -3,8 +3,8 @@
 //! (frames the device sends directly stay on the loop's thread).
 //!
 //! On a veth, sending runs the receiving host's network stack (softirq) inside the
-//! sending system call, which profiling showed to be about half of the forwarding
-//! thread's time in bulk transfers; a second thread lets that overlap with receiving.
+//! sending system call, a large part of the forwarding thread's time in bulk transfers;
+//! a second thread lets that overlap with receiving.
 
 use std::io;
 use std::net::Ipv4Addr;
