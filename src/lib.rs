@@ -10,6 +10,7 @@
 //! - [`proxy`]: tokio proxy balancer; each client gets its own upstream connection.
 //! - [`raw`]: pnet full-NAT balancer; packet rewrite as pure functions, NAT table, I/O loop.
 //! - [`logging`]: tracing set-up shared by every subcommand (text or JSON lines).
+//! - [`shutdown`]: SIGTERM/SIGINT as one future, for every long-running subcommand.
 //! - [`usage`]: the error type that means "the user asked for something invalid" (exit 2).
 #![warn(missing_docs)]
 
@@ -21,4 +22,5 @@ pub mod logging;
 pub mod pool;
 pub mod proxy;
 pub mod raw;
+pub mod shutdown;
 pub mod usage;

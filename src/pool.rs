@@ -75,8 +75,10 @@ pub struct BackendStats {
     pub bytes_from_backend: u64,
 }
 
+/// The pool's mutable state, under one lock: each backend's health and each
+/// selector's last choice.
 #[derive(Debug)]
-struct Shared {
+struct PoolState {
     health: Vec<HealthState>,
     last_round_robin: Option<BackendId>,
     last_least_connections: Option<BackendId>,
@@ -88,7 +90,7 @@ pub struct Pool {
     backends: Vec<Backend>,
     thresholds: Thresholds,
     counters: Vec<Counters>,
-    shared: Mutex<Shared>,
+    shared: Mutex<PoolState>,
 }
 
 impl Pool {
@@ -97,7 +99,7 @@ impl Pool {
         let n = backends.len();
         Self {
             counters: (0..n).map(|_| Counters::default()).collect(),
-            shared: Mutex::new(Shared {
+            shared: Mutex::new(PoolState {
                 health: vec![HealthState::new(); n],
                 last_round_robin: None,
                 last_least_connections: None,
@@ -107,7 +109,7 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
         // A panic while holding this lock cannot leave the state half-updated (each update
         // is one assignment), so a poisoned lock is still good to use.
         self.shared.lock().unwrap_or_else(|e| e.into_inner())

@@ -6,9 +6,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use l4lb::raw::nat::{FixedRoundRobin, Nat, NatConfig, Verdict};
-use l4lb::raw::packet;
-use l4lb::raw::table::TableConfig;
+use l4lb::raw::nat::table::TableConfig;
+use l4lb::raw::nat::{FixedRoundRobin, Nat, NatConfig, Outcome};
+use l4lb::raw::wire::packet;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -46,12 +46,12 @@ fuzz_target!(|data: &[u8]| {
             packet::ChecksumState::Final,
             packet::ChecksumState::Partial,
         ][usize::from((flags >> 1) & 3) % 3];
-        match nat.process_with(&mut buf, Duration::from_millis(t * 300), &mut sel, state) {
-            Verdict::Forward { len, .. } => {
+        match nat.process(&mut buf, Duration::from_millis(t * 300), &mut sel, state) {
+            Outcome::Forward { len, .. } => {
                 assert!(len <= buf.len());
                 assert!(packet::parse(&buf[..len]).is_ok(), "forwarded bytes parse");
             }
-            Verdict::Drop(_) => {
+            Outcome::Drop(_) => {
                 assert_eq!(nat.counters().drops.iter().sum::<u64>(), before + 1);
             }
         }

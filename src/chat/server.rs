@@ -95,6 +95,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async {
+        let stop = crate::shutdown::watch()?;
         let listener = bind(args.port)?;
         let local = listener
             .local_addr()
@@ -102,9 +103,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("listening on {local}");
         tokio::select! {
             () = serve(listener, args.queue_chunks) => {}
-            signal = shutdown_signal() => {
-                let name = signal?;
-                tracing::info!("{name} received, shutting down");
+            signal = stop => {
+                tracing::info!("{} received, shutting down", signal.name());
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -124,17 +124,6 @@ fn bind(port: u16) -> anyhow::Result<TcpListener> {
     socket
         .listen(1024)
         .with_context(|| format!("cannot listen on {addr}"))
-}
-
-/// Resolves when SIGTERM or SIGINT arrives, with the signal's name.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
 }
 
 /// Accepts clients forever; each one gets its own reader and writer task.

@@ -84,7 +84,7 @@ pub struct ProxyConfig {
     /// Idle timeout of a session.
     pub idle_timeout: Duration,
     /// Concurrent session limit (the default is lowered at start if the descriptor limit
-    /// holds fewer, see [`super::limits`]).
+    /// holds fewer, see [`super::descriptors`]).
     pub max_sessions: usize,
     /// Drain time on shutdown.
     pub grace: Duration,
@@ -146,10 +146,9 @@ impl ProxyArgs {
     }
 }
 
-/// Workers when `--workers` is not given: one per two CPUs, at least one. Measured with
-/// bench/peers.sh on 2 CPUs shared with the load generator and the backends: one worker
-/// gave 9% more connections/s, 36% more keep-alive requests/s and 40% less close p99
-/// than two (88% of the proxy's time is in the kernel, sending and receiving for it).
+/// Workers when `--workers` is not given: one per two CPUs, at least one. Most of the
+/// proxy's time is in the kernel, sending and receiving for it, so the other half of the
+/// CPUs is left to that work (and to the peers sharing the host).
 pub fn default_workers(cpus: usize) -> usize {
     (cpus / 2).max(1)
 }

@@ -7,12 +7,12 @@
 //! - [`server`]: listener, per-CPU workers, accept loop, session limit, graceful shutdown.
 //! - [`session`]: one client: connect (timeout, retry elsewhere), forward, idle timeout.
 //! - [`forward`]: two half-duplex copies (splice(2) through a pipe, or a buffer).
-//! - [`limits`]: the descriptor budget `--max-sessions` needs.
+//! - [`descriptors`]: the descriptor budget `--max-sessions` needs.
 //! - [`stats`]: proxy-wide counters, exported on the stats endpoint.
 
 pub mod config;
+pub mod descriptors;
 pub mod forward;
-pub mod limits;
 pub mod server;
 pub mod session;
 mod splice;
@@ -27,7 +27,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.resolve()?;
     args.log.init();
     let given = args.max_sessions.is_some();
-    config.max_sessions = limits::ensure_descriptors(config.max_sessions, given, config.forward);
+    config.max_sessions =
+        descriptors::ensure_descriptors(config.max_sessions, given, config.forward);
     // The main runtime runs signals, health checks and the stats endpoint; sessions run
     // on the workers' own runtimes (see `server`).
     let runtime = tokio::runtime::Builder::new_current_thread()

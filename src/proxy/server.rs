@@ -17,13 +17,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::ProxyConfig;
-use super::session::{self, Context};
+use super::session::{self, SessionEnv};
 use super::stats::{ProxyStats, Refusal};
 use crate::admin::{self, MetricsSource};
 use crate::health::HealthChecker;
@@ -69,24 +68,15 @@ fn socket_for(addr: SocketAddr) -> anyhow::Result<Socket> {
     Ok(socket)
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "shutdown requested");
-    })
-}
-
 /// Binds `config.listen` and serves until SIGTERM/SIGINT. Call on a tokio runtime; the
 /// workers get runtimes of their own.
 pub async fn serve_until_signal(config: ProxyConfig) -> anyhow::Result<()> {
-    let stop = shutdown_signal()?;
+    let signal = crate::shutdown::watch()?;
     let listeners = bind(config.listen, config.workers)?;
+    let stop = async move {
+        let signal = signal.await;
+        tracing::info!(signal = signal.name(), "shutdown requested");
+    };
     serve(listeners, config, stop).await
 }
 
@@ -116,13 +106,13 @@ pub async fn serve(
     };
     let grace = config.grace;
     let workers = listeners.len();
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(SessionEnv {
         pool,
         config,
         stats: Arc::clone(&stats),
         force_close: CancellationToken::new(),
     });
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(WorkerControl {
         ctx: Arc::clone(&ctx),
         limit: Arc::new(Semaphore::new(ctx.config.max_sessions)),
         sessions: TaskTracker::new(),
@@ -195,9 +185,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// What the workers share.
-struct Shared {
-    ctx: Arc<Context>,
+/// What every worker holds: the sessions' environment, the session limit, the tracker
+/// of running sessions, and the two shutdown steps (stop accepting, then exit).
+struct WorkerControl {
+    ctx: Arc<SessionEnv>,
     limit: Arc<Semaphore>,
     sessions: TaskTracker,
     stop_accepting: CancellationToken,
@@ -208,7 +199,7 @@ struct Shared {
 /// sessions until told to exit.
 fn worker(
     listener: std::net::TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerControl>,
     accepting: tokio::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
     // Session events are written in one go whenever the worker goes idle.
@@ -229,7 +220,7 @@ fn worker(
     })
 }
 
-async fn accept_loop(listener: &TcpListener, shared: &Shared) {
+async fn accept_loop(listener: &TcpListener, shared: &WorkerControl) {
     let stats = &shared.ctx.stats;
     loop {
         tokio::select! {

@@ -23,7 +23,7 @@ use crate::pool::{Pool, SessionGuard};
 
 /// What every session shares.
 #[derive(Debug)]
-pub struct Context {
+pub struct SessionEnv {
     /// Backends and their health.
     pub pool: Arc<Pool>,
     /// Validated settings.
@@ -37,7 +37,7 @@ pub struct Context {
 /// Serves one accepted client until its session ends. The permit holds its place
 /// under `--max-sessions` until then.
 pub async fn run(
-    ctx: Arc<Context>,
+    ctx: Arc<SessionEnv>,
     client: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
@@ -114,7 +114,7 @@ async fn idle(transfer: &Transfer, timeout: Duration) {
 /// Connects to the least loaded usable backend, trying others (each once, at most
 /// `connect_attempts`) when a connect fails or times out; failures feed passive health.
 async fn connect_upstream(
-    ctx: &Context,
+    ctx: &SessionEnv,
     peer: SocketAddr,
 ) -> Result<(TcpStream, SessionGuard), Refusal> {
     let mut tried = Vec::new();

@@ -1,16 +1,47 @@
-//! Arguments of `l4lb raw`, and their validation into a [`Settings`] value.
+//! Arguments of `l4lb raw`, and their validation, in one [`RawArgs::resolve`], into a
+//! [`RawConfig`]. Resolving is pure: the one fact it needs from the host (the kernel's
+//! ephemeral port range) is a parameter, and the checks against the host's addresses
+//! happen when the balancer starts.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::raw::table::{self, TableConfig};
+use crate::health::CheckConfig;
+use crate::pool::{Backend, Thresholds};
+use crate::raw::nat::table::{self, TableConfig};
 use crate::usage::UsageError;
+
+/// Most datagrams received or sent per system call (`--batch`).
+pub const MAX_BATCH: usize = 1024;
 
 /// Default listening port (the original's).
 pub const DEFAULT_PORT: u16 = 20000;
 
-/// `l4lb raw` options (the shared health/admin/log flags are added by `RawArgs`).
+/// `l4lb raw` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RawArgs {
+    /// Backends (`--backend IP:PORT`, repeatable, round-robin order).
+    #[command(flatten)]
+    pub backends: crate::args::BackendArgs,
+    /// Balancer options.
+    #[command(flatten)]
+    pub options: RawOptions,
+    /// Health-check flags (shared with the proxy).
+    #[command(flatten)]
+    pub health: crate::args::HealthArgs,
+    /// Stats endpoint.
+    #[command(flatten)]
+    pub admin: crate::args::AdminArgs,
+    /// Log format.
+    #[command(flatten)]
+    pub log: crate::args::LogArgs,
+    /// Original positional form: `SOURCE_IP IP PORT IP PORT ...` (without SOURCE_IP when
+    /// `--source-ip` is given).
+    pub positional: Vec<String>,
+}
+
+/// `l4lb raw` options (the shared health/admin/log flags are added by [`RawArgs`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawOptions {
     /// Source address towards the backends (this host's address on their network).
@@ -47,8 +78,8 @@ pub struct RawOptions {
     pub batch: usize,
     /// Where segments are taken from: `packet` (AF_PACKET, kernel processing of our
     /// ports cut off in PREROUTING) or `raw` (a raw TCP socket, the original's way).
-    #[arg(long, value_enum, default_value_t = crate::raw::sys::Capture::Packet)]
-    pub capture: crate::raw::sys::Capture,
+    #[arg(long, value_enum, default_value_t = Capture::Packet)]
+    pub capture: Capture,
     /// Send on a second thread (overlaps the receivers' kernel work with receiving).
     #[arg(long)]
     pub send_thread: bool,
@@ -58,6 +89,17 @@ pub struct RawOptions {
     /// `--capture raw`).
     #[arg(long, value_enum)]
     pub send: Option<SendPath>,
+}
+
+/// Where segments are taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Capture {
+    /// An AF_PACKET socket, with the kernel's own processing of our ports cut off in
+    /// PREROUTING (fast): together with the `raw`-table PREROUTING drop, the kernel never
+    /// processes our segments (no socket lookup, no RST to build and drop).
+    Packet,
+    /// A raw TCP socket: a copy of what the kernel also processes (the original's way).
+    Raw,
 }
 
 /// How rewritten packets leave the balancer.
@@ -70,13 +112,21 @@ pub enum SendPath {
     Routed,
 }
 
-/// Validated settings.
+/// Everything `l4lb raw` runs with, validated.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct RawConfig {
     /// Source address towards backends.
     pub source_ip: Ipv4Addr,
-    /// Backends, in round-robin order.
-    pub backends: Vec<SocketAddrV4>,
+    /// Backends, in round-robin order (for the pool).
+    pub backends: Vec<Backend>,
+    /// The same backends' IPv4 addresses, in the same order.
+    pub backend_addrs: Vec<SocketAddrV4>,
+    /// Active health-check settings.
+    pub check: CheckConfig,
+    /// Rise/fall thresholds.
+    pub thresholds: Thresholds,
+    /// Stats endpoint address, if any.
+    pub admin: Option<std::net::SocketAddr>,
     /// Listening port.
     pub port: u16,
     /// Table limits.
@@ -88,7 +138,7 @@ pub struct Settings {
     /// Batch size.
     pub batch: usize,
     /// Capture mode.
-    pub capture: crate::raw::sys::Capture,
+    pub capture: Capture,
     /// Whether to send on a second thread.
     pub send_thread: bool,
     /// How rewritten packets leave.
@@ -201,65 +251,166 @@ pub fn check_nat_ports(
     Ok(())
 }
 
-/// Validates options for `backends` (already checked for duplicates by the shared args).
-pub fn settings(
-    opts: &RawOptions,
-    source_ip: Ipv4Addr,
-    backends: Vec<SocketAddrV4>,
-    ephemeral: RangeInclusive<u16>,
-) -> Result<Settings, UsageError> {
-    let nat_ports = match &opts.nat_ports {
-        Some(text) => parse_port_range(text)?,
-        None => default_nat_ports(*ephemeral.start(), opts.port),
-    };
-    check_nat_ports(&nat_ports, &ephemeral, opts.port)?;
-    if opts.max_rows == 0 {
-        return Err(UsageError::new("--max-rows must be at least 1"));
-    }
-    for (name, d) in [
-        ("--half-open-timeout", opts.half_open_timeout),
-        ("--idle-timeout", opts.idle_timeout),
-    ] {
-        if d.is_zero() {
-            return Err(UsageError::new(format!("{name} must be longer than zero")));
-        }
-    }
-    if opts.mtu < 576 || opts.mtu > 65_535 {
-        return Err(UsageError::new("--mtu must be between 576 and 65535"));
-    }
-    let send = match (opts.capture, opts.send) {
-        (crate::raw::sys::Capture::Raw, Some(SendPath::Direct)) => {
+impl RawArgs {
+    /// Validates every argument; `ephemeral` is the kernel's ephemeral port range
+    /// ([`ephemeral_range`]), which the NAT ports must avoid. The error is one line for the
+    /// user (exit code 2).
+    pub fn resolve(&self, ephemeral: &RangeInclusive<u16>) -> Result<RawConfig, UsageError> {
+        let (check, thresholds) = self.health.resolve()?;
+        let admin = self.admin.resolve()?;
+        let (source_ip, backend_words) = split_source(self.options.source_ip, &self.positional)?;
+        let backends = self.backends.resolve(backend_words)?;
+        let backend_addrs = ipv4_backends(&backends)?;
+        let opts = &self.options;
+        if opts.port == 0 {
             return Err(UsageError::new(
-                "--send direct needs --capture packet (frames with their link headers); \
-                 use --send routed with --capture raw",
+                "--port must be from 1 to 65535 (the port clients connect to), got 0",
             ));
         }
-        (crate::raw::sys::Capture::Raw, _) => SendPath::Routed,
-        (crate::raw::sys::Capture::Packet, choice) => choice.unwrap_or(SendPath::Direct),
-    };
-    Ok(Settings {
-        source_ip,
-        backends,
-        port: opts.port,
-        table: TableConfig {
-            max_rows: opts.max_rows,
-            half_open_timeout: opts.half_open_timeout,
-            established_timeout: opts.idle_timeout,
-            fin_linger: opts.fin_linger,
-            nat_ports,
-        },
-        install_rst_drop: opts.install_rst_drop,
-        mtu: opts.mtu,
-        batch: opts.batch.clamp(1, 1024),
-        capture: opts.capture,
-        send_thread: opts.send_thread,
-        send,
-    })
+        if !(1..=MAX_BATCH).contains(&opts.batch) {
+            return Err(UsageError::new(format!(
+                "--batch must be from 1 to {MAX_BATCH}, got {}",
+                opts.batch
+            )));
+        }
+        let nat_ports = match &opts.nat_ports {
+            Some(text) => parse_port_range(text)?,
+            None => default_nat_ports(*ephemeral.start(), opts.port),
+        };
+        check_nat_ports(&nat_ports, ephemeral, opts.port)?;
+        if opts.max_rows == 0 {
+            return Err(UsageError::new("--max-rows must be at least 1"));
+        }
+        for (name, d) in [
+            ("--half-open-timeout", opts.half_open_timeout),
+            ("--idle-timeout", opts.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(UsageError::new(format!("{name} must be longer than zero")));
+            }
+        }
+        if opts.mtu < 576 || opts.mtu > 65_535 {
+            return Err(UsageError::new("--mtu must be between 576 and 65535"));
+        }
+        let send = match (opts.capture, opts.send) {
+            (Capture::Raw, Some(SendPath::Direct)) => {
+                return Err(UsageError::new(
+                    "--send direct needs --capture packet (frames with their link headers); \
+                 use --send routed with --capture raw",
+                ));
+            }
+            (Capture::Raw, _) => SendPath::Routed,
+            (Capture::Packet, choice) => choice.unwrap_or(SendPath::Direct),
+        };
+        Ok(RawConfig {
+            source_ip,
+            backends,
+            backend_addrs,
+            check,
+            thresholds,
+            admin,
+            port: opts.port,
+            table: TableConfig {
+                max_rows: opts.max_rows,
+                half_open_timeout: opts.half_open_timeout,
+                established_timeout: opts.idle_timeout,
+                fin_linger: opts.fin_linger,
+                nat_ports,
+            },
+            install_rst_drop: opts.install_rst_drop,
+            mtu: opts.mtu,
+            batch: opts.batch,
+            capture: opts.capture,
+            send_thread: opts.send_thread,
+            send,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        raw: RawArgs,
+    }
+
+    const EPHEMERAL: RangeInclusive<u16> = 32768..=60999;
+
+    fn resolve(args: &[&str]) -> Result<RawConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("raw").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.raw.resolve(&EPHEMERAL).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_of_the_positional_form() {
+        let c = resolve(&["10.0.0.1", "10.0.0.11", "7000", "10.0.0.12", "7000"]).unwrap();
+        assert_eq!(c.source_ip, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(
+            c.backend_addrs,
+            [
+                "10.0.0.11:7000".parse::<SocketAddrV4>().unwrap(),
+                "10.0.0.12:7000".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.table.nat_ports, 20001..=32767);
+        assert_eq!(c.batch, 64);
+        assert_eq!(c.capture, Capture::Packet);
+        assert_eq!(c.send, SendPath::Direct);
+        assert_eq!(c.admin, None);
+    }
+
+    #[test]
+    fn capture_raw_sends_routed() {
+        let c = resolve(&["--source-ip", "10.0.0.1", "--backend", "10.0.0.11:80"])
+            .map(|c| c.send)
+            .unwrap();
+        assert_eq!(c, SendPath::Direct);
+        let c = resolve(&["10.0.0.1", "10.0.0.11", "80", "--capture", "raw"]).unwrap();
+        assert_eq!(c.send, SendPath::Routed);
+        let err = resolve(&[
+            "10.0.0.1",
+            "10.0.0.11",
+            "80",
+            "--capture",
+            "raw",
+            "--send",
+            "direct",
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("--send direct needs --capture packet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        let err = resolve(&["10.0.0.1", "10.0.0.11", "80", "--port", "0"]).unwrap_err();
+        assert!(err.contains("--port must be from 1 to 65535"), "{err}");
+    }
+
+    #[test]
+    fn batch_out_of_range_is_refused_with_the_range() {
+        for batch in ["0", "1025", "100000000"] {
+            let err = resolve(&["10.0.0.1", "10.0.0.11", "80", "--batch", batch]).unwrap_err();
+            assert!(
+                err.contains("--batch must be from 1 to 1024"),
+                "{batch}: {err}"
+            );
+            assert!(err.ends_with(batch), "{batch}: {err}");
+        }
+        for batch in ["1", "1024"] {
+            let c = resolve(&["10.0.0.1", "10.0.0.11", "80", "--batch", batch]).unwrap();
+            assert_eq!(c.batch.to_string(), batch);
+        }
+    }
 
     fn words(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

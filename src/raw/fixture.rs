@@ -1,8 +1,12 @@
-//! Builds IPv4/TCP datagrams with correct checksums, for tests, fuzzing and benches.
+//! Builds IPv4/TCP datagrams with correct checksums, and a NAT core to run them through,
+//! for tests and fuzzing.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
 
-use crate::raw::packet;
+use crate::raw::nat::table::TableConfig;
+use crate::raw::nat::{Nat, NatConfig};
+use crate::raw::wire::packet;
 
 /// A datagram to build.
 #[derive(Debug, Clone)]
@@ -85,4 +89,19 @@ impl Spec {
 /// Shorthand for a socket address.
 pub fn addr(ip: [u8; 4], port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip), port)
+}
+
+/// A NAT core listening on 10.0.0.1:20000, NAT ports 21000-21999, at most `max_rows` rows.
+pub fn test_nat(max_rows: usize) -> Nat {
+    Nat::new(NatConfig {
+        source_ip: Ipv4Addr::new(10, 0, 0, 1),
+        listen_port: 20_000,
+        table: TableConfig {
+            max_rows,
+            half_open_timeout: Duration::from_secs(30),
+            established_timeout: Duration::from_secs(300),
+            fin_linger: Duration::from_secs(2),
+            nat_ports: 21_000..=21_999,
+        },
+    })
 }

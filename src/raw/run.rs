@@ -15,19 +15,19 @@ use anyhow::{bail, Context};
 use crate::admin::MetricsSource;
 use crate::health::HealthChecker;
 use crate::pool::Pool;
-use crate::raw::afpacket::{self, PacketDevice};
-use crate::raw::cli;
-use crate::raw::cli::SendPath;
+use crate::raw::cli::{self, Capture, RawArgs, SendPath};
+use crate::raw::device::afpacket::{self, PacketDevice};
+use crate::raw::device::pump::Pump;
+use crate::raw::device::raw::RawDevice;
+use crate::raw::device::routes::RouteChecker;
+use crate::raw::device::sender::ThreadedDevice;
+use crate::raw::device::sock::ip::RawSender;
+use crate::raw::device::sock::local_addresses;
 use crate::raw::device::Device;
-use crate::raw::device::Pump;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
-use crate::raw::packet::DropReason;
-use crate::raw::routes::RouteChecker;
-use crate::raw::sender::ThreadedDevice;
 use crate::raw::stats::{Published, Snapshot};
-use crate::raw::sys::{Capture, RawDevice, RawSender};
-use crate::raw::RawArgs;
+use crate::usage::UsageError;
 
 /// Round robin over the pool's usable backends (the shared health state decides).
 pub struct PoolSelector {
@@ -61,20 +61,20 @@ enum Forwarder {
 /// Opens the device for the capture and send settings; returns it, the bytes before the
 /// datagram in its frames, and a second handle on its routed sender.
 fn open_device(
-    settings: &cli::Settings,
+    config: &cli::RawConfig,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<(Box<dyn Device>, usize, RawSender)> {
-    let nat = &settings.table.nat_ports;
-    match settings.capture {
+    let nat = &config.table.nat_ports;
+    match config.capture {
         Capture::Raw => {
-            let dev = RawDevice::open(MARK, settings.port, nat)
+            let dev = RawDevice::open(MARK, config.port, nat)
                 .context("opening the raw socket (--capture raw)")?;
             let sender = dev.sender().context("cloning the sending socket")?;
             Ok((Box::new(dev), 0, sender))
         }
         Capture::Packet => {
-            let direct = settings.send == SendPath::Direct;
-            let mut dev = PacketDevice::open(MARK, settings.port, nat, direct, settings.mtu)
+            let direct = config.send == SendPath::Direct;
+            let mut dev = PacketDevice::open(MARK, config.port, nat, direct, config.mtu)
                 .context("opening the packet sockets (--capture packet)")?;
             if direct {
                 let routes = RouteChecker::spawn(runtime.handle())
@@ -87,15 +87,30 @@ fn open_device(
     }
 }
 
+/// Checks that `source_ip` is an address of this host: backends answer it, and only
+/// frames to this host's addresses are taken.
+fn check_source_ip(source_ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
+    let local = local_addresses().context("reading this host's addresses")?;
+    if local.contains(&source_ip.octets()) {
+        return Ok(());
+    }
+    let listed: Vec<String> = local
+        .iter()
+        .map(|a| std::net::Ipv4Addr::from(*a).to_string())
+        .collect();
+    Err(UsageError::new(format!(
+        "--source-ip {source_ip} is not an address of this host (its IPv4 addresses: {}); \
+         pass the address the backends reach this host at",
+        listed.join(", ")
+    ))
+    .into())
+}
+
 /// Runs the raw balancer until SIGTERM/SIGINT.
 pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
-    let (check, thresholds) = args.health.resolve()?;
-    let admin = args.admin.resolve()?;
-    let (source_ip, backend_words) = cli::split_source(args.options.source_ip, &args.positional)?;
-    let backends = args.backends.resolve(backend_words)?;
-    let addrs = cli::ipv4_backends(&backends)?;
     let ephemeral = cli::ephemeral_range().context("reading the kernel's ephemeral port range")?;
-    let settings = cli::settings(&args.options, source_ip, addrs, ephemeral)?;
+    let config = args.resolve(&ephemeral)?;
+    check_source_ip(config.source_ip)?;
     args.log.init();
     if !nix::unistd::geteuid().is_root() {
         bail!(
@@ -103,17 +118,17 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
              run it as root, e.g. `sudo l4lb raw ...`"
         );
     }
-    let mut rules = firewall::prepare(settings.install_rst_drop)?;
+    let mut rules = firewall::prepare(config.install_rst_drop)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the runtime for health checks and stats")?;
-    let (device, head, sender) = open_device(&settings, &runtime)?;
-    if settings.capture == Capture::Packet {
-        firewall::add_prerouting_drop(&mut rules, settings.port, &settings.table.nat_ports)?;
+    let (device, head, sender) = open_device(&config, &runtime)?;
+    if config.capture == Capture::Packet {
+        firewall::add_prerouting_drop(&mut rules, config.port, &config.table.nat_ports)?;
     }
-    let mut dev = if settings.send_thread {
+    let mut dev = if config.send_thread {
         Forwarder::Threaded(
             ThreadedDevice::new(device, sender).context("starting the sender thread")?,
         )
@@ -122,24 +137,15 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    let pool = Arc::new(Pool::new(backends, thresholds));
+    let pool = Arc::new(Pool::new(config.backends.clone(), config.thresholds));
+    let signal = {
+        let _guard = runtime.enter();
+        crate::shutdown::watch()?
+    };
     {
         let stop = stop.clone();
         runtime.spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term_fut = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term_fut => {}
-            }
+            signal.await;
             stop.store(true, Ordering::SeqCst);
         });
     }
@@ -147,34 +153,34 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
     let published = Published::default();
     let checker = {
         let _guard = runtime.enter();
-        HealthChecker::spawn(Arc::clone(&pool), &check)
+        HealthChecker::spawn(Arc::clone(&pool), &config.check)
     };
-    if let Some(addr) = admin {
+    if let Some(addr) = config.admin {
         let listener = runtime.block_on(crate::admin::bind(addr))?;
         let sources: Vec<Arc<dyn MetricsSource>> = vec![Arc::new(published.clone())];
         runtime.spawn(crate::admin::serve(listener, Arc::clone(&pool), sources));
     }
     tracing::info!(
         event = "started",
-        source_ip = %settings.source_ip,
-        port = settings.port,
-        backends = ?settings.backends,
-        nat_ports = ?settings.table.nat_ports,
-        max_rows = settings.table.max_rows,
-        capture = ?settings.capture,
-        send_thread = settings.send_thread,
-        send = ?settings.send,
+        source_ip = %config.source_ip,
+        port = config.port,
+        backends = ?config.backend_addrs,
+        nat_ports = ?config.table.nat_ports,
+        max_rows = config.table.max_rows,
+        capture = ?config.capture,
+        send_thread = config.send_thread,
+        send = ?config.send,
         rules = ?rules.describe(),
         "raw balancer running"
     );
 
     let mut nat = Nat::new(NatConfig {
-        source_ip: settings.source_ip,
-        listen_port: settings.port,
-        table: settings.table.clone(),
+        source_ip: config.source_ip,
+        listen_port: config.port,
+        table: config.table.clone(),
     });
-    let mut selector = PoolSelector::new(Arc::clone(&pool), settings.backends.clone());
-    let mut pump = Pump::with_head(settings.batch, settings.mtu, head);
+    let mut selector = PoolSelector::new(Arc::clone(&pool), config.backend_addrs.clone());
+    let mut pump = Pump::with_head(config.batch, config.mtu, head);
     let start = Instant::now();
     let mut next_expiry = Duration::from_secs(1);
     let mut result = Ok(());
@@ -190,18 +196,18 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         }
         if now >= next_expiry {
             if let Forwarder::Threaded(d) = &dev {
-                nat.count_drops(DropReason::SendFailed, d.take_failed());
+                pump.count_send_failures(d.take_failed());
             }
             nat.expire(now);
-            published.publish(Snapshot::of(&nat, &settings.backends));
+            published.publish(Snapshot::of(&nat, pump.counters(), &config.backend_addrs));
             next_expiry = now + Duration::from_secs(1);
         }
     }
     if let Forwarder::Threaded(d) = &dev {
-        nat.count_drops(DropReason::SendFailed, d.take_failed());
+        pump.count_send_failures(d.take_failed());
     }
     drop(dev);
-    let snap = Snapshot::of(&nat, &settings.backends);
+    let snap = Snapshot::of(&nat, pump.counters(), &config.backend_addrs);
     tracing::info!(
         event = "stopped",
         rows = snap.rows,

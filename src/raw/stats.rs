@@ -9,8 +9,9 @@ use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 
 use crate::admin::{MetricKind, MetricsSource, MetricsWriter};
+use crate::raw::device::pump::PumpCounters;
 use crate::raw::nat::Nat;
-use crate::raw::packet::DropReason;
+use crate::raw::wire::packet::DropReason;
 
 /// Counters and gauges at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,15 +47,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads the core's counters and table.
-    pub fn of(nat: &Nat, backends: &[SocketAddrV4]) -> Self {
+    /// Reads the core's counters and table, and the pump's counters.
+    pub fn of(nat: &Nat, pump: &PumpCounters, backends: &[SocketAddrV4]) -> Self {
         let c = nat.counters();
         Self {
             rows: nat.table().len(),
             max_rows: nat.table().config().max_rows,
             drops: DropReason::ALL
                 .iter()
-                .map(|r| (r.name(), c.drops_of(*r)))
+                .map(|r| (r.name(), c.drops_of(*r) + pump.drops_of(*r)))
                 .collect(),
             to_backend: c.to_backend,
             to_client: c.to_client,
@@ -63,8 +64,8 @@ impl Snapshot {
             rows_freed: c.rows_freed.iter().map(|(k, v)| (*k, *v)).collect(),
             refusals_sent: c.refusals_sent,
             refusals_limited: c.refusals_limited,
-            sent_direct: c.sent_direct,
-            sent_routed: c.sent_routed,
+            sent_direct: pump.sent_direct,
+            sent_routed: pump.sent_routed,
             backend_rows: backends
                 .iter()
                 .map(|b| (*b, nat.table().rows_for(*b)))

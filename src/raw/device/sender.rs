@@ -3,8 +3,8 @@
 //! (frames the device sends directly stay on the loop's thread).
 //!
 //! On a veth, sending runs the receiving host's network stack (softirq) inside the
-//! sending system call, which profiling showed to be about half of the forwarding
-//! thread's time in bulk transfers; a second thread lets that overlap with receiving.
+//! sending system call, a large part of the forwarding thread's time in bulk transfers;
+//! a second thread lets that overlap with receiving.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -13,8 +13,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::raw::device::sock::ip::RawSender;
 use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
-use crate::raw::sys::RawSender;
 
 /// Batches in flight between the threads (back-pressure beyond that).
 const DEPTH: usize = 64;

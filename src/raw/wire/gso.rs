@@ -8,7 +8,7 @@
 //! ids, FIN/PSH only on the last segment, CWR only on the first, and both checksums
 //! computed in full.
 
-use crate::raw::packet::{self, flags};
+use crate::raw::wire::packet::{self, flags};
 
 /// Cuts a valid datagram into segments of at most `mtu` bytes; None if it cannot (not a
 /// valid TCP datagram, or headers too long for the MTU).

@@ -3,12 +3,12 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use crate::raw::device::{MemDevice, Pump};
-use crate::raw::fixture::{addr, Spec};
-use crate::raw::limit::{REFUSALS_PER_SEC, REFUSAL_BURST};
+use crate::raw::device::mem::MemDevice;
+use crate::raw::device::pump::Pump;
+use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::nat::reset_bucket::{REFUSALS_PER_SEC, REFUSAL_BURST};
 use crate::raw::nat::{FixedRoundRobin, Nat};
-use crate::raw::packet::{self, flags as f, DropReason};
-use crate::raw::tests_packet::test_nat;
+use crate::raw::wire::packet::{self, flags as f, DropReason};
 
 const LB: [u8; 4] = [10, 0, 0, 1];
 

@@ -12,13 +12,20 @@
 //! without ACK or RST to the listening port is ever answered, one RST per SYN at most, and
 //! at most [`REFUSALS_PER_SEC`] a second (a token bucket; the excess is counted, not sent).
 
+pub mod reset_bucket;
+pub mod table;
+#[cfg(test)]
+mod tests;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::raw::limit::{TokenBucket, REFUSALS_PER_SEC, REFUSAL_BURST};
-use crate::raw::packet::{self, flags, ChecksumState, DropReason, Rewrite, Segment};
-use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig};
+use crate::raw::nat::reset_bucket::{TokenBucket, REFUSALS_PER_SEC, REFUSAL_BURST};
+use crate::raw::nat::table::{
+    Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig,
+};
+use crate::raw::wire::packet::{self, flags, ChecksumState, DropReason, Rewrite, TcpView};
 
 /// Picks the backend of a new connection (round robin over usable backends).
 pub trait Selector {
@@ -51,9 +58,9 @@ impl Selector for FixedRoundRobin {
     }
 }
 
-/// What to do with a processed datagram.
+/// What became of a processed datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Outcome {
     /// Send `buf[..len]` (rewritten in place) to `dst`.
     Forward {
         /// Destination address (for `sendto`).
@@ -65,7 +72,8 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-/// Packet and drop counters.
+/// The NAT decisions counted: datagrams forwarded and dropped, rows, refusals. (What
+/// happens to them after, on the device, the pump counts.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Drops by [`DropReason::index`].
@@ -85,18 +93,13 @@ pub struct Counters {
     /// Refusals not generated because the rate limit was reached (their SYNs are still
     /// counted as drops with their reason).
     pub refusals_limited: u64,
-    /// Frames sent straight to the device (`--send direct`), super-packets whole.
-    pub sent_direct: u64,
-    /// Datagrams sent through the kernel's routed path (segments of cut super-packets
-    /// and the balancer's own resets included).
-    pub sent_routed: u64,
 }
 
 impl Counters {
-    /// Counts a drop and returns the verdict for it.
-    pub fn drop(&mut self, reason: DropReason) -> Verdict {
+    /// Counts a drop and returns the outcome for it.
+    pub fn drop(&mut self, reason: DropReason) -> Outcome {
         self.drops[reason.index()] += 1;
-        Verdict::Drop(reason)
+        Outcome::Drop(reason)
     }
 
     /// Drops counted for `reason`.
@@ -165,36 +168,15 @@ impl Nat {
         std::mem::take(&mut self.pending)
     }
 
-    /// Counts a drop decided outside the core (e.g. a failed send).
-    pub fn count_drop(&mut self, reason: DropReason) {
-        self.counters.drop(reason);
-    }
-
-    /// Counts datagrams sent by the forwarding loop, by path.
-    pub fn count_sent(&mut self, direct: u64, routed: u64) {
-        self.counters.sent_direct += direct;
-        self.counters.sent_routed += routed;
-    }
-
-    /// Counts `n` drops decided outside the core (e.g. failed sends on a sender thread).
-    pub fn count_drops(&mut self, reason: DropReason, n: u64) {
-        self.counters.drops[reason.index()] += n;
-    }
-
-    /// Processes one datagram in place. Never panics, whatever the bytes.
-    pub fn process(&mut self, buf: &mut [u8], now: Duration, sel: &mut dyn Selector) -> Verdict {
-        self.process_with(buf, now, sel, ChecksumState::Unknown)
-    }
-
-    /// [`Nat::process`] for a datagram whose checksum state the receiving device knows
-    /// (see [`packet::rewrite_with`]).
-    pub fn process_with(
+    /// Processes one datagram in place; `checksum` is what the receiving device knows of
+    /// its TCP checksum (see [`packet::rewrite`]). Never panics, whatever the bytes.
+    pub fn process(
         &mut self,
         buf: &mut [u8],
         now: Duration,
         sel: &mut dyn Selector,
         checksum: ChecksumState,
-    ) -> Verdict {
+    ) -> Outcome {
         let seg = match packet::parse(buf) {
             Ok(seg) => seg,
             Err(reason) => return self.counters.drop(reason),
@@ -211,11 +193,11 @@ impl Nat {
     fn client_segment(
         &mut self,
         buf: &mut [u8],
-        seg: &Segment,
+        seg: &TcpView,
         now: Duration,
         sel: &mut dyn Selector,
         checksum: ChecksumState,
-    ) -> Verdict {
+    ) -> Outcome {
         let client = SocketAddrV4::new(seg.src, seg.sport);
         let existing = self.table.by_client(client).filter(|id| {
             // A SYN on a closing row is a new connection from a reused port.
@@ -268,7 +250,7 @@ impl Nat {
             dst: *row.backend.ip(),
             dport: row.backend.port(),
         };
-        self.count_fix(packet::rewrite_with(buf, seg, &to, checksum));
+        self.count_fix(packet::rewrite(buf, seg, &to, checksum));
         self.counters.to_backend += 1;
         if seg.is_initial_syn() {
             if let Some(row) = self.table.get_mut(id) {
@@ -286,7 +268,7 @@ impl Nat {
         if let Some(reason) = self.table.observe(id, Direction::ToBackend, seg.flags, now) {
             self.free(id, reason);
         }
-        Verdict::Forward {
+        Outcome::Forward {
             dst: to.dst,
             len: seg.total_len,
         }
@@ -294,7 +276,7 @@ impl Nat {
 
     /// Drops a client's SYN that cannot be served, counted with `reason`, and queues a
     /// RST+ACK refusal to the client while the rate limit allows.
-    fn refuse(&mut self, syn: &Segment, reason: DropReason, now: Duration) -> Verdict {
+    fn refuse(&mut self, syn: &TcpView, reason: DropReason, now: Duration) -> Outcome {
         if let Some(rst) = packet::build_refusal(syn) {
             if self.refusals.take(now) {
                 self.pending.push((rst, syn.src));
@@ -309,10 +291,10 @@ impl Nat {
     fn backend_segment(
         &mut self,
         buf: &mut [u8],
-        seg: &Segment,
+        seg: &TcpView,
         now: Duration,
         checksum: ChecksumState,
-    ) -> Verdict {
+    ) -> Outcome {
         let backend = SocketAddrV4::new(seg.src, seg.sport);
         let Some(id) = self.table.by_nat(backend, seg.dport) else {
             return self.counters.drop(DropReason::UnknownNatPort);
@@ -349,18 +331,18 @@ impl Nat {
             dst: *row.client.ip(),
             dport: row.client.port(),
         };
-        self.count_fix(packet::rewrite_with(buf, seg, &to, checksum));
+        self.count_fix(packet::rewrite(buf, seg, &to, checksum));
         self.counters.to_client += 1;
         if let Some(reason) = self.table.observe(id, Direction::ToClient, seg.flags, now) {
             self.free(id, reason);
         }
-        Verdict::Forward {
+        Outcome::Forward {
             dst: to.dst,
             len: seg.total_len,
         }
     }
 
-    fn free(&mut self, id: crate::raw::table::RowId, reason: FreeReason) {
+    fn free(&mut self, id: crate::raw::nat::table::RowId, reason: FreeReason) {
         if let Some(row) = self.table.free(id) {
             self.log_freed(&row, reason);
         }

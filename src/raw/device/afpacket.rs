@@ -1,16 +1,16 @@
-//! The `AF_PACKET` device of [`Capture::Packet`](crate::raw::sys::Capture::Packet):
+//! The `AF_PACKET` device of `--capture packet` (the default):
 //! frames taken at the device and, where the next hop is known, sent straight back out
 //! of a device, whole.
 //!
 //! Receiving: a `SOCK_RAW` packet socket with `PACKET_VNET_HDR`, so every frame arrives
 //! as `[virtio_net_hdr][Ethernet header][IPv4 datagram]`: a GRO/TSO super-packet of up
 //! to 64 KB stays one frame, and the header says whether its TCP checksum is still
-//! partial ([`crate::raw::vnet`]). A kernel filter passes only TCP to our ports on
+//! partial ([`crate::raw::wire::vnet`]). A kernel filter passes only TCP to our ports on
 //! Ethernet and loopback devices, addressed to this host; the raw-table PREROUTING drop
 //! keeps the kernel from processing them too.
 //!
 //! Sending, direct: the rewritten frame goes out in the very buffer it came in, with the
-//! next hop's Ethernet header ([`crate::raw::hops`], learned from received frames and
+//! next hop's Ethernet header ([`crate::raw::device::hops`], learned from received frames and
 //! confirmed by the routing table) and the received offload header, on a second packet
 //! socket. The kernel's IP output path (routing, netfilter OUTPUT/POSTROUTING, neighbour
 //! lookup) is skipped, a super-packet is never cut in user space, and a partial checksum
@@ -19,39 +19,33 @@
 //!
 //! Sending, routed: a connection's first SYN, frames to a next hop not (yet) known, the
 //! balancer's own resets and everything when `--send routed` go through an `IPPROTO_RAW`
-//! socket, i.e. the kernel's own routing and ARP, as before ([`RawSender`]).
+//! socket, i.e. the kernel's own routing and ARP ([`RawSender`]).
 
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-
+use crate::raw::device::hops::{Hop, Hops};
+use crate::raw::device::routes::RouteChecker;
+use crate::raw::device::sock::bpf::frame_filter;
+use crate::raw::device::sock::ip::RawSender;
+use crate::raw::device::sock::local_addresses;
+use crate::raw::device::sock::packet::{LinkDest, PacketSocket};
 use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
-use crate::raw::hops::{Hop, Hops};
-use crate::raw::mmsg;
-use crate::raw::packet::{flags, ChecksumState};
-use crate::raw::routes::RouteChecker;
-use crate::raw::sys::{force_buffer, frame_filter, local_addresses, set_int_option, RawSender};
-use crate::raw::vnet::{self, VnetHdr};
+use crate::raw::wire::packet::{flags, ChecksumState};
+use crate::raw::wire::vnet::{self, VnetHdr};
 
 /// Ethernet header length.
 const ETH_LEN: usize = 14;
 /// Bytes before the IPv4 datagram in every frame buffer.
 pub const HEAD: usize = vnet::LEN + ETH_LEN;
-/// Receive buffer asked for (SO_RCVBUFFORCE), so bursts are not dropped by the kernel.
-const RCVBUF: usize = 32 << 20;
-/// Send buffer asked for.
-const SNDBUF: usize = 8 << 20;
 /// How often learned hops are aged.
 const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 
 /// The packet-socket device.
 pub struct PacketDevice {
-    rx: Socket,
-    tx: Socket,
+    socket: PacketSocket,
     routed: RawSender,
     /// This host's addresses: frames routed through the host are not ours.
     local: Vec<[u8; 4]>,
@@ -66,16 +60,6 @@ pub struct PacketDevice {
     next_expiry: Duration,
 }
 
-/// Sets an integer `SOL_PACKET` option.
-fn set_packet_option(socket: &Socket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    set_int_option(socket, libc::SOL_PACKET, option, value)
-}
-
-/// The kernel's name for the Ethernet header's IPv4 type, in network order.
-fn eth_p_ip_be() -> u16 {
-    (libc::ETH_P_IP as u16).to_be()
-}
-
 impl PacketDevice {
     /// Opens the sockets (needs root or CAP_NET_RAW), marks them and installs the
     /// filter. `direct` allows direct sending; `mtu` bounds frames sent directly that are
@@ -87,28 +71,9 @@ impl PacketDevice {
         direct: bool,
         mtu: usize,
     ) -> io::Result<Self> {
-        let rx = Socket::new(
-            Domain::PACKET,
-            Type::RAW,
-            Some(Protocol::from(i32::from(eth_p_ip_be()))),
-        )?;
-        set_packet_option(&rx, libc::PACKET_VNET_HDR, 1)?;
-        rx.attach_filter(&frame_filter(listen, nat))?;
-        rx.set_mark(mark)?;
-        force_buffer(&rx, libc::SO_RCVBUFFORCE, RCVBUF)
-            .or_else(|_| rx.set_recv_buffer_size(RCVBUF))?;
-        rx.set_read_timeout(Some(Duration::from_millis(100)))?;
-        // Protocol 0: a send-only packet socket (it never receives).
-        let tx = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
-        set_packet_option(&tx, libc::PACKET_VNET_HDR, 1)?;
-        // No PACKET_QDISC_BYPASS: frames still pass the device's qdisc and egress hooks,
-        // so a rate limit or a lossy link set on the balancer's device applies to them.
-        tx.set_mark(mark)?;
-        force_buffer(&tx, libc::SO_SNDBUFFORCE, SNDBUF)
-            .or_else(|_| tx.set_send_buffer_size(SNDBUF))?;
+        let socket = PacketSocket::open(mark, &frame_filter(listen, nat))?;
         Ok(Self {
-            rx,
-            tx,
+            socket,
             routed: RawSender::open(mark)?,
             local: local_addresses()?,
             direct,
@@ -181,15 +146,11 @@ impl Device for PacketDevice {
             "a PacketDevice needs RecvBatch::with_head(_, HEAD)"
         );
         let n = batch.bufs.len();
-        let mut names = vec![mmsg::zeroed::<libc::sockaddr_ll>(); n];
         let mut lens = vec![0usize; n];
-        let got = mmsg::recv_many(
-            self.rx.as_raw_fd(),
-            &mut batch.bufs,
-            &mut lens,
-            Some(&mut names),
-        )?;
-        let ifindexes: Vec<i32> = names.iter().map(|a| a.sll_ifindex).collect();
+        let mut ifindexes = vec![0i32; n];
+        let got = self
+            .socket
+            .recv(&mut batch.bufs, &mut lens, &mut ifindexes)?;
         // Keep frames that carry an IPv4 header addressed to this host, in order; a
         // frame too short for one goes on to be counted by the parser.
         let mut kept = 0;
@@ -255,23 +216,19 @@ impl Device for PacketDevice {
         if direct.is_empty() {
             return result;
         }
-        let mut names: Vec<libc::sockaddr_ll> = direct
+        let frames: Vec<(&[u8], LinkDest)> = direct
             .iter()
-            .map(|(_, _, hop)| {
-                let mut a: libc::sockaddr_ll = mmsg::zeroed();
-                a.sll_family = libc::AF_PACKET as u16;
-                a.sll_protocol = eth_p_ip_be();
-                a.sll_ifindex = hop.ifindex;
-                a.sll_halen = 6;
-                a.sll_addr[..6].copy_from_slice(&hop.mac);
-                a
+            .map(|&(k, len, hop)| {
+                let to = LinkDest {
+                    ifindex: hop.ifindex,
+                    mac: hop.mac,
+                };
+                (&batch.bufs[forwards[k].index][..len], to)
             })
             .collect();
-        let frames: Vec<&[u8]> = direct
-            .iter()
-            .map(|&(k, len, _)| &batch.bufs[forwards[k].index][..len])
-            .collect();
-        result.failed = mmsg::send_many(self.tx.as_raw_fd(), &frames, &mut names)
+        result.failed = self
+            .socket
+            .send(&frames)
             .into_iter()
             .map(|(_, err)| err)
             .collect();

@@ -2,7 +2,7 @@
 //!
 //! A flood of SYNs while every backend is down must not become a flood of RSTs towards
 //! whatever address the SYNs claim to come from: refusals beyond the bucket's rate are
-//! not sent (and counted), the SYNs are dropped as before.
+//! not sent (and counted); the SYNs are dropped and counted either way.
 
 use std::time::Duration;
 

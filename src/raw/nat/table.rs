@@ -346,7 +346,7 @@ impl NatTable {
         flags: u8,
         now: Duration,
     ) -> Option<FreeReason> {
-        use crate::raw::packet::flags as f;
+        use crate::raw::wire::packet::flags as f;
         let linger = self.config.fin_linger;
         let row = self.get_mut(id)?;
         row.last_seen = now;
@@ -441,3 +441,6 @@ impl NatTable {
         self.slots.iter().filter_map(|s| s.row.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,11 +4,10 @@ use std::collections::HashSet;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use crate::raw::fixture::{addr, Spec};
+use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::nat::table::{Direction, FreeReason, NatTable, OpenError, RowState, TableConfig};
 use crate::raw::nat::FixedRoundRobin;
-use crate::raw::packet::{flags as f, DropReason};
-use crate::raw::table::{Direction, FreeReason, NatTable, OpenError, RowState, TableConfig};
-use crate::raw::tests_packet::test_nat;
+use crate::raw::wire::packet::{flags as f, ChecksumState, DropReason};
 
 const LB: [u8; 4] = [10, 0, 0, 1];
 
@@ -97,8 +96,8 @@ fn retransmitted_syn_reuses_its_row() {
     let syn = Spec::new(client(1), addr(LB, 20_000), f::SYN).build();
     let mut a = syn.clone();
     let mut b = syn.clone();
-    let first = nat.process(&mut a, secs(0), &mut sel);
-    let second = nat.process(&mut b, secs(1), &mut sel);
+    let first = nat.process(&mut a, secs(0), &mut sel, ChecksumState::Unknown);
+    let second = nat.process(&mut b, secs(1), &mut sel, ChecksumState::Unknown);
     assert_eq!(first, second);
     assert_eq!(a, b, "same backend, same NAT port");
     assert_eq!(nat.table().len(), 1);
@@ -172,13 +171,18 @@ fn a_syn_flood_of_half_open_rows_yields_to_a_real_client() {
     let mut sel = FixedRoundRobin::new(vec![addr([10, 0, 0, 11], 7000)]);
     for i in 0..500u16 {
         let mut syn = Spec::new(addr([6, 6, 6, 6], 1000 + i), addr(LB, 20_000), f::SYN).build();
-        nat.process(&mut syn, Duration::from_millis(u64::from(i)), &mut sel);
+        nat.process(
+            &mut syn,
+            Duration::from_millis(u64::from(i)),
+            &mut sel,
+            ChecksumState::Unknown,
+        );
     }
     assert_eq!(nat.table().len(), 100);
     assert_eq!(nat.counters().rows_freed.get("evicted"), Some(&400));
     let mut syn = Spec::new(client(7), addr(LB, 20_000), f::SYN).build();
-    let verdict = nat.process(&mut syn, secs(1), &mut sel);
-    assert!(matches!(verdict, crate::raw::nat::Verdict::Forward { .. }));
+    let outcome = nat.process(&mut syn, secs(1), &mut sel, ChecksumState::Unknown);
+    assert!(matches!(outcome, crate::raw::nat::Outcome::Forward { .. }));
     assert!(nat.table().by_client(client(7)).is_some());
     assert_eq!(nat.counters().drops_of(DropReason::TableFull), 0);
 }
@@ -199,13 +203,13 @@ fn a_table_full_of_established_rows_drops_new_syns_and_counts_them() {
     let mut nat = test_nat(1);
     let mut sel = FixedRoundRobin::new(vec![b]);
     let mut syn = Spec::new(client(1), addr(LB, 20_000), f::SYN).build();
-    nat.process(&mut syn, secs(0), &mut sel);
+    nat.process(&mut syn, secs(0), &mut sel, ChecksumState::Unknown);
     let mut synack = Spec::new(b, addr(LB, 21_000), f::SYN | f::ACK).build();
-    nat.process(&mut synack, secs(0), &mut sel);
+    nat.process(&mut synack, secs(0), &mut sel, ChecksumState::Unknown);
     let mut ack = Spec::new(client(1), addr(LB, 20_000), f::ACK).build();
-    nat.process(&mut ack, secs(0), &mut sel);
+    nat.process(&mut ack, secs(0), &mut sel, ChecksumState::Unknown);
     let mut syn2 = Spec::new(client(2), addr(LB, 20_000), f::SYN).build();
-    nat.process(&mut syn2, secs(0), &mut sel);
+    nat.process(&mut syn2, secs(0), &mut sel, ChecksumState::Unknown);
     assert_eq!(nat.counters().drops_of(DropReason::TableFull), 1);
 }
 
@@ -224,10 +228,10 @@ fn a_new_syn_on_a_closing_row_starts_a_new_connection() {
         (b, addr(LB, 21_000), f::FIN | f::ACK),
     ] {
         let mut p = Spec::new(src, dst, fl).build();
-        nat.process(&mut p, secs(0), &mut sel);
+        nat.process(&mut p, secs(0), &mut sel, ChecksumState::Unknown);
     }
     let mut syn = Spec::new(c, vip, f::SYN).build();
-    nat.process(&mut syn, secs(1), &mut sel);
+    nat.process(&mut syn, secs(1), &mut sel, ChecksumState::Unknown);
     assert_eq!(nat.counters().rows_created, 2);
     assert_eq!(nat.counters().rows_freed.get("replaced"), Some(&1));
     assert_eq!(nat.table().len(), 1);
@@ -239,31 +243,31 @@ fn a_backend_time_wait_answer_is_reset_and_the_syn_sent_again() {
     let b = addr([10, 0, 0, 11], 7000);
     let mut sel = FixedRoundRobin::new(vec![b]);
     let mut syn = Spec::new(client(1), addr(LB, 20_000), f::SYN).build();
-    nat.process(&mut syn, secs(0), &mut sel);
+    nat.process(&mut syn, secs(0), &mut sel, ChecksumState::Unknown);
     // The backend's TIME_WAIT socket answers with a bare ACK (ack = its next sequence).
     let mut stale = Spec::new(b, addr(LB, 21_000), f::ACK);
     stale.ack = 0xdead_beef;
     let mut stale = stale.build();
-    let verdict = nat.process(&mut stale, secs(0), &mut sel);
+    let outcome = nat.process(&mut stale, secs(0), &mut sel, ChecksumState::Unknown);
     assert_eq!(
-        verdict,
-        crate::raw::nat::Verdict::Drop(DropReason::BackendTimeWait),
+        outcome,
+        crate::raw::nat::Outcome::Drop(DropReason::BackendTimeWait),
         "not forwarded to the client"
     );
     let sent = nat.take_pending();
     assert_eq!(sent.len(), 2);
-    let rst = crate::raw::packet::parse(&sent[0].0).expect("rst parses");
+    let rst = crate::raw::wire::packet::parse(&sent[0].0).expect("rst parses");
     assert!(rst.has(f::RST));
     assert_eq!((rst.src, rst.sport), (LB.into(), 21_000));
     assert_eq!((rst.dst, rst.dport), (*b.ip(), 7000));
     assert_eq!(rst.seq, 0xdead_beef);
-    assert!(crate::raw::packet::checksums_valid(&sent[0].0));
+    assert!(crate::raw::wire::packet::checksums_valid(&sent[0].0));
     assert_eq!(sent[1].0, syn, "the same rewritten SYN again");
     // Only once: a second bare ACK goes to the client as before.
     let mut again = Spec::new(b, addr(LB, 21_000), f::ACK).build();
     assert!(matches!(
-        nat.process(&mut again, secs(0), &mut sel),
-        crate::raw::nat::Verdict::Forward { .. }
+        nat.process(&mut again, secs(0), &mut sel, ChecksumState::Unknown),
+        crate::raw::nat::Outcome::Forward { .. }
     ));
     assert!(nat.take_pending().is_empty());
 }

@@ -3,11 +3,11 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use crate::raw::device::{MemDevice, Pump};
-use crate::raw::fixture::{addr, Spec};
-use crate::raw::nat::{FixedRoundRobin, Nat, NatConfig};
-use crate::raw::packet::{self, flags as f, DropReason, Segment};
-use crate::raw::table::TableConfig;
+use crate::raw::device::mem::MemDevice;
+use crate::raw::device::pump::Pump;
+use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::nat::{FixedRoundRobin, Nat};
+use crate::raw::wire::packet::{self, flags as f, DropReason, TcpView};
 
 const LB: [u8; 4] = [10, 0, 0, 1];
 
@@ -22,20 +22,6 @@ fn backend() -> SocketAddrV4 {
 }
 /// First NAT port of the test range.
 const NAT_PORT: u16 = 21_000;
-
-pub(crate) fn test_nat(max_rows: usize) -> Nat {
-    Nat::new(NatConfig {
-        source_ip: LB.into(),
-        listen_port: 20_000,
-        table: TableConfig {
-            max_rows,
-            half_open_timeout: Duration::from_secs(30),
-            established_timeout: Duration::from_secs(300),
-            fin_linger: Duration::from_secs(2),
-            nat_ports: 21_000..=21_999,
-        },
-    })
-}
 
 /// Runs `input` through a fresh pump; returns what came out.
 fn through(nat: &mut Nat, sel: &mut FixedRoundRobin, input: Vec<u8>) -> Option<Vec<u8>> {
@@ -114,7 +100,7 @@ fn full_exchange_bytes_in_bytes_out() {
         ),
         ("last ack", true, f::ACK, vec![], vec![], vec![]),
     ];
-    let mut decoded: Vec<(String, Segment)> = Vec::new();
+    let mut decoded: Vec<(String, TcpView)> = Vec::new();
     for (name, from_client, flags, topts, iopts, payload) in steps {
         let (src, dst, out_src, out_dst) = if from_client {
             (client(), vip(), nat_side, backend())
@@ -196,7 +182,7 @@ fn incremental_checksum_matches_full_recomputation_on_many_addresses() {
             dst: a(r2 >> 16).into(),
             dport: (r2 >> 48) as u16,
         };
-        packet::rewrite(&mut bytes, &seg, &to);
+        packet::rewrite(&mut bytes, &seg, &to, packet::ChecksumState::Unknown);
         assert!(packet::checksums_valid(&bytes), "after rewrite to {to:?}");
     }
 }
@@ -293,7 +279,12 @@ fn failed_sends_are_counted_not_fatal() {
         .once(&mut dev, &mut nat, &mut sel, Duration::ZERO)
         .expect("a failed send is not an error");
     assert_eq!(n, 2);
-    assert_eq!(nat.counters().drops_of(DropReason::SendFailed), 2);
+    assert_eq!(pump.counters().drops_of(DropReason::SendFailed), 2);
+    assert_eq!(
+        nat.counters().drops_of(DropReason::SendFailed),
+        0,
+        "the NAT counts only its own decisions"
+    );
 }
 
 #[test]
@@ -370,8 +361,8 @@ fn random_bytes_never_panic_and_every_packet_is_accounted_for() {
             packet::ChecksumState::Final,
             packet::ChecksumState::Partial,
         ][(i % 3) as usize];
-        if let crate::raw::nat::Verdict::Forward { .. } =
-            nat.process_with(&mut bytes, Duration::from_millis(i), &mut sel, state)
+        if let crate::raw::nat::Outcome::Forward { .. } =
+            nat.process(&mut bytes, Duration::from_millis(i), &mut sel, state)
         {
             forwarded += 1;
         }
@@ -406,7 +397,7 @@ fn partial_offload_checksums_are_completed_in_full() {
 /// routed path completes it, and what it completes verifies.
 #[test]
 fn partial_checksums_the_device_reports_stay_partial_and_complete_correctly() {
-    use crate::raw::packet::ChecksumState;
+    use crate::raw::wire::packet::ChecksumState;
     let mut nat = test_nat(4096);
     for i in 0..500u32 {
         let c = addr(
@@ -426,13 +417,13 @@ fn partial_checksums_the_device_reports_stay_partial_and_complete_correctly() {
             let tcp_len = seg.total_len - seg.ip_header_len;
             let partial = packet::partial_checksum(seg.src, seg.dst, tcp_len);
             bytes[36..38].copy_from_slice(&partial.to_be_bytes());
-            let verdict = nat.process_with(
+            let outcome = nat.process(
                 &mut bytes,
                 Duration::from_secs(now),
                 &mut sel,
                 ChecksumState::Partial,
             );
-            assert!(matches!(verdict, crate::raw::nat::Verdict::Forward { .. }));
+            assert!(matches!(outcome, crate::raw::nat::Outcome::Forward { .. }));
             let out = packet::parse(&bytes).expect("still valid");
             let kept = u16::from_be_bytes([bytes[36], bytes[37]]);
             let want = packet::partial_checksum(out.src, out.dst, tcp_len);
@@ -452,7 +443,7 @@ fn partial_checksums_the_device_reports_stay_partial_and_complete_correctly() {
 /// leave with complete checksums, super-packets are cut and every segment verifies.
 #[test]
 fn the_routed_path_completes_partial_checksums_of_datagrams_and_super_packets() {
-    use crate::raw::packet::ChecksumState;
+    use crate::raw::wire::packet::ChecksumState;
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
     let mut dev = MemDevice {
@@ -475,6 +466,6 @@ fn the_routed_path_completes_partial_checksums_of_datagrams_and_super_packets() 
     for (bytes, _) in &dev.sent {
         assert!(packet::checksums_valid(bytes));
     }
-    assert_eq!(nat.counters().sent_routed, dev.sent.len() as u64);
-    assert_eq!(nat.counters().sent_direct, 0);
+    assert_eq!(pump.counters().sent_routed, dev.sent.len() as u64);
+    assert_eq!(pump.counters().sent_direct, 0);
 }

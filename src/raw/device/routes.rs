@@ -1,6 +1,6 @@
 //! Asks the kernel's routing table which interface reaches an address (what
 //! `ip route get ADDR` prints as `dev`), so a next hop learned from a received frame
-//! ([`crate::raw::hops`]) is used only where routing agrees with it.
+//! ([`crate::raw::device::hops`]) is used only where routing agrees with it.
 //!
 //! The lookups run on the balancer's tokio runtime (rtnetlink); the forwarding thread
 //! asks and collects the answers without ever blocking ([`RouteChecker`]).

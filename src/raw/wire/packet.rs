@@ -1,7 +1,7 @@
 //! Checked views of untrusted IPv4/TCP bytes and the NAT rewrite, as pure functions.
 //!
 //! [`parse`] validates a received datagram (version, IHL, total length against the
-//! buffer, fragments, protocol, TCP data offset) and returns a [`Segment`] summary or the
+//! buffer, fragments, protocol, TCP data offset) and returns a [`TcpView`] summary or the
 //! [`DropReason`]; it never panics, whatever the bytes. [`rewrite`] changes addresses and
 //! ports in place and fixes both checksums incrementally (RFC 1624, eqn. 3), so IP and TCP
 //! options and the payload are carried through untouched. Field reads go through pnet's
@@ -137,7 +137,7 @@ impl DropReason {
 
 /// What [`parse`] learned about a valid IPv4/TCP datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Segment {
+pub struct TcpView {
     /// IPv4 header length in bytes (options included).
     pub ip_header_len: usize,
     /// IPv4 total length: the datagram is `buf[..total_len]`.
@@ -162,7 +162,7 @@ pub struct Segment {
     pub payload_len: usize,
 }
 
-impl Segment {
+impl TcpView {
     /// Whether every bit of `mask` is set in the flags.
     pub fn has(&self, mask: u8) -> bool {
         self.flags & mask == mask
@@ -175,7 +175,7 @@ impl Segment {
 }
 
 /// Validates `buf` as one IPv4 datagram carrying a TCP segment. Never panics.
-pub fn parse(buf: &[u8]) -> Result<Segment, DropReason> {
+pub fn parse(buf: &[u8]) -> Result<TcpView, DropReason> {
     if buf.len() < IPV4_MIN_HEADER {
         return Err(DropReason::Truncated);
     }
@@ -208,7 +208,7 @@ pub fn parse(buf: &[u8]) -> Result<Segment, DropReason> {
     if doff < TCP_MIN_HEADER || doff > tcp_bytes.len() {
         return Err(DropReason::BadTcpHeader);
     }
-    Ok(Segment {
+    Ok(TcpView {
         ip_header_len: ihl,
         total_len,
         src: ip.get_source(),
@@ -272,27 +272,17 @@ pub fn partial_checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u16 {
 }
 
 /// Rewrites addresses and ports of a datagram `parse` accepted as `seg`, fixing the IP
-/// header checksum and the TCP checksum incrementally (RFC 1624). Bytes beyond
-/// `seg.total_len`, options and payload are left untouched.
+/// header checksum and the TCP checksum. Bytes beyond `seg.total_len`, options and
+/// payload are left untouched.
 ///
-/// A segment whose checksum field holds exactly the pseudo-header part (what a sender
-/// with checksum offload leaves for the NIC, which a veth passes on unfinished) gets its
-/// checksum computed in full instead; a complete checksum that happens to equal it is
-/// also correct after a full computation, so the test can only err towards correctness.
-pub fn rewrite(buf: &mut [u8], seg: &Segment, to: &Rewrite) -> ChecksumFix {
-    rewrite_with(buf, seg, to, ChecksumState::Unknown)
-}
-
-/// [`rewrite`] for a datagram whose checksum state the receiving side knows: a final
-/// checksum is updated incrementally, a partial one stays partial (only the addresses of
-/// its pseudo-header part change: ports are not in it), and an unknown one is treated as
-/// [`rewrite`] does.
-pub fn rewrite_with(
-    buf: &mut [u8],
-    seg: &Segment,
-    to: &Rewrite,
-    state: ChecksumState,
-) -> ChecksumFix {
+/// `state` is what the receiving side knows of the TCP checksum: a final one is updated
+/// incrementally (RFC 1624), a partial one stays partial (only the addresses of its
+/// pseudo-header part change: ports are not in it). An unknown one whose field holds
+/// exactly the pseudo-header part (what a sender with checksum offload leaves for the
+/// NIC, which a veth passes on unfinished) is computed in full; a complete checksum that
+/// happens to equal it is also correct after a full computation, so the test can only
+/// err towards correctness.
+pub fn rewrite(buf: &mut [u8], seg: &TcpView, to: &Rewrite, state: ChecksumState) -> ChecksumFix {
     let tcp_len = seg.total_len - seg.ip_header_len;
     let received = read_u16(buf, seg.ip_header_len + tcp_off::CHECKSUM);
     let partial = match state {
@@ -423,7 +413,7 @@ pub fn full_tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
 
 /// Recomputes both checksums of a datagram `parse` accepted as `seg` from scratch.
 /// Used for user-space segmentation and by tests as the reference.
-pub fn fill_checksums(buf: &mut [u8], seg: &Segment) {
+pub fn fill_checksums(buf: &mut [u8], seg: &TcpView) {
     let ihl = seg.ip_header_len;
     let ip = full_ip_checksum(&buf[..ihl]);
     write_u16(buf, ip_off::CHECKSUM, ip);
@@ -501,7 +491,7 @@ pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32)
 /// `syn` is what [`parse`] returned for the received datagram. Returns None for anything
 /// but a SYN without ACK and without RST, so a reset is never answered (no RST loops) and
 /// at most one refusal is built per SYN.
-pub fn build_refusal(syn: &Segment) -> Option<Vec<u8>> {
+pub fn build_refusal(syn: &TcpView) -> Option<Vec<u8>> {
     if !syn.is_initial_syn() || syn.has(flags::RST) {
         return None;
     }

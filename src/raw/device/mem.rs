@@ -1,0 +1,50 @@
+//! An in-memory [`Device`] for tests: datagrams pushed to its inbox are received, sent
+//! ones collected, so the NAT core and the pump run without sockets or root.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::Ipv4Addr;
+
+use crate::raw::device::{Device, RecvBatch, MAX_DATAGRAM};
+use crate::raw::wire::packet::ChecksumState;
+
+/// An in-memory device: datagrams pushed to `inbox` are received, sent ones collected.
+#[derive(Debug, Default)]
+pub struct MemDevice {
+    /// Datagrams waiting to be received.
+    pub inbox: VecDeque<Vec<u8>>,
+    /// Datagrams sent, with their destination.
+    pub sent: Vec<(Vec<u8>, Ipv4Addr)>,
+    /// When set, every send fails with this errno (e.g. EPERM).
+    pub fail_sends: Option<i32>,
+    /// What the device claims to know of every received datagram's checksum.
+    pub checksum: ChecksumState,
+}
+
+impl Device for MemDevice {
+    fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let mut n = 0;
+        while n < batch.bufs.len() {
+            let Some(pkt) = self.inbox.pop_front() else {
+                break;
+            };
+            let len = pkt.len().min(MAX_DATAGRAM);
+            batch.datagram_mut(n, len).copy_from_slice(&pkt[..len]);
+            batch.lens[n] = len;
+            batch.checksums[n] = self.checksum;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
+        let mut failed = Vec::new();
+        for (i, (bytes, dst)) in packets.iter().enumerate() {
+            match self.fail_sends {
+                Some(errno) => failed.push((i, io::Error::from_raw_os_error(errno))),
+                None => self.sent.push((bytes.to_vec(), *dst)),
+            }
+        }
+        failed
+    }
+}

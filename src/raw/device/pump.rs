@@ -1,0 +1,154 @@
+//! The forwarding loop: receive a batch from a [`Device`], run every datagram through the
+//! NAT core, send what it forwards (straight out of the device where it can, else
+//! through the kernel's routed path, cut to the MTU), and count what the device side did.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::raw::device::{Device, Forward, RecvBatch};
+use crate::raw::nat::{Nat, Outcome, Selector};
+use crate::raw::wire::gso;
+use crate::raw::wire::packet::{self, ChecksumState, DropReason};
+
+/// What the device side did with the datagrams the NAT forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PumpCounters {
+    /// Frames sent straight to the device (`--send direct`), super-packets whole.
+    pub sent_direct: u64,
+    /// Datagrams sent through the kernel's routed path (segments of cut super-packets
+    /// and the balancer's own resets included).
+    pub sent_routed: u64,
+    /// Datagrams dropped as [`DropReason::TooBig`]: longer than the MTU and not cut.
+    pub too_big: u64,
+    /// Datagrams dropped as [`DropReason::SendFailed`] (the sender thread's included).
+    pub send_failed: u64,
+}
+
+impl PumpCounters {
+    /// Drops counted here for `reason` (0 for the reasons only the NAT decides).
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::TooBig => self.too_big,
+            DropReason::SendFailed => self.send_failed,
+            _ => 0,
+        }
+    }
+}
+
+/// Reusable state of the forwarding loop.
+pub struct Pump {
+    batch: RecvBatch,
+    /// Egress MTU: larger datagrams (super-packets) sent through the kernel's path are
+    /// cut into segments that fit.
+    mtu: usize,
+    counters: PumpCounters,
+    /// Failed sends on this thread, for rate-limiting their log lines.
+    send_errors_logged: u64,
+}
+
+impl Pump {
+    /// A loop receiving `batch` datagrams at a time, sending at most `mtu` bytes each
+    /// through the kernel's path.
+    pub fn new(batch: usize, mtu: usize) -> Self {
+        Self::with_head(batch, mtu, 0)
+    }
+
+    /// [`Pump::new`] for a device whose frames carry `head` bytes before the datagram.
+    pub fn with_head(batch: usize, mtu: usize, head: usize) -> Self {
+        Self {
+            batch: RecvBatch::with_head(batch, head),
+            mtu,
+            counters: PumpCounters::default(),
+            send_errors_logged: 0,
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &PumpCounters {
+        &self.counters
+    }
+
+    /// Counts `n` sends that failed away from this loop (on a sender thread).
+    pub fn count_send_failures(&mut self, n: u64) {
+        self.counters.send_failed += n;
+    }
+
+    /// Receives one batch, processes it and sends what is forwarded; returns how many
+    /// datagrams were received.
+    pub fn once(
+        &mut self,
+        dev: &mut dyn Device,
+        nat: &mut Nat,
+        sel: &mut dyn Selector,
+        now: Duration,
+    ) -> io::Result<usize> {
+        let n = dev.recv(&mut self.batch)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut forwards: Vec<Forward> = Vec::with_capacity(n);
+        for i in 0..n {
+            let (len, checksum) = (self.batch.lens[i], self.batch.checksums[i]);
+            let buf = self.batch.datagram_mut(i, len);
+            if let Outcome::Forward { dst, len } = nat.process(buf, now, sel, checksum) {
+                forwards.push(Forward { index: i, len, dst });
+            }
+        }
+        let sent = dev.send_frames(&mut self.batch, &forwards);
+        let direct = forwards.len() - sent.routed.len() - sent.failed.len();
+        for err in sent.failed {
+            self.count_failed_send(&err);
+        }
+        // The rest goes through the kernel: checksums complete, at most `mtu` bytes each.
+        let mut routed: Vec<(usize, usize, Ipv4Addr)> = Vec::with_capacity(sent.routed.len());
+        let mut extra: Vec<(Vec<u8>, Ipv4Addr)> = Vec::new();
+        for f in sent.routed.iter().filter_map(|&k| forwards.get(k)) {
+            let partial = self.batch.checksums[f.index] == ChecksumState::Partial;
+            let buf = self.batch.datagram_mut(f.index, f.len);
+            if f.len > self.mtu {
+                match gso::split(buf, self.mtu) {
+                    Some(parts) => extra.extend(parts.into_iter().map(|p| (p, f.dst))),
+                    None => self.counters.too_big += 1,
+                }
+                continue;
+            }
+            if partial {
+                packet::complete_tcp_checksum(buf);
+            }
+            routed.push((f.index, f.len, f.dst));
+        }
+        let generated = nat.take_pending();
+        let head = self.batch.head;
+        let mut packets: Vec<(&[u8], Ipv4Addr)> = routed
+            .iter()
+            .map(|&(i, len, dst)| (&self.batch.bufs[i][head..head + len], dst))
+            .collect();
+        packets.extend(extra.iter().map(|(p, dst)| (p.as_slice(), *dst)));
+        packets.extend(generated.iter().map(|(p, dst)| (p.as_slice(), *dst)));
+        let failed = dev.send(&packets);
+        self.counters.sent_direct += direct as u64;
+        self.counters.sent_routed += (packets.len() - failed.len()) as u64;
+        for (_, err) in failed {
+            self.count_failed_send(&err);
+        }
+        Ok(n)
+    }
+
+    fn count_failed_send(&mut self, err: &io::Error) {
+        self.counters.send_failed += 1;
+        // Log the first few and then every 1000th, so a storm cannot flood the log.
+        self.send_errors_logged += 1;
+        if self.send_errors_logged <= 10 || self.send_errors_logged % 1000 == 0 {
+            tracing::warn!(
+                event = "send_failed",
+                error = %err,
+                total = self.send_errors_logged,
+                "sending a rewritten packet failed; dropped and counted"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

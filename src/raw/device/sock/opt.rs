@@ -1,0 +1,47 @@
+//! Socket options socket2 has no method for (`SO_RCVBUFFORCE`, `SOL_PACKET` options).
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use socket2::Socket;
+
+/// Sets a buffer size beyond the sysctl limit (root), e.g. `SO_RCVBUFFORCE`.
+pub fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    set_int_option(socket, libc::SOL_SOCKET, option, value)
+}
+
+/// Asks for a receive buffer of `size` bytes, beyond the sysctl limit where allowed.
+pub fn receive_buffer(socket: &Socket, size: usize) -> io::Result<()> {
+    force_buffer(socket, libc::SO_RCVBUFFORCE, size).or_else(|_| socket.set_recv_buffer_size(size))
+}
+
+/// Asks for a send buffer of `size` bytes, beyond the sysctl limit where allowed.
+pub fn send_buffer(socket: &Socket, size: usize) -> io::Result<()> {
+    force_buffer(socket, libc::SO_SNDBUFFORCE, size).or_else(|_| socket.set_send_buffer_size(size))
+}
+
+/// Sets an integer socket option.
+pub fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is open for the life of `socket`; `value` is a live c_int
+    // and its exact size is passed as the option length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
