@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use l4lb::usage::{UsageError, USAGE_EXIT_CODE};
+use l4lb_balancers::usage::{UsageError, USAGE_EXIT_CODE};
 use l4lb_harness::commands;
 
 #[derive(Debug, Parser)]
@@ -21,13 +21,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Raw-socket full-NAT balancer (root): round robin over healthy backends.
-    Raw(l4lb::raw::RawArgs),
+    Raw(l4lb_balancers::raw::RawArgs),
     /// TCP proxy balancer: least connections, health checks, idle timeouts.
-    Proxy(l4lb::proxy::ProxyArgs),
+    Proxy(l4lb_balancers::proxy::ProxyArgs),
     /// Chat server: every chunk a client sends goes to every client of this server.
-    ChatServer(l4lb::chat::ServerArgs),
+    ChatServer(l4lb_balancers::chat::ServerArgs),
     /// Chat client: sends `[nickname] line` for each stdin line, prints what arrives.
-    ChatClient(l4lb::chat::ClientArgs),
+    ChatClient(l4lb_balancers::chat::ClientArgs),
     /// Run scenario files (or directories of them) in fresh namespace topologies.
     Run(commands::RunArgs),
     /// Validate scenario files without running them.
@@ -43,10 +43,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Raw(args) => l4lb::raw::run(args),
-        Command::Proxy(args) => l4lb::proxy::run(args),
-        Command::ChatServer(args) => l4lb::chat::run_server(args),
-        Command::ChatClient(args) => l4lb::chat::run_client(args),
+        Command::Raw(args) => l4lb_balancers::raw::run(args),
+        Command::Proxy(args) => l4lb_balancers::proxy::run(args),
+        Command::ChatServer(args) => l4lb_balancers::chat::run_server(args),
+        Command::ChatClient(args) => l4lb_balancers::chat::run_client(args),
         Command::Run(args) => commands::run(args),
         Command::Check(args) => commands::check(args),
         Command::Topo(args) => commands::topo(args),

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use l4lb::admin::{self, MetricsSource, MetricsWriter};
-use l4lb::pool::{Backend, Pool, Thresholds};
+use l4lb_balancers::admin::{self, MetricsSource, MetricsWriter};
+use l4lb_balancers::pool::{Backend, Pool, Thresholds};
 use l4lb_harness::runner::{balancer, probe};
 use l4lb_harness::scenario::{BalancerKind, BalancerSettings};
 
 /// The two balancer subcommands, as the binary defines them.
 #[derive(Parser)]
 enum Balancer {
-    Raw(l4lb::raw::RawArgs),
-    Proxy(l4lb::proxy::ProxyArgs),
+    Raw(l4lb_balancers::raw::RawArgs),
+    Proxy(l4lb_balancers::proxy::ProxyArgs),
 }
 
 fn settings() -> BalancerSettings {
@@ -62,12 +62,20 @@ fn the_proxy_reads_every_flag_the_harness_passes_with_its_value() {
 }
 
 #[test]
-fn the_raw_balancer_reads_every_flag_the_harness_passes() {
-    match Balancer::try_parse_from(harness_args(BalancerKind::Raw)) {
-        Ok(Balancer::Raw(_)) => {}
+fn the_raw_balancer_reads_every_flag_the_harness_passes_with_its_value() {
+    let args = match Balancer::try_parse_from(harness_args(BalancerKind::Raw)) {
+        Ok(Balancer::Raw(args)) => args,
         Ok(_) => panic!("parsed as another subcommand"),
         Err(e) => panic!("the raw balancer rejects the harness's command line: {e}"),
-    }
+    };
+    let config = args.resolve(&(32768..=60999)).expect("the harness's settings are valid");
+    assert_eq!(config.source_ip, Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(config.port, 20000);
+    assert_eq!(config.backend_addrs.len(), 2);
+    assert_eq!(config.check.interval, Duration::from_millis(250));
+    assert_eq!(config.check.timeout, Duration::from_millis(120));
+    assert_eq!((config.thresholds.rise, config.thresholds.fall), (2, 4));
+    assert_eq!(config.table.established_timeout, Duration::from_secs(7));
 }
 
 #[test]
@@ -92,7 +100,7 @@ fn the_harness_reads_health_and_placement_from_the_stats_the_balancers_write() {
     assert_eq!(proxy.opened_per_backend.get("10.0.0.11:9000"), Some(&1));
 
     // The raw balancer: NAT rows take the place of sessions.
-    let snapshot = l4lb::raw::stats::Snapshot {
+    let snapshot = l4lb_balancers::raw::stats::Snapshot {
         rows: 5,
         backend_rows: vec![(a, 5)],
         backend_rows_created: vec![(a, 9), (b, 0)],

@@ -6,9 +6,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use l4lb::raw::nat::table::TableConfig;
-use l4lb::raw::nat::{FixedRoundRobin, Nat, NatConfig, Outcome};
-use l4lb::raw::wire::packet;
+use l4lb_balancers::raw::nat::table::TableConfig;
+use l4lb_balancers::raw::nat::{FixedRoundRobin, Nat, NatConfig, Outcome};
+use l4lb_balancers::raw::wire::packet;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,6 @@
 //! `l4lb proxy` arguments and their validation into a [`ProxyConfig`].
 
+use l4lb_contract::flags;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -27,16 +28,16 @@ pub struct ProxyArgs {
     #[command(flatten)]
     pub backends: BackendArgs,
     /// Address to accept clients on.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long = flags::LISTEN, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: String,
     /// Longest wait for a backend to accept a connection before trying another one.
-    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    #[arg(long = flags::CONNECT_TIMEOUT, value_name = "DURATION", default_value = "2s")]
     pub connect_timeout: String,
     /// Backends tried per client, each at most once (bounded by the number of backends).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub connect_attempts: u32,
     /// Close both sides of a session after this long without a byte in either direction.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    #[arg(long = flags::IDLE_TIMEOUT, value_name = "DURATION", default_value = "60s")]
     pub idle_timeout: String,
     /// Most concurrent sessions; further clients are accepted and closed at once.
     /// Default: 10000, or fewer if the descriptor limit (`ulimit -n`, raised to its hard

@@ -44,7 +44,6 @@
 //! `recvmmsg` between packets.
 #![deny(unsafe_code)]
 // Until Cargo.toml declares the `fixture` feature (`[features] fixture = []`).
-#![allow(unexpected_cfgs)]
 
 pub mod cli;
 pub mod device;

@@ -3,6 +3,7 @@
 //! ephemeral port range) is a parameter, and the checks against the host's addresses
 //! happen when the balancer starts.
 
+use l4lb_contract::flags;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -45,10 +46,10 @@ pub struct RawArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawOptions {
     /// Source address towards the backends (this host's address on their network).
-    #[arg(long, value_name = "IP")]
+    #[arg(long = flags::SOURCE_IP, value_name = "IP")]
     pub source_ip: Option<Ipv4Addr>,
     /// Port the clients connect to.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
+    #[arg(long = flags::PORT, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// NAT source ports towards each backend, `LOW-HIGH` (default: the 16,384 ports just
     /// below the kernel's ip_local_port_range, so they never collide with the kernel's
@@ -62,7 +63,7 @@ pub struct RawOptions {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub half_open_timeout: Duration,
     /// Free an established row after this much silence.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    #[arg(long = flags::IDLE_TIMEOUT, value_parser = humantime::parse_duration, default_value = "1h")]
     pub idle_timeout: Duration,
     /// Keep a row this long after FIN in both directions (for the last ACK).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]

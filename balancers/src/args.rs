@@ -10,6 +10,7 @@
 //! --log-format text|json         --admin ADDR (stats endpoint, off by default)
 //! ```
 
+use l4lb_contract::flags;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -30,7 +31,7 @@ pub const MAX_WEIGHT: u32 = 10_000;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BackendArgs {
     /// A backend `IP:PORT`, optionally `IP:PORT,weight=N` (repeat for each backend).
-    #[arg(long = "backend", value_name = "IP:PORT")]
+    #[arg(long = flags::BACKEND, value_name = "IP:PORT")]
     pub backend: Vec<String>,
 }
 
@@ -152,22 +153,22 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthArgs {
     /// Time between two health checks of a backend.
-    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    #[arg(long = flags::HEALTH_INTERVAL, value_name = "DURATION", default_value = "5s")]
     pub health_interval: String,
     /// Longest a health check may take.
-    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    #[arg(long = flags::HEALTH_TIMEOUT, value_name = "DURATION", default_value = "2s")]
     pub health_timeout: String,
     /// Failed checks in a row that take a backend down.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long = flags::FALL, value_name = "N", default_value_t = 3)]
     pub fall: u32,
     /// Passed checks in a row that bring a down backend back up.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long = flags::RISE, value_name = "N", default_value_t = 1)]
     pub rise: u32,
     /// Text to send after connecting (escapes \n \r \t \\ understood).
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long = flags::HEALTH_SEND, value_name = "TEXT")]
     pub health_send: Option<String>,
     /// Prefix the backend's reply must start with (escapes as for --health-send).
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long = flags::HEALTH_EXPECT, value_name = "TEXT")]
     pub health_expect: Option<String>,
 }
 
@@ -266,7 +267,7 @@ impl LogArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AdminArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100). Off by default.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long = flags::ADMIN, value_name = "ADDR")]
     pub admin: Option<String>,
 }
 
