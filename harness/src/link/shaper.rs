@@ -1,7 +1,7 @@
 //! The wire's schedule, both directions of one link: frames are offered as they arrive,
 //! held until their departure time, and taken out in departure order (pure, no I/O).
 //!
-//! The I/O side ([`super::wire`]) offers every frame it reads, sleeps until
+//! The I/O side (the wire) offers every frame it reads, sleeps until
 //! [`Shaper::next_due`], and sends what [`Shaper::pop_due`] returns. A binary heap keyed
 //! by (departure, arrival number) keeps frames of equal departure in arrival order.
 

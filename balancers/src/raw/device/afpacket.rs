@@ -5,7 +5,7 @@
 //! Receiving: a `SOCK_RAW` packet socket with `PACKET_VNET_HDR`, so every frame arrives
 //! as `[virtio_net_hdr][Ethernet header][IPv4 datagram]`: a GRO/TSO super-packet of up
 //! to 64 KB stays one frame, and the header says whether its TCP checksum is still
-//! partial ([`crate::raw::wire::vnet`]). A kernel filter passes only TCP to our ports on
+//! partial ([`l4lb_rawsock::vnet`]). A kernel filter passes only TCP to our ports on
 //! Ethernet and loopback devices, addressed to this host; the raw-table PREROUTING drop
 //! keeps the kernel from processing them too.
 //!
@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 
 use crate::raw::device::hops::{Hop, Hops};
 use crate::raw::device::routes::RouteChecker;
-use crate::raw::device::sock::bpf::frame_filter;
-use crate::raw::device::sock::ip::RawSender;
-use crate::raw::device::sock::local_addresses;
-use crate::raw::device::sock::packet::{LinkDest, PacketSocket};
+use l4lb_rawsock::bpf::frame_filter;
+use l4lb_rawsock::ip::RawSender;
+use l4lb_rawsock::local_addresses;
+use l4lb_rawsock::packet::{LinkDest, PacketSocket};
 use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
 use crate::raw::wire::packet::{flags, ChecksumState};
-use crate::raw::wire::vnet::{self, VnetHdr};
+use l4lb_rawsock::vnet::{self, VnetHdr};
 
 /// Ethernet header length.
 const ETH_LEN: usize = 14;

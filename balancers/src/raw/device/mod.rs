@@ -10,9 +10,10 @@
 //! - [`sender`]: the optional sender thread (`--send-thread`) for routed sends.
 //! - [`hops`]: next hops learned from received frames; [`routes`]: the route lookups
 //!   that confirm them.
-//! - [`sock`]: the socket plumbing under the devices (packet and raw IP sockets, BPF,
-//!   `recvmmsg`/`sendmmsg`, socket options), independent of the rest of the crate and
-//!   home of all the balancer's `unsafe` code.
+//!
+//! The socket plumbing under the devices (packet and raw IP sockets, BPF,
+//! `recvmmsg`/`sendmmsg`, socket options) is the `l4lb-rawsock` crate, which the harness's
+//! user-space wire shares; all of the balancer's `unsafe` code lives there.
 
 pub mod afpacket;
 pub mod hops;
@@ -22,7 +23,6 @@ pub mod pump;
 pub mod raw;
 pub mod routes;
 pub mod sender;
-pub mod sock;
 
 use std::io;
 use std::net::Ipv4Addr;

@@ -6,8 +6,8 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
-use crate::raw::device::sock::bpf::port_filter;
-use crate::raw::device::sock::ip::{IpCapture, RawSender};
+use l4lb_rawsock::bpf::port_filter;
+use l4lb_rawsock::ip::{IpCapture, RawSender};
 use crate::raw::device::{Device, RecvBatch};
 use crate::raw::wire::packet::ChecksumState;
 

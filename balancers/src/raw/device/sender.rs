@@ -13,7 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::raw::device::sock::ip::RawSender;
+use l4lb_rawsock::ip::RawSender;
 use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
 
 /// Batches in flight between the threads (back-pressure beyond that).

@@ -7,4 +7,4 @@
 
 pub mod gso;
 pub mod packet;
-pub mod vnet;
+pub use l4lb_rawsock::vnet;
