@@ -189,6 +189,13 @@ impl HealthArgs {
     pub fn resolve(&self) -> Result<(CheckConfig, Thresholds), UsageError> {
         let interval = parse_duration("--health-interval", &self.health_interval)?;
         let timeout = parse_duration("--health-timeout", &self.health_timeout)?;
+        if timeout >= interval {
+            return Err(UsageError::new(format!(
+                "--health-timeout {} must be shorter than --health-interval {} (a check must end before the next one starts)",
+                self.health_timeout.trim(),
+                self.health_interval.trim()
+            )));
+        }
         for (flag, n) in [("--fall", self.fall), ("--rise", self.rise)] {
             if !(1..=MAX_THRESHOLD).contains(&n) {
                 return Err(UsageError::new(format!(

@@ -572,7 +572,10 @@ async fn session_limit_refuses_the_extra_client_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_usable_backend_refuses_cleanly() {
     let mut s1 = Backend::start("s1", [127, 0, 0, 24]).await;
-    let proxy = Proxy::start(&[&s1], &["--health-interval", "100ms"]);
+    let proxy = Proxy::start(
+        &[&s1],
+        &["--health-interval", "100ms", "--health-timeout", "50ms"],
+    );
     s1.kill().await;
     for _ in 0..3 {
         let mut c = TcpStream::connect(proxy.addr).await.unwrap();
@@ -664,6 +667,17 @@ fn bad_cli_input_gives_exit_code_2_and_one_clear_line() {
         (
             &["--backend", "10.0.0.2:80", "--connect-timeout", "fast"],
             "invalid duration \"fast\"",
+        ),
+        (
+            &[
+                "--backend",
+                "10.0.0.2:80",
+                "--health-timeout",
+                "10s",
+                "--health-interval",
+                "1s",
+            ],
+            "--health-timeout 10s must be shorter than --health-interval 1s",
         ),
         (
             &["--backend", "10.0.0.2:80", "--fall", "0"],

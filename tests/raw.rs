@@ -49,12 +49,13 @@ impl Lab {
             &lb_ip,
             "--log-format",
             "json",
+            // Generous timeout: parallel 100 MB tests load the machine, and a slow check
+            // must not flap a backend (a killed server is refused at once anyway); the
+            // timeout must stay below the interval.
             "--health-interval",
-            "300ms",
-            // Generous: parallel 100 MB tests load the machine, and a slow check must
-            // not flap a backend (a killed server is refused at once anyway).
+            "1s",
             "--health-timeout",
-            "2s",
+            "900ms",
             "--fall",
             "2",
             "--rise",
@@ -508,7 +509,9 @@ async fn bulk(offloads: Offloads, capture: &str, extra: &[&str], path: SendPath)
             "--backend",
             &backend,
             "--health-interval",
-            "300ms",
+            "1s",
+            "--health-timeout",
+            "900ms",
             "--max-rows",
             "64",
             "--capture",
@@ -709,6 +712,24 @@ fn usage_errors_are_clear_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--send direct needs --capture packet"),
+        "{err}"
+    );
+    // The shared health check resolve refuses a timeout not below the interval.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "raw",
+            "--source-ip",
+            "10.0.0.1",
+            "--backend",
+            "10.0.0.11:80",
+        ])
+        .args(["--health-timeout", "2s", "--health-interval", "2s"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("must be shorter than --health-interval"),
         "{err}"
     );
     let _ = Ipv4Addr::LOCALHOST;
