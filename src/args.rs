@@ -375,7 +375,7 @@ mod tests {
     fn health_flags_parse() {
         let c = cli(&[
             "--health-interval",
-            "200ms",
+            "2s",
             "--health-timeout",
             "1s",
             "--fall",
@@ -388,7 +388,7 @@ mod tests {
             "PONG",
         ]);
         let (config, thresholds) = c.health.resolve().unwrap();
-        assert_eq!(config.interval, Duration::from_millis(200));
+        assert_eq!(config.interval, Duration::from_secs(2));
         assert_eq!(config.timeout, Duration::from_secs(1));
         assert_eq!(config.send.as_deref(), Some(&b"PING\r\n"[..]));
         assert_eq!(config.expect.as_deref(), Some(&b"PONG"[..]));
@@ -408,6 +408,14 @@ mod tests {
             (&["--fall", "0"], "--fall must be from 1"),
             (&["--rise", "0"], "--rise must be from 1"),
             (&["--health-send", ""], "must not be empty"),
+            (
+                &["--health-timeout", "10s", "--health-interval", "1s"],
+                "--health-timeout 10s must be shorter than --health-interval 1s",
+            ),
+            (
+                &["--health-timeout", "1s", "--health-interval", "1s"],
+                "must be shorter than",
+            ),
         ];
         for (args, want) in cases {
             let e = cli(args).health.resolve().unwrap_err().to_string();
