@@ -509,3 +509,98 @@ fn a_client_that_never_reads_is_dropped_and_others_keep_chatting() {
         started.elapsed()
     );
 }
+
+#[test]
+fn empty_nickname_exits_two_with_one_clear_line() {
+    for nick in ["", "  "] {
+        let out = Command::new(BIN)
+            .args(["chat-client", "127.0.0.1", "4000", nick])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{nick:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{nick:?}: {stderr}");
+        assert!(
+            stderr.starts_with("l4lb: ") && stderr.contains("nickname must not be empty"),
+            "{nick:?}: {stderr}"
+        );
+    }
+}
+
+/// Runs `ip args...` and panics with its stderr if it fails.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deletes the named namespace when dropped (also when the test panics).
+struct TempNs(String);
+
+impl Drop for TempNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A connect that is never answered (the SYN crosses a veth pair to an end that has no
+/// address and forwards nothing) ends after `--connect-timeout` with the original's
+/// `connect() error` and exit 1.
+#[test]
+fn unanswered_connect_times_out_with_connect_error_and_exits_one() {
+    if !l4lb_harness::privilege::root_or_skip("unanswered_connect_times_out") {
+        return;
+    }
+    let ns = format!("l4lb-{}-90-chatnoanswer", std::process::id());
+    ip(&["netns", "add", &ns]);
+    let _guard = TempNs(ns.clone());
+    let inside = |args: &[&str]| {
+        let mut all = vec!["netns", "exec", &ns, "ip"];
+        all.extend_from_slice(args);
+        ip(&all);
+    };
+    inside(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    inside(&["addr", "add", "10.99.0.1/24", "dev", "d0"]);
+    inside(&["link", "set", "d0", "up"]);
+    inside(&["link", "set", "d1", "up"]);
+    // A fixed neighbour: no ARP failure, the SYN is just never answered.
+    inside(&[
+        "neigh",
+        "add",
+        "10.99.0.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        "d0",
+    ]);
+    let started = Instant::now();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            BIN,
+            "chat-client",
+            "10.99.0.2",
+            "7000",
+        ])
+        .args(["nobody", "--connect-timeout", "1s"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("connect() error") && l.ends_with("timed out after 1s")),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}

@@ -143,6 +143,15 @@ impl Proxy {
 
     /// Like [`Proxy::start`], with `RUST_LOG` set to `level`.
     fn start_logging(backends: &[&Backend], extra: &[&str], level: &str) -> Self {
+        Self::spawn(backends, extra, level, None)
+    }
+
+    /// Like [`Proxy::start`], under `ulimit -n nofile`.
+    fn start_with_nofile(backends: &[&Backend], extra: &[&str], nofile: u32) -> Self {
+        Self::spawn(backends, extra, "debug", Some(nofile))
+    }
+
+    fn spawn(backends: &[&Backend], extra: &[&str], level: &str, nofile: Option<u32>) -> Self {
         let mut args: Vec<String> = vec!["proxy".into(), "--listen".into(), "127.0.0.1:0".into()];
         for b in backends {
             args.push("--backend".into());
@@ -150,7 +159,17 @@ impl Proxy {
         }
         args.extend(["--log-format", "json", "--admin", "127.0.0.1:0"].map(String::from));
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_l4lb"))
+        let mut command = match nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_l4lb")),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_l4lb"));
+                sh
+            }
+        };
+        let mut child = command
             .args(&args)
             .env("RUST_LOG", level)
             .stdout(Stdio::null())
@@ -572,7 +591,10 @@ async fn session_limit_refuses_the_extra_client_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_usable_backend_refuses_cleanly() {
     let mut s1 = Backend::start("s1", [127, 0, 0, 24]).await;
-    let proxy = Proxy::start(&[&s1], &["--health-interval", "100ms"]);
+    let proxy = Proxy::start(
+        &[&s1],
+        &["--health-interval", "100ms", "--health-timeout", "50ms"],
+    );
     s1.kill().await;
     for _ in 0..3 {
         let mut c = TcpStream::connect(proxy.addr).await.unwrap();
@@ -664,6 +686,17 @@ fn bad_cli_input_gives_exit_code_2_and_one_clear_line() {
         (
             &["--backend", "10.0.0.2:80", "--connect-timeout", "fast"],
             "invalid duration \"fast\"",
+        ),
+        (
+            &[
+                "--backend",
+                "10.0.0.2:80",
+                "--health-timeout",
+                "10s",
+                "--health-interval",
+                "1s",
+            ],
+            "--health-timeout 10s must be shorter than --health-interval 1s",
         ),
         (
             &["--backend", "10.0.0.2:80", "--fall", "0"],
@@ -761,4 +794,82 @@ fn the_default_session_limit_fits_the_descriptors_and_a_given_one_is_kept() {
         "{given}"
     );
     assert!(given.contains("max_sessions=100"), "{given}");
+}
+
+/// Out of descriptors is the proxy's own trouble, not its backends': under `ulimit -n 200`
+/// (68 sessions), with 150 idle connections to the stats endpoint and more clients than
+/// sessions, no backend is ever marked down, and a new client is served or refused as
+/// max_sessions, never as no_backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_descriptor_table_never_marks_backends_down() {
+    let s1 = Backend::start("s1", [127, 0, 0, 61]).await;
+    let s2 = Backend::start("s2", [127, 0, 0, 62]).await;
+    let s3 = Backend::start("s3", [127, 0, 0, 63]).await;
+    let proxy = Proxy::start_with_nofile(
+        &[&s1, &s2, &s3],
+        &["--health-interval", "100ms", "--health-timeout", "50ms"],
+        200,
+    );
+    let mut idle_admin = Vec::new();
+    for _ in 0..150 {
+        if let Ok(c) = TcpStream::connect(proxy.admin).await {
+            idle_admin.push(c);
+        }
+    }
+    let mut clients = Vec::new();
+    for _ in 0..90 {
+        if let Ok(c) = TcpStream::connect(proxy.addr).await {
+            clients.push(c);
+        }
+    }
+    // Fifteen health intervals with the table full.
+    sleep(Duration::from_millis(1500)).await;
+    let mut extra = TcpStream::connect(proxy.addr).await.unwrap();
+    let greeting = timeout(WAIT, read_line_or_end(&mut extra)).await.unwrap();
+    drop(idle_admin);
+    let down: Vec<_> = proxy
+        .logged("backend health changed")
+        .into_iter()
+        .filter(|v| v["to"] == "down" || v["to"] == "suspect")
+        .collect();
+    assert!(down.is_empty(), "backends marked down: {down:#?}");
+    // The endpoint's slots free once the idle connections are gone.
+    let deadline = Instant::now() + WAIT;
+    let metrics = loop {
+        let m = proxy.metrics().await;
+        if !m.is_empty() {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "stats endpoint never answered");
+        sleep(Duration::from_millis(50)).await;
+    };
+    for b in [&s1, &s2, &s3] {
+        let key = format!("l4lb_backend_up{{backend=\"{}\"}}", b.addr);
+        assert_eq!(metrics.get(&key), Some(&1.0), "{key}: {metrics:#?}");
+    }
+    let refused = |reason: &str| {
+        metrics
+            .get(&format!("l4lb_proxy_refused_total{{reason=\"{reason}\"}}"))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(refused("no_backend"), 0.0, "{metrics:#?}");
+    match greeting {
+        Some(name) => assert!(name.starts_with('s'), "{name}"),
+        None => assert!(refused("max_sessions") >= 1.0, "{metrics:#?}"),
+    }
+    drop(clients);
+}
+
+/// Like [`read_line`], but `None` on end of stream without waiting for more.
+async fn read_line_or_end(s: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            Ok(_) => line.push(byte[0]),
+        }
+    }
 }

@@ -124,7 +124,7 @@ pub fn render(pool: &Pool, sources: &[Arc<dyn MetricsSource>]) -> String {
             w.sample(metrics::BACKEND_STATE, &labels, u8::from(s.health == state));
         }
     }
-    let families: [CounterFamily; 6] = [
+    let families: [CounterFamily; 7] = [
         (
             metrics::BACKEND_SESSIONS_LIVE,
             MetricKind::Gauge,
@@ -148,6 +148,12 @@ pub fn render(pool: &Pool, sources: &[Arc<dyn MetricsSource>]) -> String {
             MetricKind::Counter,
             "Connects to the backend that failed (passive health).",
             |s| s.connect_failures,
+        ),
+        (
+            metrics::HEALTH_LOCAL_ERRORS_TOTAL,
+            MetricKind::Counter,
+            "Health checks that failed on this host (out of descriptors...); health unchanged.",
+            |s| s.local_check_errors,
         ),
         (
             metrics::BACKEND_SENT_BYTES_TOTAL,
@@ -181,9 +187,16 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves `GET /metrics` forever (until the task is dropped or aborted).
+/// Connections the stats endpoint serves at once; more are closed as soon as accepted,
+/// so idle scrapers cannot take the descriptors sessions and health checks need (the
+/// proxy's descriptor budget counts these).
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// Serves `GET /metrics` forever (until the task is dropped or aborted), at most
+/// [`MAX_CONNECTIONS`] connections at once.
 pub async fn serve(listener: TcpListener, pool: Arc<Pool>, sources: Vec<Arc<dyn MetricsSource>>) {
     let sources: Arc<[Arc<dyn MetricsSource>]> = sources.into();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -193,9 +206,15 @@ pub async fn serve(listener: TcpListener, pool: Arc<Pool>, sources: Vec<Arc<dyn 
                 continue;
             }
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, limit = MAX_CONNECTIONS, "admin connection closed: too many open");
+            drop(stream);
+            continue;
+        };
         let pool = Arc::clone(&pool);
         let sources = Arc::clone(&sources);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = respond(stream, &pool, &sources).await {
                 tracing::debug!(%peer, %error, "admin request failed");
             }

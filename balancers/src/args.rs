@@ -190,6 +190,13 @@ impl HealthArgs {
     pub fn resolve(&self) -> Result<(CheckConfig, Thresholds), UsageError> {
         let interval = parse_duration("--health-interval", &self.health_interval)?;
         let timeout = parse_duration("--health-timeout", &self.health_timeout)?;
+        if timeout >= interval {
+            return Err(UsageError::new(format!(
+                "--health-timeout {} must be shorter than --health-interval {} (a check must end before the next one starts)",
+                self.health_timeout.trim(),
+                self.health_interval.trim()
+            )));
+        }
         for (flag, n) in [("--fall", self.fall), ("--rise", self.rise)] {
             if !(1..=MAX_THRESHOLD).contains(&n) {
                 return Err(UsageError::new(format!(
@@ -369,7 +376,7 @@ mod tests {
     fn health_flags_parse() {
         let c = cli(&[
             "--health-interval",
-            "200ms",
+            "2s",
             "--health-timeout",
             "1s",
             "--fall",
@@ -382,7 +389,7 @@ mod tests {
             "PONG",
         ]);
         let (config, thresholds) = c.health.resolve().unwrap();
-        assert_eq!(config.interval, Duration::from_millis(200));
+        assert_eq!(config.interval, Duration::from_secs(2));
         assert_eq!(config.timeout, Duration::from_secs(1));
         assert_eq!(config.send.as_deref(), Some(&b"PING\r\n"[..]));
         assert_eq!(config.expect.as_deref(), Some(&b"PONG"[..]));
@@ -402,6 +409,14 @@ mod tests {
             (&["--fall", "0"], "--fall must be from 1"),
             (&["--rise", "0"], "--rise must be from 1"),
             (&["--health-send", ""], "must not be empty"),
+            (
+                &["--health-timeout", "10s", "--health-interval", "1s"],
+                "--health-timeout 10s must be shorter than --health-interval 1s",
+            ),
+            (
+                &["--health-timeout", "1s", "--health-interval", "1s"],
+                "must be shorter than",
+            ),
         ];
         for (args, want) in cases {
             let e = cli(args).health.resolve().unwrap_err().to_string();

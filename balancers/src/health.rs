@@ -43,9 +43,30 @@ impl Default for CheckConfig {
     }
 }
 
+/// Whether an I/O error is this host's, not the backend's: out of descriptors (EMFILE,
+/// ENFILE), of buffer space or memory (ENOBUFS, ENOMEM), or of local addresses/ports
+/// (EADDRNOTAVAIL). Such a failure says nothing about the backend's health.
+pub fn is_local_error(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    error.raw_os_error().is_some_and(|code| {
+        [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::ENOBUFS,
+            Errno::EADDRNOTAVAIL,
+            Errno::ENOMEM,
+        ]
+        .contains(&Errno::from_raw(code))
+    })
+}
+
 /// Why a check failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// The check could not run on this host (see [`is_local_error`]); not the backend's
+    /// fault, so it leaves health unchanged.
+    #[error("local error, backend not judged: {0}")]
+    Local(std::io::Error),
     /// The TCP connect failed (refused, unreachable...).
     #[error("connect failed: {0}")]
     Connect(std::io::Error),
@@ -63,6 +84,18 @@ pub enum ProbeError {
         /// What arrived (lossy UTF-8).
         got: String,
     },
+}
+
+impl ProbeError {
+    /// A connect error: [`ProbeError::Local`] if it is this host's, else
+    /// [`ProbeError::Connect`].
+    pub fn from_connect(error: std::io::Error) -> Self {
+        if is_local_error(&error) {
+            Self::Local(error)
+        } else {
+            Self::Connect(error)
+        }
+    }
 }
 
 /// Something that can tell whether a backend is alive.
@@ -93,7 +126,7 @@ impl TcpProbe {
     async fn exchange(&self, addr: SocketAddr) -> Result<(), ProbeError> {
         let mut stream = TcpStream::connect(addr)
             .await
-            .map_err(ProbeError::Connect)?;
+            .map_err(ProbeError::from_connect)?;
         if let Some(payload) = &self.send {
             stream
                 .write_all(payload)
@@ -175,6 +208,10 @@ async fn check_loop<P: Probe>(pool: Arc<Pool>, id: BackendId, interval: Duration
                 if let Some(t) = pool.record_success(id) {
                     log_transition(addr, t, "check passed");
                 }
+            }
+            Err(ProbeError::Local(error)) => {
+                pool.record_local_check_error(id);
+                tracing::warn!(backend = %addr, %error, "health check could not run here; health unchanged");
             }
             Err(error) => {
                 let reason = error.to_string();
@@ -272,6 +309,66 @@ mod tests {
             interval,
             "checks are an interval apart"
         );
+        checker.shutdown().await;
+    }
+
+    #[test]
+    fn local_errors_are_told_from_the_backend_s() {
+        use nix::errno::Errno;
+        for local in [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::ENOBUFS,
+            Errno::EADDRNOTAVAIL,
+            Errno::ENOMEM,
+        ] {
+            let e = std::io::Error::from_raw_os_error(local as i32);
+            assert!(is_local_error(&e), "{local}");
+            assert!(matches!(ProbeError::from_connect(e), ProbeError::Local(_)));
+        }
+        for remote in [
+            Errno::ECONNREFUSED,
+            Errno::EHOSTUNREACH,
+            Errno::ENETUNREACH,
+            Errno::ETIMEDOUT,
+        ] {
+            let e = std::io::Error::from_raw_os_error(remote as i32);
+            assert!(!is_local_error(&e), "{remote}");
+            assert!(matches!(
+                ProbeError::from_connect(e),
+                ProbeError::Connect(_)
+            ));
+        }
+        assert!(!is_local_error(&std::io::Error::other("no errno")));
+    }
+
+    /// A probe that always fails locally (as under EMFILE).
+    struct OutOfDescriptors;
+
+    impl Probe for OutOfDescriptors {
+        async fn probe(&self, _addr: SocketAddr) -> Result<(), ProbeError> {
+            Err(ProbeError::Local(std::io::Error::from_raw_os_error(
+                nix::errno::Errno::EMFILE as i32,
+            )))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_errors_are_counted_and_leave_health_alone() {
+        let pool = one_backend(Thresholds::default());
+        let interval = Duration::from_secs(5);
+        let checker = HealthChecker::spawn_with_probe(
+            Arc::clone(&pool),
+            interval,
+            Arc::new(OutOfDescriptors),
+        );
+        for _ in 0..4 {
+            step(interval).await;
+        }
+        assert_eq!(pool.health(0), Health::Unknown);
+        let stats = &pool.stats()[0];
+        assert!(stats.local_check_errors >= 4, "{stats:?}");
+        assert_eq!(stats.check_failures, 0);
         checker.shutdown().await;
     }
 

@@ -46,6 +46,7 @@ struct Counters {
     total: AtomicU64,
     check_failures: AtomicU64,
     connect_failures: AtomicU64,
+    local_check_errors: AtomicU64,
     bytes_to_backend: AtomicU64,
     bytes_from_backend: AtomicU64,
 }
@@ -69,6 +70,9 @@ pub struct BackendStats {
     pub check_failures: u64,
     /// Connects by a balancer that failed (passive health).
     pub connect_failures: u64,
+    /// Health checks that failed on this host (out of descriptors...), not counted
+    /// against the backend.
+    pub local_check_errors: u64,
     /// Bytes forwarded client -> backend.
     pub bytes_to_backend: u64,
     /// Bytes forwarded backend -> client.
@@ -159,6 +163,14 @@ impl Pool {
         self.lock().health[id].record_failure(thresholds)
     }
 
+    /// A health check of the backend failed for a local reason (see
+    /// [`crate::health::is_local_error`]): counted, health unchanged.
+    pub fn record_local_check_error(&self, id: BackendId) {
+        self.counters[id]
+            .local_check_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Passive health: a balancer's connect to the backend failed. Counts as a failure
     /// of the state machine; returns the transition if the state flipped.
     pub fn record_connect_failure(&self, id: BackendId) -> Option<Transition> {
@@ -245,6 +257,7 @@ impl Pool {
                 total: c.total.load(Ordering::Relaxed),
                 check_failures: c.check_failures.load(Ordering::Relaxed),
                 connect_failures: c.connect_failures.load(Ordering::Relaxed),
+                local_check_errors: c.local_check_errors.load(Ordering::Relaxed),
                 bytes_to_backend: c.bytes_to_backend.load(Ordering::Relaxed),
                 bytes_from_backend: c.bytes_from_backend.load(Ordering::Relaxed),
             })

@@ -18,6 +18,9 @@ pub const BACKEND_SESSIONS_TOTAL: &str = "l4lb_backend_sessions_total";
 pub const BACKEND_CHECK_FAILURES_TOTAL: &str = "l4lb_backend_check_failures_total";
 /// Counter, per backend: failed connects of sessions.
 pub const BACKEND_CONNECT_FAILURES_TOTAL: &str = "l4lb_backend_connect_failures_total";
+/// Counter, per backend: health checks that failed for a local reason (out of
+/// descriptors or memory, no local address left), which do not change its health.
+pub const HEALTH_LOCAL_ERRORS_TOTAL: &str = "l4lb_health_local_errors_total";
 /// Counter, per backend: bytes sent to it.
 pub const BACKEND_SENT_BYTES_TOTAL: &str = "l4lb_backend_sent_bytes_total";
 /// Counter, per backend: bytes received from it.

@@ -19,6 +19,43 @@ pub enum FirewallError {
     Fraction(f64),
 }
 
+/// Removes the rules of balancers that are gone (tagged with an
+/// [`l4lb_contract::firewall::Owner`] whose pid is no longer a live `l4lb`) in `ns`, or in
+/// this process's own namespace when `ns` is `None` (`l4lb cleanup --here`). Returns the
+/// owners' comments of what it removed.
+pub fn remove_stale_rules(ns: Option<&Namespace>) -> anyhow::Result<Vec<String>> {
+    use l4lb_contract::firewall::{owner_alive, stale_rules};
+    let command = |program: &str| match ns {
+        Some(ns) => ns.std_command(program),
+        None => std::process::Command::new(program),
+    };
+    let run = |program: &str, args: &[String]| -> anyhow::Result<String> {
+        let out = command(program)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {program} (is it installed and on PATH?)"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let save = run("iptables-save", &[])?;
+    let mut removed = Vec::new();
+    for rule in stale_rules(&save, std::process::id(), owner_alive) {
+        run("iptables", &rule.delete_args())?;
+        removed.push(format!(
+            "-t {} {} ({})",
+            rule.table,
+            rule.chain,
+            rule.owner.comment()
+        ));
+    }
+    Ok(removed)
+}
+
 /// Runs `iptables args...` inside `ns`; returns stdout, or an error with iptables' stderr.
 pub async fn iptables(ns: &Namespace, args: &[&str]) -> anyhow::Result<String> {
     ns.run_tool("iptables", args, "iptables").await

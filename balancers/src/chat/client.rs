@@ -2,12 +2,14 @@
 //! everything the server sends straight to stdout.
 //!
 //! Exit codes: 0 after `q`/`Q` or at end of stdin (the original busy-looped at end of
-//! stdin; we treat it as `q`), 1 when the connect fails (`connect() error` on stderr, as
-//! the original) or when the server closes or resets the connection (`Server
-//! disconnected ...` on stdout), 2 for bad arguments (clap).
+//! stdin; we treat it as `q`), 1 when the connect fails or takes longer than
+//! `--connect-timeout` (`connect() error` on stderr, as the original) or when the server
+//! closes or resets the connection (`Server disconnected ...` on stdout), 2 for bad
+//! arguments (an empty nickname among them).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,30 +18,54 @@ use tokio::sync::mpsc;
 
 use super::wire::{frame_line, is_quit};
 use super::ClientArgs;
+use crate::args::parse_duration;
+use crate::usage::UsageError;
 
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 4096;
 
 /// Runs the client on a current-thread runtime.
 pub fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    if args.nickname.trim().is_empty() {
+        return Err(UsageError::new(
+            "the nickname must not be empty: give one, e.g. `l4lb chat-client HOST PORT alice`",
+        )
+        .into());
+    }
+    let connect_timeout = parse_duration("--connect-timeout", &args.connect_timeout)?;
     crate::logging::init(args.log_format);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let code = runtime.block_on(chat(args))?;
+    let code = runtime.block_on(chat(args, connect_timeout))?;
     // The stdin thread may still block in read(2); do not wait for it.
     runtime.shutdown_background();
     Ok(code)
 }
 
-async fn chat(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let stream = match TcpStream::connect((args.host.as_str(), args.port)).await {
-        Ok(stream) => stream,
-        Err(error) => {
+async fn chat(args: ClientArgs, connect_timeout: Duration) -> anyhow::Result<ExitCode> {
+    let connect = TcpStream::connect((args.host.as_str(), args.port));
+    let stream = match tokio::time::timeout(connect_timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
             eprintln!("connect() error");
             eprintln!(
                 "l4lb: cannot connect to {}:{}: {error}; is the server running and the host name right?",
+                args.host, args.port
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(_) => {
+            eprintln!(
+                "connect() error: {}:{} timed out after {}",
+                args.host,
+                args.port,
+                humantime::format_duration(connect_timeout)
+            );
+            eprintln!(
+                "l4lb: no answer from {}:{}; is the host reachable (route, firewall)? \
+                 --connect-timeout sets how long to wait",
                 args.host, args.port
             );
             return Ok(ExitCode::FAILURE);

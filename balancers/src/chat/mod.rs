@@ -37,8 +37,11 @@ pub struct ClientArgs {
     pub host: String,
     /// TCP port.
     pub port: u16,
-    /// Nickname put in front of every line sent.
+    /// Nickname put in front of every line sent (not empty).
     pub nickname: String,
+    /// Longest the connect to the server may take before the client gives up.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub connect_timeout: String,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -1,5 +1,6 @@
 //! The descriptor budget: each session holds two sockets (plus two pipes with splice), so
-//! `--max-sessions` needs a matching RLIMIT_NOFILE. The soft limit is raised to the hard
+//! `--max-sessions` needs a matching RLIMIT_NOFILE; a reserve besides sessions covers
+//! health checks and the stats endpoint's bounded connections. The soft limit is raised to the hard
 //! one at start. If that still holds too few, the default session limit is lowered to fit
 //! (a default should work as it is), while one the user gave is kept and a warning says
 //! what to change.
@@ -8,8 +9,17 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 use super::forward::Mode;
 
-/// Descriptors the process needs besides sessions (listeners, health checks, logs...).
-const RESERVE: u64 = 64;
+/// Descriptors for listeners, the runtimes' epoll and wake-up descriptors, stdio, logs.
+const BASE: u64 = 40;
+
+/// Descriptors kept for health checks (one per check in flight), so a full session
+/// table never makes a check fail with EMFILE (a local error, which would not change
+/// health, but would leave it unchecked).
+pub const HEALTH_CHECKS: u64 = 8;
+
+/// Descriptors the process needs besides sessions: [`BASE`], [`HEALTH_CHECKS`] and the
+/// stats endpoint's connection limit ([`crate::admin::MAX_CONNECTIONS`]).
+const RESERVE: u64 = BASE + HEALTH_CHECKS + crate::admin::MAX_CONNECTIONS as u64;
 
 /// Descriptors one session holds with the given forwarding mode.
 pub fn per_session(mode: Mode) -> u64 {
@@ -83,6 +93,12 @@ pub fn ensure_descriptors(max_sessions: usize, given: bool, mode: Mode) -> usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_keeps_descriptors_for_health_checks_and_the_stats_endpoint() {
+        assert!(RESERVE >= HEALTH_CHECKS + crate::admin::MAX_CONNECTIONS as u64 + BASE);
+        assert_eq!(RESERVE, 64);
+    }
 
     #[test]
     fn budget_counts_sockets_and_pipes() {

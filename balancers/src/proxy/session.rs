@@ -126,17 +126,27 @@ async fn connect_upstream(
             ctx.stats.connect_retry();
         }
         let addr = guard.backend().addr;
-        let reason = match tokio::time::timeout(ctx.config.connect_timeout, connect(addr)).await {
-            Ok(Ok(stream)) => return Ok((stream, guard)),
-            Ok(Err(error)) => format!("connect failed: {error}"),
-            Err(_) => format!("connect timed out after {:?}", ctx.config.connect_timeout),
-        };
+        let (reason, local) =
+            match tokio::time::timeout(ctx.config.connect_timeout, connect(addr)).await {
+                Ok(Ok(stream)) => return Ok((stream, guard)),
+                Ok(Err(error)) => (
+                    format!("connect failed: {error}"),
+                    crate::health::is_local_error(&error),
+                ),
+                Err(_) => (
+                    format!("connect timed out after {:?}", ctx.config.connect_timeout),
+                    false,
+                ),
+            };
         let id = guard.id();
         drop(guard);
         tried.push(id);
         tracing::warn!(client = %peer, backend = %addr, %reason, "backend connect failed, trying another");
-        if let Some(transition) = ctx.pool.record_connect_failure(id) {
-            log_transition(addr, transition, &reason);
+        // Out of descriptors and the like is this host's failure, not the backend's.
+        if !local {
+            if let Some(transition) = ctx.pool.record_connect_failure(id) {
+                log_transition(addr, transition, &reason);
+            }
         }
     }
     Err(if tried.is_empty() {

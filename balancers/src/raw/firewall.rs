@@ -5,13 +5,21 @@
 //! silences it. That rule would also drop the RSTs the balancer forwards (sendto fails
 //! with EPERM), so the balancer marks its socket with [`MARK`] and inserts an ACCEPT for
 //! that mark before it; forwarded RSTs pass, the kernel's own stay dropped.
+//!
+//! Every rule added here is tagged with its [`Owner`] (`-m comment --comment "l4lb raw
+//! pid=1234 port=20000"`). A balancer killed with SIGKILL cannot remove its rules, so each
+//! start first removes the rules of owners that are no longer live `l4lb` processes
+//! ([`remove_stale`]); a restart therefore never stacks a second copy, and `l4lb cleanup`
+//! removes them the same way.
 
 use std::process::Command;
 
 use anyhow::{bail, Context};
 
 pub use l4lb_contract::firewall::MARK;
-use l4lb_contract::firewall::{has_rst_drop, rst_drop_command, RST_DROP_ARGS};
+use l4lb_contract::firewall::{
+    has_rst_drop, owner_alive, rst_drop_command, stale_rules, Owner, RST_DROP_ARGS,
+};
 
 fn mark_accept_args() -> Vec<String> {
     vec![
@@ -48,13 +56,46 @@ fn strings(args: &[&str]) -> Vec<String> {
 }
 
 /// Rules this process added; removed again by [`Installed::remove`] (also on drop).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Installed {
-    /// (table, chain, rule spec).
+    /// Whose tag the rules carry.
+    owner: Owner,
+    /// (table, chain, rule spec with the owner tag).
     rules: Vec<(String, String, Vec<String>)>,
 }
 
 impl Installed {
+    fn new(owner: Owner) -> Self {
+        Self {
+            owner,
+            rules: Vec::new(),
+        }
+    }
+
+    /// Adds `-t table -A|-I chain [position] spec + owner tag` and remembers it.
+    fn add(
+        &mut self,
+        table: &str,
+        chain: &str,
+        insert_first: bool,
+        spec: &[String],
+    ) -> anyhow::Result<()> {
+        let mut rule = spec.to_vec();
+        // The tag goes before the target (`-j ...`), where iptables-save prints it.
+        let target = rule.iter().position(|w| w == "-j").unwrap_or(rule.len());
+        rule.splice(target..target, self.owner.comment_args());
+        let mut args = vec!["-t".to_string(), table.to_string()];
+        if insert_first {
+            args.extend(strings(&["-I", chain, "1"]));
+        } else {
+            args.extend(strings(&["-A", chain]));
+        }
+        args.extend(rule.clone());
+        run_ok(&args)?;
+        self.rules.push((table.into(), chain.into(), rule));
+        Ok(())
+    }
+
     /// Removes every rule this process added, collecting errors and going on.
     pub fn remove(&mut self) -> anyhow::Result<()> {
         let mut errors = Vec::new();
@@ -89,10 +130,54 @@ impl Drop for Installed {
     }
 }
 
-/// Checks for the RST-drop rule (adds it when `install` is set) and makes the balancer's
-/// marked packets pass before it.
-pub fn prepare(install: bool) -> anyhow::Result<Installed> {
-    let mut installed = Installed::default();
+/// Removes every tagged rule (all tables) whose owner is not a live `l4lb` process, so a
+/// balancer killed without teardown leaves nothing behind once one starts again. Returns
+/// how many were removed; errors are collected and reported together.
+pub fn remove_stale() -> anyhow::Result<usize> {
+    let save = Command::new("iptables-save")
+        .output()
+        .context("running iptables-save (is it installed and on PATH?)")?;
+    if !save.status.success() {
+        bail!(
+            "`iptables-save` failed: {}",
+            String::from_utf8_lossy(&save.stderr).trim()
+        );
+    }
+    let stale = stale_rules(
+        &String::from_utf8_lossy(&save.stdout),
+        std::process::id(),
+        owner_alive,
+    );
+    let mut errors = Vec::new();
+    for rule in &stale {
+        match run_ok(&rule.delete_args()) {
+            Ok(()) => tracing::info!(
+                table = %rule.table,
+                chain = %rule.chain,
+                owner = %rule.owner.comment(),
+                "removed a firewall rule left by a balancer that is gone"
+            ),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(stale.len())
+    } else {
+        bail!("removing stale firewall rules: {}", errors.join("; "))
+    }
+}
+
+/// Removes stale rules ([`remove_stale`]), checks for the RST-drop rule (adds it when
+/// `install` is set) and makes the balancer's marked packets pass before it. The rules
+/// added are tagged as this process's, balancing `port`.
+pub fn prepare(install: bool, port: u16) -> anyhow::Result<Installed> {
+    let mut installed = Installed::new(Owner {
+        pid: std::process::id(),
+        port,
+    });
+    if let Err(error) = remove_stale() {
+        tracing::warn!(error = %format!("{error:#}"), "could not remove stale firewall rules");
+    }
     let listing = iptables(&strings(&["-S", "OUTPUT"]))?;
     if !listing.status.success() {
         bail!(
@@ -109,23 +194,15 @@ pub fn prepare(install: bool) -> anyhow::Result<Installed> {
                 rst_drop_command()
             );
         }
-        let mut args = strings(&["-A", "OUTPUT"]);
-        args.extend(strings(RST_DROP_ARGS));
-        run_ok(&args)?;
-        installed
-            .rules
-            .push(("filter".into(), "OUTPUT".into(), strings(RST_DROP_ARGS)));
+        installed.add("filter", "OUTPUT", false, &strings(RST_DROP_ARGS))?;
     }
+    // A person's own (untagged) exemption is used as it is; otherwise this process adds
+    // its own, so another balancer's exit cannot take it away.
     let accept = mark_accept_args();
     let mut check = strings(&["-C", "OUTPUT"]);
     check.extend(accept.clone());
     if !iptables(&check)?.status.success() {
-        let mut args = strings(&["-I", "OUTPUT", "1"]);
-        args.extend(accept.clone());
-        run_ok(&args)?;
-        installed
-            .rules
-            .push(("filter".into(), "OUTPUT".into(), accept));
+        installed.add("filter", "OUTPUT", true, &accept)?;
     }
     Ok(installed)
 }
@@ -159,12 +236,7 @@ pub fn add_prerouting_drop(
     nat: &std::ops::RangeInclusive<u16>,
 ) -> anyhow::Result<()> {
     for rule in prerouting_drop_rules(listen, nat) {
-        let mut args = strings(&["-t", "raw", "-A", "PREROUTING"]);
-        args.extend(rule.clone());
-        run_ok(&args)?;
-        installed
-            .rules
-            .push(("raw".into(), "PREROUTING".into(), rule));
+        installed.add("raw", "PREROUTING", false, &rule)?;
     }
     Ok(())
 }

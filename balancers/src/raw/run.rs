@@ -118,7 +118,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
              run it as root, e.g. `sudo l4lb raw ...`"
         );
     }
-    let mut rules = firewall::prepare(config.install_rst_drop)?;
+    let mut rules = firewall::prepare(config.install_rst_drop, config.port)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
