@@ -45,3 +45,27 @@ pub fn set_int_option(
         Err(io::Error::last_os_error())
     }
 }
+
+/// Binds a packet socket to interface `ifindex` for link protocol `protocol` (network
+/// order, e.g. `ETH_P_ALL`), so it receives only that interface's frames and sends out
+/// of it.
+pub fn bind_packet(socket: &Socket, ifindex: i32, protocol: u16) -> io::Result<()> {
+    let mut addr: libc::sockaddr_ll = crate::mmsg::zeroed();
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol;
+    addr.sll_ifindex = ifindex;
+    // SAFETY: the descriptor is open for the life of `socket`; `addr` is a live, fully
+    // initialised sockaddr_ll and its exact size is passed.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -97,3 +97,60 @@ impl PacketSocket {
         mmsg::send_many(self.tx.as_raw_fd(), &bytes, &mut names)
     }
 }
+
+/// `SOL_PACKET` option: do not deliver frames this host sends out of the interface.
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// One packet socket bound to one interface: every frame that arrives on it (any
+/// protocol: ARP as well as IP), with the offload header, and frames sent straight out of
+/// it. Frames sent out of the interface are not read back. A user-space wire holds one
+/// on each side.
+pub struct PortSocket {
+    socket: Socket,
+    ifindex: i32,
+}
+
+impl PortSocket {
+    /// Opens the socket on interface `ifname` (needs root or CAP_NET_RAW); reads wait at
+    /// most `timeout`.
+    pub fn open(ifname: &str, timeout: Duration) -> io::Result<Self> {
+        let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(|e| {
+            io::Error::new(io::ErrorKind::NotFound, format!("interface {ifname}: {e}"))
+        })? as i32;
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        let socket = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(all))),
+        )?;
+        opt::set_int_option(&socket, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+        opt::set_int_option(&socket, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+        opt::bind_packet(&socket, ifindex, all)?;
+        opt::receive_buffer(&socket, RCVBUF)?;
+        opt::send_buffer(&socket, SNDBUF)?;
+        socket.set_read_timeout(Some(timeout))?;
+        Ok(Self { socket, ifindex })
+    }
+
+    /// The descriptor, to wait on.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd()
+    }
+
+    /// Receives up to `bufs.len()` frames without waiting longer than the socket's
+    /// timeout; each one's length goes to `lens`.
+    pub fn recv(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+        mmsg::recv_many::<libc::sockaddr_ll>(self.socket.as_raw_fd(), bufs, lens, None)
+    }
+
+    /// Sends every frame (offload header first) out of the interface; returns the
+    /// failures by index.
+    pub fn send(&self, frames: &[&[u8]]) -> Vec<(usize, io::Error)> {
+        let mut name: libc::sockaddr_ll = mmsg::zeroed();
+        name.sll_family = libc::AF_PACKET as u16;
+        name.sll_ifindex = self.ifindex;
+        let mut names = vec![name; frames.len()];
+        mmsg::send_many(self.socket.as_raw_fd(), frames, &mut names)
+    }
+}

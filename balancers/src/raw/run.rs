@@ -21,13 +21,13 @@ use crate::raw::device::pump::Pump;
 use crate::raw::device::raw::RawDevice;
 use crate::raw::device::routes::RouteChecker;
 use crate::raw::device::sender::ThreadedDevice;
-use l4lb_rawsock::ip::RawSender;
-use l4lb_rawsock::local_addresses;
 use crate::raw::device::Device;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
 use crate::raw::stats::{Published, Snapshot};
 use crate::usage::UsageError;
+use l4lb_rawsock::ip::RawSender;
+use l4lb_rawsock::local_addresses;
 
 /// Round robin over the pool's usable backends (the shared health state decides).
 pub struct PoolSelector {

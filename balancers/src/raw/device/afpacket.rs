@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 
 use crate::raw::device::hops::{Hop, Hops};
 use crate::raw::device::routes::RouteChecker;
+use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
+use crate::raw::wire::packet::{flags, ChecksumState};
 use l4lb_rawsock::bpf::frame_filter;
 use l4lb_rawsock::ip::RawSender;
 use l4lb_rawsock::local_addresses;
 use l4lb_rawsock::packet::{LinkDest, PacketSocket};
-use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
-use crate::raw::wire::packet::{flags, ChecksumState};
 use l4lb_rawsock::vnet::{self, VnetHdr};
 
 /// Ethernet header length.

@@ -6,10 +6,10 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
-use l4lb_rawsock::bpf::port_filter;
-use l4lb_rawsock::ip::{IpCapture, RawSender};
 use crate::raw::device::{Device, RecvBatch};
 use crate::raw::wire::packet::ChecksumState;
+use l4lb_rawsock::bpf::port_filter;
+use l4lb_rawsock::ip::{IpCapture, RawSender};
 
 /// The raw-socket device.
 pub struct RawDevice {

@@ -13,8 +13,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use l4lb_rawsock::ip::RawSender;
 use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
+use l4lb_rawsock::ip::RawSender;
 
 /// Batches in flight between the threads (back-pressure beyond that).
 const DEPTH: usize = 64;
