@@ -151,9 +151,6 @@ fn carry(
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut last_publish = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
-        while let Ok(Control::Set(way, spec)) = commands.try_recv() {
-            shaper.set(way, spec);
-        }
         let now = start.elapsed();
         let wait = shaper
             .next_due()
@@ -171,6 +168,10 @@ fn carry(
         }
         let readable = |fd: &PollFd| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
         let (host_ready, switch_ready) = (readable(&fds[0]), readable(&fds[1]));
+        // A change sent before a frame arrived applies to that frame.
+        while let Ok(Control::Set(way, spec)) = commands.try_recv() {
+            shaper.set(way, spec);
+        }
         for (ready, port, way) in [
             (host_ready, host, Way::Up),
             (switch_ready, switch, Way::Down),

@@ -263,7 +263,7 @@ pub(super) async fn set_link(
 }
 
 /// `ethtool -K <if> gro off gso off tso off tx off rx off` inside `ns`.
-async fn offloads_off(ns: Namespace, ifname: String) -> anyhow::Result<()> {
+pub(super) async fn offloads_off(ns: Namespace, ifname: String) -> anyhow::Result<()> {
     let args = [
         "-K", &ifname, "gro", "off", "gso", "off", "tso", "off", "tx", "off", "rx", "off",
     ];

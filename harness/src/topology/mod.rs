@@ -20,6 +20,7 @@
 //! - Faults: [`Topology::set_link`] takes a host's `eth0` down or up.
 
 mod build;
+mod interpose;
 pub mod plan;
 
 use std::net::Ipv4Addr;
@@ -261,6 +262,15 @@ impl Topology {
     /// the same as `addr(Host::Lb)` on a LAN).
     pub fn lb_backend_addr(&self) -> Ipv4Addr {
         self.plan.lb_backend_addr()
+    }
+
+    /// The rtnetlink handle of the switch's namespace.
+    fn lan_netlink(&self) -> anyhow::Result<&rtnetlink::Handle> {
+        self.members
+            .last()
+            .and_then(|m| m.netlink.as_ref())
+            .map(|n| &n.handle)
+            .context("topology has been torn down")
     }
 
     /// An rtnetlink handle bound to a host's namespace (usable from any task).

@@ -1,0 +1,106 @@
+//! Putting a user-space wire on a host's link and taking it off again.
+//!
+//! On a plain link the host's cable `p-<role>` is a port of the bridge. To impair it,
+//! `p-<role>` leaves the bridge, a veth pair `q-<role>` / `r-<role>` is created in the
+//! switch's namespace with `r-<role>` on the bridge in its place, and a [`Wire`] carries
+//! frames between `p-<role>` and `q-<role>`. Taking it off deletes the pair and puts
+//! `p-<role>` back on the bridge. Links nobody impairs never pay for a wire.
+
+use anyhow::Context;
+use rtnetlink::{LinkUnspec, LinkVeth};
+
+use super::build::{link_index, offloads_off, wait_oper_up};
+use super::{Host, Offloads, Topology};
+use crate::link::spec::Impairment;
+use crate::link::wire::Wire;
+
+/// The two interfaces in the switch's namespace that stand in for a host's bridge port.
+fn stand_in_names(lan_if: &str) -> (String, String) {
+    let role = lan_if.strip_prefix("p-").unwrap_or(lan_if);
+    (format!("q-{role}"), format!("r-{role}"))
+}
+
+impl Topology {
+    /// Puts a wire impaired by `up` (host to switch) and `down` (switch to host) on
+    /// `host`'s `eth0` link, its randomness from `seed`.
+    pub async fn interpose_wire(
+        &self,
+        host: Host,
+        up: Impairment,
+        down: Impairment,
+        seed: u64,
+    ) -> anyhow::Result<Wire> {
+        let link = self
+            .plan
+            .link(host)
+            .with_context(|| format!("{host} has no link in this topology"))?
+            .clone();
+        let lan = self.lan_netlink()?;
+        let bridge = link_index(lan, &link.bridge).await?;
+        let cable = link_index(lan, &link.lan_if).await?;
+        let (wire_if, port_if) = stand_in_names(&link.lan_if);
+        let mut pair = LinkVeth::new(&port_if, &wire_if).up().controller(bridge);
+        if let Some(mtu) = self.spec.mtu {
+            pair = pair.mtu(mtu);
+        }
+        lan.link()
+            .add(pair.build())
+            .execute()
+            .await
+            .with_context(|| format!("cannot create veth {port_if} <-> {wire_if} in lan"))?;
+        let wire_index = link_index(lan, &wire_if).await?;
+        lan.link()
+            .set(LinkUnspec::new_with_index(wire_index).up().build())
+            .execute()
+            .await
+            .with_context(|| format!("cannot bring {wire_if} up"))?;
+        lan.link()
+            .set(LinkUnspec::new_with_index(cable).nocontroller().build())
+            .execute()
+            .await
+            .with_context(|| format!("cannot take {} off {}", link.lan_if, link.bridge))?;
+        if self.spec.offloads == Offloads::Off {
+            offloads_off(self.lan().clone(), wire_if.clone()).await?;
+            offloads_off(self.lan().clone(), port_if.clone()).await?;
+        }
+        wait_oper_up(lan, wire_index, &wire_if).await?;
+        wait_oper_up(lan, link_index(lan, &port_if).await?, &port_if).await?;
+        Wire::start(self.lan(), &link.lan_if, &wire_if, up, down, seed)
+    }
+
+    /// Stops `wire` and gives `host` its plain link back.
+    pub async fn remove_wire(&self, host: Host, wire: Wire) -> anyhow::Result<()> {
+        let stopped = wire.stop();
+        let link = self
+            .plan
+            .link(host)
+            .with_context(|| format!("{host} has no link in this topology"))?
+            .clone();
+        let lan = self.lan_netlink()?;
+        let (wire_if, _) = stand_in_names(&link.lan_if);
+        let wire_index = link_index(lan, &wire_if).await?;
+        lan.link()
+            .del(wire_index)
+            .execute()
+            .await
+            .with_context(|| format!("cannot delete {wire_if}"))?;
+        let bridge = link_index(lan, &link.bridge).await?;
+        let cable = link_index(lan, &link.lan_if).await?;
+        lan.link()
+            .set(LinkUnspec::new_with_index(cable).controller(bridge).build())
+            .execute()
+            .await
+            .with_context(|| format!("cannot put {} back on {}", link.lan_if, link.bridge))?;
+        stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stand_in_names_fit_an_interface_name() {
+        let (q, r) = super::stand_in_names("p-client12");
+        assert_eq!((q.as_str(), r.as_str()), ("q-client12", "r-client12"));
+        assert!(q.len() <= 15);
+    }
+}
