@@ -164,17 +164,20 @@ impl BalancerSettings {
     /// Longest time from a failure to the balancer noticing it: every check of the
     /// `fall` in a row may start up to one interval apart and take up to `timeout`.
     pub fn detection_bound(&self) -> Duration {
-        self.interval * self.fall + self.timeout
+        self.interval
+            .saturating_mul(self.fall)
+            .saturating_add(self.timeout)
     }
 
     /// Longest time from a server's return to the balancer using it again.
     pub fn recovery_bound(&self) -> Duration {
-        self.interval * self.rise + self.timeout
+        self.interval
+            .saturating_mul(self.rise)
+            .saturating_add(self.timeout)
     }
 
     /// Slack added to measured bounds for polling (25 ms) and scheduling on a busy
-    /// machine: one more interval, at least 500 ms (300 ms was missed by up to 0.4 s
-    /// when two scenarios ran beside a benchmark on 2 cores, load average 8 to 11).
+    /// machine (a 2-core host running other builds): one more interval, at least 500 ms.
     pub fn margin(&self) -> Duration {
         self.interval.max(Duration::from_millis(500))
     }
