@@ -9,8 +9,8 @@
 
 pub mod error;
 pub mod model;
-pub mod written;
 pub mod validate;
+pub mod written;
 
 use std::path::{Path, PathBuf};
 

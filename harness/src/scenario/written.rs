@@ -113,7 +113,6 @@ pub struct ProgramsTable {
     pub client: Option<Spanned<CommandValue>>,
 }
 
-
 /// Declares a table of which exactly one *key* field may be given (`name => Variant:
 /// Type`), beside *modifier* fields (`name: Type`, or `name for [key, ...]: Type` when it
 /// belongs to some keys only). Every field is optional; serde lists them, in this order,

@@ -27,10 +27,22 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 pub fn parse_str(file: &Path, source: &str) -> Result<Scenario, ScenarioErrors> {
     let lines = LineIndex::new(source);
     let written: ScenarioTable = toml::from_str(source).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
         let msg = e.message().trim().to_string();
-        let (message, expected) = split_expected(&msg);
-        ScenarioErrors(vec![lines.error(file, span, message, expected)])
+        let error = match e.span() {
+            Some(span) => {
+                let (message, expected) = split_expected(&msg);
+                lines.error(file, span, message, expected)
+            }
+            // toml gives up without a place when keys or values nest deeper than it
+            // recurses: point at the line that nests most.
+            None => lines.error(
+                file,
+                most_nested_line(source),
+                format!("this line nests too deeply for the parser ({msg})"),
+                Some("keys with fewer dotted parts, tables and lists nested less deeply".into()),
+            ),
+        };
+        ScenarioErrors(vec![error])
     })?;
     let mut v = Validator {
         file,
@@ -43,6 +55,26 @@ pub fn parse_str(file: &Path, source: &str) -> Result<Scenario, ScenarioErrors> 
     } else {
         Err(ScenarioErrors(v.errors))
     }
+}
+
+/// The byte range of the start of the line with the most `.`, `[` and `{` (the nesting
+/// characters of TOML keys and values).
+fn most_nested_line(source: &str) -> Range<usize> {
+    let mut start = 0;
+    let mut best = (0, 0..0);
+    for line in source.split_inclusive('\n') {
+        let depth = line
+            .bytes()
+            .filter(|b| matches!(b, b'.' | b'[' | b'{'))
+            .count();
+        if depth > best.0 {
+            let text = line.trim_end_matches(['\r', '\n']);
+            let shown = text.char_indices().nth(8).map_or(text.len(), |(i, _)| i);
+            best = (depth, start..start + shown);
+        }
+        start += line.len();
+    }
+    best.1
 }
 
 /// serde says "…, expected …": keep the two apart so the display can label them.
