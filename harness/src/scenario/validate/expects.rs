@@ -125,7 +125,7 @@ impl Validator<'_> {
             ExpectKey::NotOn(map) => ExpectKind::NotOn(self.server_map(map.get_ref(), topo, tl)),
             ExpectKey::ChatIsolation(_) => ExpectKind::ChatIsolation,
             ExpectKey::Heard(text) => {
-                if !tl.said.contains(text.get_ref()) {
+                if !tl.said_set.contains(text.get_ref()) {
                     self.err(
                         text.span(),
                         format!("no step says `{}`", text.get_ref()),

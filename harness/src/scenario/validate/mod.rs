@@ -109,7 +109,9 @@ struct Validator<'a> {
 struct Timeline {
     joined: BTreeMap<String, usize>,
     quit: BTreeMap<String, usize>,
+    /// Lines said, in order (for messages), and as a set (for lookups).
     said: Vec<String>,
+    said_set: std::collections::HashSet<String>,
     /// Lower bound of elapsed time before the current step.
     elapsed: Duration,
     last_at: Option<(Duration, usize)>,

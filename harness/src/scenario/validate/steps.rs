@@ -155,6 +155,7 @@ impl Validator<'_> {
                     );
                 }
                 tl.said.push(text.get_ref().clone());
+                tl.said_set.insert(text.get_ref().clone());
                 Action::Say {
                     clients,
                     text: text.get_ref().clone(),
