@@ -272,8 +272,7 @@ impl Run<'_> {
                 // here, however long the process then takes to be reaped and its output
                 // drained, and the balancer's reaction can never be recorded before it (a
                 // health check waiting on a stopped server may pass the instant it is
-                // continued: 004 against raw once saw s1 up a moment before the cont's time,
-                // taken after the signal).
+                // continued, before a time taken after the signal).
                 let at = self.start.elapsed();
                 p.signal(signal)?;
                 if action == ServerAction::Kill {
