@@ -446,6 +446,27 @@ pub struct Expectation {
     pub kind: ExpectKind,
 }
 
+/// A tc rate ("512kbit", "10mbit", "1gbit", "8000bit") in kbit/s, or why it is none;
+/// validation and the run read a rate through this one function.
+pub fn rate_kbit(rate: &str) -> Result<u32, String> {
+    let digits = rate.len() - rate.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let n: u64 = rate[..digits]
+        .parse()
+        .map_err(|_| format!("`{rate}` is not a rate"))?;
+    if n == 0 {
+        return Err(format!("`{rate}` is not a rate"));
+    }
+    let k = match &rate[digits..] {
+        "kbit" => Some(n),
+        "mbit" => n.checked_mul(1000),
+        "gbit" => n.checked_mul(1_000_000),
+        "bit" => Some((n / 1000).max(1)),
+        other => return Err(format!("unknown rate unit `{other}` in `{rate}`")),
+    };
+    k.and_then(|k| u32::try_from(k).ok())
+        .ok_or_else(|| format!("rate `{rate}` is too large"))
+}
+
 /// Name of server `i` (0-based).
 pub fn server_name(i: ServerIdx) -> String {
     format!("s{}", i + 1)

@@ -213,18 +213,10 @@ impl Validator<'_> {
                 }
             }
             StepKey::Rate(rate) => {
-                let ok = rate
-                    .get_ref()
-                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-                    .parse::<u64>()
-                    .is_ok_and(|n| n > 0)
-                    && ["kbit", "mbit", "gbit", "bit"]
-                        .iter()
-                        .any(|u| rate.get_ref().ends_with(u));
-                if !ok {
+                if let Err(why) = rate_kbit(rate.get_ref()) {
                     self.err(
                         rate.span(),
-                        format!("`{}` is not a rate", rate.get_ref()),
+                        why,
                         Some("a tc rate such as \"512kbit\", \"10mbit\"".into()),
                     );
                 }
