@@ -8,18 +8,55 @@
 
 use std::path::Path;
 
-use l4lb_harness::scenario::parse_str;
+use l4lb_harness::scenario::{parse_bytes, parse_str};
 use libfuzzer_sys::fuzz_target;
 
+/// Numbers that overflow a duration or an integer: the fuzzer rarely writes them itself.
+const HUGE: [&str; 4] = [
+    "2000000000000000",
+    "5124095576030431",
+    "18446744073709551615",
+    "99999999999999999999999",
+];
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
+    let Some((&choice, rest)) = data.split_first() else {
         return;
     };
-    if let Err(errors) = parse_str(Path::new("fuzz.toml"), text) {
-        if let Err(problem) = errors.located_in(text) {
-            panic!("{problem}");
+    let Ok(text) = std::str::from_utf8(rest) else {
+        // Bytes that are not UTF-8 are refused at a place, never with a panic.
+        if let Err(errors) = parse_bytes(Path::new("fuzz.toml"), rest) {
+            assert!(errors.to_string().contains("fuzz.toml:"));
         }
-        let shown = errors.to_string();
-        assert!(shown.contains("fuzz.toml:"), "{shown}");
+        return;
+    };
+    // When the first byte is 128 or more, the first number of the text becomes a huge one.
+    let text = match usize::from(choice).checked_sub(128) {
+        Some(i) => splice_huge(text, HUGE[i % HUGE.len()]),
+        None => text.to_string(),
+    };
+    match parse_str(Path::new("fuzz.toml"), &text) {
+        Ok(scenario) => {
+            scenario.health.detection_bound();
+            scenario.health.recovery_bound();
+        }
+        Err(errors) => {
+            if let Err(problem) = errors.located_in(&text) {
+                panic!("{problem}");
+            }
+            let shown = errors.to_string();
+            assert!(shown.contains("fuzz.toml:"), "{shown}");
+        }
     }
 });
+
+/// `text` with its first run of digits replaced by `number`.
+fn splice_huge(text: &str, number: &str) -> String {
+    let Some(first) = text.find(|c: char| c.is_ascii_digit()) else {
+        return text.to_string();
+    };
+    let end = text[first..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(text.len(), |i| first + i);
+    format!("{}{number}{}", &text[..first], &text[end..])
+}

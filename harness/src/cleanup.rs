@@ -6,7 +6,7 @@
 //! namespace (`l4lb topo down`). Removing a namespace first kills every process inside
 //! it, then unmounts it; the kernel drops its links once nothing holds it.
 //!
-//! Ctrl-C: every live [`crate::topology::Topology`] is in a process-wide [`registry`];
+//! Ctrl-C: every live topology registers its namespaces in a process-wide [`registry`];
 //! [`install_signal_teardown`] tears them all down on SIGINT/SIGTERM, then exits.
 
 use std::collections::HashSet;
@@ -17,7 +17,46 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::netns::{Namespace, NETNS_DIR};
-use crate::topology::plan::parse_name;
+use names::parse_name;
+
+/// The spelling of this project's namespace names, `l4lb-<pid>-<n>-<role>`: topology
+/// makes them, sweeping reads them back.
+pub mod names {
+    /// The prefix of run `n` of process `pid`.
+    pub fn prefix(pid: u32, n: u64) -> String {
+        format!("l4lb-{pid}-{n}-")
+    }
+
+    /// Parses `l4lb-<pid>-<n>-<role>` into (pid, n, role); None for other names.
+    pub fn parse_name(name: &str) -> Option<(u32, u64, &str)> {
+        let rest = name.strip_prefix("l4lb-")?;
+        let (pid, rest) = rest.split_once('-')?;
+        let (n, role) = rest.split_once('-')?;
+        if role.is_empty() {
+            return None;
+        }
+        Some((pid.parse().ok()?, n.parse().ok()?, role))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn names_round_trip() {
+            let p = prefix(4242, 7);
+            assert_eq!(p, "l4lb-4242-7-");
+            assert_eq!(
+                parse_name(&format!("{p}client3")),
+                Some((4242, 7, "client3"))
+            );
+            assert_eq!(parse_name("l4lb-4242-7-"), None);
+            assert_eq!(parse_name("l4lb-x-7-lb"), None);
+            assert_eq!(parse_name("other-1-2-lb"), None);
+            assert_eq!(parse_name("l4lb-12-3"), None);
+        }
+    }
+}
 
 /// Which leftover namespaces [`sweep`] removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

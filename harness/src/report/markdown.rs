@@ -79,7 +79,7 @@ pub fn render(outcome: &RunOutcome) -> String {
     if !refused.is_empty() {
         let _ = writeln!(s, "\nNot placed: {}", refused.join(", "));
     }
-    let figures: Vec<&crate::runner::Verdict> = outcome
+    let figures: Vec<&crate::runner::Judgement> = outcome
         .verdicts
         .iter()
         .filter(|v| !v.detail.is_empty())

@@ -6,7 +6,7 @@
 //! - [`balancer`]: the balancer's command line.
 //! - [`evidence`]: what a run observed (plain data).
 //! - [`expect`]: expectations checked against evidence (pure).
-//! - [`outcome`]: evidence plus verdicts.
+//! - [`outcome`]: evidence plus judgements.
 
 pub mod balancer;
 pub mod evidence;
@@ -17,7 +17,7 @@ pub mod outcome;
 pub mod probe;
 
 pub use evidence::*;
-pub use expect::{evaluate, Status, Verdict};
+pub use expect::{evaluate, Judgement, Status};
 pub use live::RunOptions;
 pub use outcome::RunOutcome;
 

@@ -59,7 +59,7 @@ pub struct NewSockets {
 
 /// The running observer; [`Observer::stop`] ends its threads.
 pub struct Observer {
-    /// Shared view.
+    /// What the observer's threads have seen so far; they write it, the run reads it.
     pub seen: Arc<Mutex<Seen>>,
     start: Instant,
     stop: Arc<AtomicBool>,

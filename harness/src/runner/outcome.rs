@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::evidence::Evidence;
-use super::expect::{Status, Verdict};
+use super::expect::{Judgement, Status};
 
 /// One scenario run against one balancer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -14,8 +14,8 @@ pub struct RunOutcome {
     pub purpose: String,
     /// What was observed.
     pub evidence: Evidence,
-    /// Verdicts, one an expectation plus the harness's own.
-    pub verdicts: Vec<Verdict>,
+    /// Judgements, one an expectation plus the harness's own (`verdicts` in the JSON report).
+    pub verdicts: Vec<Judgement>,
 }
 
 impl RunOutcome {

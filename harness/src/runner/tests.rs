@@ -58,7 +58,7 @@ fn guideline_evidence(balancer: BalancerKind) -> (Scenario, Evidence) {
 }
 
 /// The verdict whose expectation text starts with `prefix`.
-fn verdict<'a>(o: &'a RunOutcome, prefix: &str) -> &'a Verdict {
+fn verdict<'a>(o: &'a RunOutcome, prefix: &str) -> &'a Judgement {
     o.verdicts
         .iter()
         .find(|v| v.expectation.starts_with(prefix))
@@ -66,7 +66,7 @@ fn verdict<'a>(o: &'a RunOutcome, prefix: &str) -> &'a Verdict {
 }
 
 /// The verdict whose expectation text contains `part`.
-fn verdict_containing<'a>(o: &'a RunOutcome, part: &str) -> &'a Verdict {
+fn verdict_containing<'a>(o: &'a RunOutcome, part: &str) -> &'a Judgement {
     o.verdicts
         .iter()
         .find(|v| v.expectation.contains(part))

@@ -23,25 +23,55 @@ pub struct ScenarioError {
     pub width: usize,
 }
 
-impl ScenarioError {
-    /// An error located at byte range `span` of `source`.
-    pub fn at(
+/// Where each line of a text starts, found once, so that locating an error (or a step's
+/// line) is a binary search and not a count of the newlines before it.
+#[derive(Debug, Clone)]
+pub struct LineIndex<'a> {
+    source: &'a str,
+    /// Byte offset of the first character of each line; `starts[0] == 0`.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// Indexes the lines of `source`.
+    pub fn new(source: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { source, starts }
+    }
+
+    /// The 1-based line holding byte `offset` (the last line past the end).
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
+    }
+
+    /// An error located at byte range `span` of the indexed text.
+    pub fn error(
+        &self,
         file: &Path,
-        source: &str,
         span: Range<usize>,
         message: impl Into<String>,
         expected: Option<String>,
-    ) -> Self {
-        let start = span.start.min(source.len());
-        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..]
-            .find('\n')
-            .map_or(source.len(), |i| start + i);
-        let line = source[..start].matches('\n').count() + 1;
+    ) -> ScenarioError {
+        let source = self.source;
+        let mut start = span.start.min(source.len());
+        while !source.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line = self.line_of(start);
+        let line_start = self.starts[line - 1];
+        let line_end = self
+            .starts
+            .get(line)
+            .map_or(source.len(), |next_start| next_start - 1);
         let column = source[line_start..start].chars().count() + 1;
-        let end = span.end.clamp(start, line_end);
+        let mut end = span.end.clamp(start, line_end);
+        while !source.is_char_boundary(end) {
+            end += 1;
+        }
         let width = source[start..end].chars().count().max(1);
-        Self {
+        ScenarioError {
             file: file.to_path_buf(),
             line,
             column,
@@ -50,6 +80,20 @@ impl ScenarioError {
             source_line: displayable(&source[line_start..line_end]),
             width,
         }
+    }
+}
+
+impl ScenarioError {
+    /// An error located at byte range `span` of `source` (for one error; index the lines
+    /// with [`LineIndex`] to locate many).
+    pub fn at(
+        file: &Path,
+        source: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+        expected: Option<String>,
+    ) -> Self {
+        LineIndex::new(source).error(file, span, message, expected)
     }
 
     /// An error about the file as a whole (unreadable, ...).
@@ -129,13 +173,22 @@ impl std::error::Error for ScenarioError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioErrors(pub Vec<ScenarioError>);
 
+/// Errors of one file shown in full; the rest are counted (a generated or mangled file can
+/// have thousands, and the first ones say what is wrong).
+pub const MAX_SHOWN_ERRORS: usize = 20;
+
 impl fmt::Display for ScenarioErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
+        for (i, error) in self.0.iter().take(MAX_SHOWN_ERRORS).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             writeln!(f, "{error}")?;
+        }
+        match self.0.len().saturating_sub(MAX_SHOWN_ERRORS) {
+            0 => {}
+            1 => writeln!(f, "\n... and 1 more error")?,
+            more => writeln!(f, "\n... and {more} more errors")?,
         }
         match self.0.len() {
             1 => write!(f, "1 error; fix it and run `l4lb check` again"),

@@ -1,7 +1,7 @@
 //! Scenario files: the model, the two-stage parser and the validation errors.
 //!
-//! - [`raw`]: the file as written (serde, unknown keys rejected, values spanned).
-//! - [`validate`]: raw -> [`Scenario`], every problem located by file, line and column.
+//! - [`written`]: the file as written (serde, unknown keys rejected, values spanned).
+//! - [`validate`]: [`written`] -> [`Scenario`], every problem located by file, line and column.
 //! - [`model`]: the validated scenario the runner executes.
 //! - [`error`]: [`ScenarioError`] and its rustc-like display.
 //!
@@ -9,8 +9,8 @@
 
 pub mod error;
 pub mod model;
-pub mod raw;
 pub mod validate;
+pub mod written;
 
 use std::path::{Path, PathBuf};
 
@@ -20,13 +20,34 @@ pub use validate::parse_str;
 
 /// Reads and validates one scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioErrors> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         ScenarioErrors(vec![ScenarioError::whole_file(
             path,
             format!("cannot read the scenario file: {e}"),
         )])
     })?;
-    parse_str(path, &source)
+    parse_bytes(path, &bytes)
+}
+
+/// Parses and validates a file's bytes: text that is not UTF-8 is refused at its first
+/// invalid byte.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Scenario, ScenarioErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(source) => parse_str(path, source),
+        Err(e) => {
+            // The text before the bad byte is valid, so its offset is the same in the
+            // lossy copy, which the error shows.
+            let shown = String::from_utf8_lossy(bytes);
+            let at = e.valid_up_to();
+            Err(ScenarioErrors(vec![ScenarioError::at(
+                path,
+                &shown,
+                at..at + 1,
+                format!("byte 0x{:02x} is not UTF-8 text", bytes[at]),
+                Some("a file in UTF-8".into()),
+            )]))
+        }
+    }
 }
 
 /// Every scenario file named or found (`*.toml`, sorted) in the directories named.

@@ -164,17 +164,20 @@ impl BalancerSettings {
     /// Longest time from a failure to the balancer noticing it: every check of the
     /// `fall` in a row may start up to one interval apart and take up to `timeout`.
     pub fn detection_bound(&self) -> Duration {
-        self.interval * self.fall + self.timeout
+        self.interval
+            .saturating_mul(self.fall)
+            .saturating_add(self.timeout)
     }
 
     /// Longest time from a server's return to the balancer using it again.
     pub fn recovery_bound(&self) -> Duration {
-        self.interval * self.rise + self.timeout
+        self.interval
+            .saturating_mul(self.rise)
+            .saturating_add(self.timeout)
     }
 
     /// Slack added to measured bounds for polling (25 ms) and scheduling on a busy
-    /// machine: one more interval, at least 500 ms (300 ms was missed by up to 0.4 s
-    /// when two scenarios ran beside a benchmark on 2 cores, load average 8 to 11).
+    /// machine (a 2-core host running other builds): one more interval, at least 500 ms.
     pub fn margin(&self) -> Duration {
         self.interval.max(Duration::from_millis(500))
     }
@@ -441,6 +444,27 @@ pub struct Expectation {
     pub why: Option<String>,
     /// What.
     pub kind: ExpectKind,
+}
+
+/// A tc rate ("512kbit", "10mbit", "1gbit", "8000bit") in kbit/s, or why it is none;
+/// validation and the run read a rate through this one function.
+pub fn rate_kbit(rate: &str) -> Result<u32, String> {
+    let digits = rate.len() - rate.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let n: u64 = rate[..digits]
+        .parse()
+        .map_err(|_| format!("`{rate}` is not a rate"))?;
+    if n == 0 {
+        return Err(format!("`{rate}` is not a rate"));
+    }
+    let k = match &rate[digits..] {
+        "kbit" => Some(n),
+        "mbit" => n.checked_mul(1000),
+        "gbit" => n.checked_mul(1_000_000),
+        "bit" => Some((n / 1000).max(1)),
+        other => return Err(format!("unknown rate unit `{other}` in `{rate}`")),
+    };
+    k.and_then(|k| u32::try_from(k).ok())
+        .ok_or_else(|| format!("rate `{rate}` is too large"))
 }
 
 /// Name of server `i` (0-based).

@@ -224,9 +224,8 @@ async fn oper_state(handle: &rtnetlink::Handle, index: u32) -> anyhow::Result<Op
 }
 
 /// Polls until the link is operationally up: before that the kernel has not yet
-/// activated its queues and drops what is sent. Measured here: without this wait a
-/// connect right after the build took up to 1.03 s in 30 builds (the first SYN lost),
-/// with it at most 0.4 ms. Polls every 0.1-1 ms (cheap netlink gets), not a fixed sleep.
+/// activated its queues and drops what is sent, so a first SYN would be lost and retried
+/// a second later. Polls every 0.1-1 ms (cheap netlink gets), not a fixed sleep.
 pub(super) async fn wait_oper_up(
     handle: &rtnetlink::Handle,
     index: u32,

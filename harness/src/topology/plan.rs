@@ -86,21 +86,8 @@ pub fn role(host: Host) -> String {
     }
 }
 
-/// The prefix of run `n` of process `pid`.
-pub fn prefix(pid: u32, n: u64) -> String {
-    format!("l4lb-{pid}-{n}-")
-}
-
-/// Parses `l4lb-<pid>-<n>-<role>` into (pid, n, role); None for other names.
-pub fn parse_name(name: &str) -> Option<(u32, u64, &str)> {
-    let rest = name.strip_prefix("l4lb-")?;
-    let (pid, rest) = rest.split_once('-')?;
-    let (n, role) = rest.split_once('-')?;
-    if role.is_empty() {
-        return None;
-    }
-    Some((pid.parse().ok()?, n.parse().ok()?, role))
-}
+/// Names are spelt where namespaces are swept (`crate::cleanup::names`), below both.
+pub use crate::cleanup::names::{parse_name, prefix};
 
 fn with_octets(subnet: Ipv4Addr, third_offset: u8, last: u8) -> Ipv4Addr {
     let [a, b, c, _] = subnet.octets();
@@ -334,19 +321,5 @@ mod tests {
             .links
             .iter()
             .all(|l| l.lan_if.len() <= 15 && l.host_if.len() <= 15));
-    }
-
-    #[test]
-    fn names_round_trip() {
-        let p = prefix(4242, 7);
-        assert_eq!(p, "l4lb-4242-7-");
-        assert_eq!(
-            parse_name(&format!("{p}client3")),
-            Some((4242, 7, "client3"))
-        );
-        assert_eq!(parse_name("l4lb-4242-7-"), None);
-        assert_eq!(parse_name("l4lb-x-7-lb"), None);
-        assert_eq!(parse_name("other-1-2-lb"), None);
-        assert_eq!(parse_name("l4lb-12-3"), None);
     }
 }

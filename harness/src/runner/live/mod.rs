@@ -37,8 +37,7 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(6);
 /// (SYN, SYN-ACK and the last ACK, each in and out): at 5% loss about one try in four
 /// fails. The deadline lets the sixth try (at 31 s) count, plus the persistence wait
 /// ([`super::observer::PERSIST_LOSSY`]): about one join in 3,000 (0.265^6) comes out
-/// unplaced. At 16 s (five tries) scenario 010 against raw failed about one run in 50, a
-/// client placed only after the deadline.
+/// unplaced; a deadline of five tries (16 s) would leave about one in 800.
 pub const JOIN_TIMEOUT_FAULTY: Duration = Duration::from_secs(32);
 /// Longest a server or the balancer may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,11 +51,12 @@ pub struct RunOptions {
     pub pcap: Option<PathBuf>,
 }
 
-type Shared<T> = Arc<Mutex<T>>;
+/// A value the run and its chatter tasks both write (a client's last activity, the lines said).
+type SharedWithChatter<T> = Arc<Mutex<T>>;
 
 struct Client {
     proc: Arc<tokio::sync::Mutex<NsProcess>>,
-    last_activity: Shared<Duration>,
+    last_activity: SharedWithChatter<Duration>,
     chatter: Option<tokio::task::JoinHandle<()>>,
     quit: bool,
 }
@@ -73,7 +73,7 @@ struct Run<'a> {
     balancer: Option<NsProcess>,
     capture: Option<NsProcess>,
     clients: BTreeMap<String, Client>,
-    says: Shared<Vec<SayRecord>>,
+    says: SharedWithChatter<Vec<SayRecord>>,
     observer: Option<Observer>,
     drops: Vec<(LinkHost, f64)>,
     /// Hosts with a qdisc fault (rate limit, netem).

@@ -10,7 +10,7 @@ use crate::faults;
 use crate::process::Signal;
 use crate::runner::evidence::*;
 use crate::runner::observer::POLL;
-use crate::scenario::{server_name, Action, Condition, ServerAction, Step};
+use crate::scenario::{rate_kbit, server_name, Action, Condition, ServerAction, Step};
 
 impl Run<'_> {
     pub(super) async fn step(&mut self, step: &Step) -> anyhow::Result<()> {
@@ -131,7 +131,8 @@ impl Run<'_> {
                 );
             }
             Action::Rate { host: h, rate } => {
-                faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit(rate)?).await?;
+                let kbit = rate_kbit(rate).map_err(anyhow::Error::msg)?;
+                faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit).await?;
                 self.shaped.push(*h);
                 self.event(
                     Some(step),
@@ -272,8 +273,7 @@ impl Run<'_> {
                 // here, however long the process then takes to be reaped and its output
                 // drained, and the balancer's reaction can never be recorded before it (a
                 // health check waiting on a stopped server may pass the instant it is
-                // continued: 004 against raw once saw s1 up a moment before the cont's time,
-                // taken after the signal).
+                // continued, before a time taken after the signal).
                 let at = self.start.elapsed();
                 p.signal(signal)?;
                 if action == ServerAction::Kill {
@@ -289,20 +289,4 @@ impl Run<'_> {
         }
         Ok(())
     }
-}
-
-/// A tc rate ("512kbit", "10mbit", "1gbit") in kbit/s.
-fn kbit(rate: &str) -> anyhow::Result<u32> {
-    let digits: String = rate.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("`{rate}` is not a rate"))?;
-    let k = match &rate[digits.len()..] {
-        "kbit" => n,
-        "mbit" => n * 1000,
-        "gbit" => n * 1_000_000,
-        "bit" => (n / 1000).max(1),
-        other => anyhow::bail!("unknown rate unit `{other}` in `{rate}`"),
-    };
-    u32::try_from(k).with_context(|| format!("rate `{rate}` is too large"))
 }

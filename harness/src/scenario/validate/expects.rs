@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{known_clients, Timeline, Validator, EXPECT_KINDS};
+use super::{known_clients, Timeline, Validator};
 use crate::scenario::model::*;
-use crate::scenario::raw::*;
+use crate::scenario::written::*;
 
 impl Validator<'_> {
     fn any_client(&mut self, s: &SStr, tl: &Timeline) -> Option<String> {
@@ -46,58 +46,42 @@ impl Validator<'_> {
 
     pub(super) fn expect(
         &mut self,
-        raw: &Spanned<RawExpect>,
+        written: &Spanned<ExpectTable>,
         topo: &TopologySettings,
         tl: &Timeline,
         balancers: &[BalancerKind],
     ) -> Option<Expectation> {
-        let r = raw.get_ref();
-        let span = raw.span();
-        let line = self.line_of(&span);
-        let present: Vec<&str> = [
-            ("placement", r.placement.is_some()),
-            ("balanced", r.balanced.is_some()),
-            ("not_on", r.not_on.is_some()),
-            ("chat_isolation", r.chat_isolation.is_some()),
-            ("heard", r.heard.is_some()),
-            ("failover", r.failover.is_some()),
-            ("recovery", r.recovery.is_some()),
-            ("kept", r.kept.is_some()),
-            ("idle_closed", r.idle_closed.is_some()),
-            ("refused", r.refused.is_some()),
-            ("no_refused", r.no_refused.is_some()),
-            ("open_sessions", r.open_sessions.is_some()),
-            ("balancer_alive", r.balancer_alive.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, p)| p.then_some(k))
-        .collect();
-        if present.len() != 1 {
-            let message = if present.is_empty() {
-                "this expectation checks nothing".to_string()
-            } else {
-                format!(
-                    "this expectation has {} kinds ({})",
-                    present.len(),
-                    present.join(", ")
-                )
-            };
-            self.err(
-                span,
-                message,
-                Some(format!("exactly one of {}", EXPECT_KINDS.join(", "))),
-            );
-            return None;
-        }
-        let kind_name = present[0];
-        if (r.by.is_some() || r.not_by.is_some()) && kind_name != "heard" {
+        let r = written.get_ref();
+        let span = written.span();
+        let line = self.lines.line_of(span.start);
+        let key = match r.key() {
+            Ok(key) => key,
+            Err(present) => {
+                let message = if present.is_empty() {
+                    "this expectation checks nothing".to_string()
+                } else {
+                    format!(
+                        "this expectation has {} kinds ({})",
+                        present.len(),
+                        present.join(", ")
+                    )
+                };
+                self.err(
+                    span,
+                    message,
+                    Some(format!("exactly one of {}", ExpectTable::KEYS.join(", "))),
+                );
+                return None;
+            }
+        };
+        if (r.by.is_some() || r.not_by.is_some()) && !matches!(key, ExpectKey::Heard(_)) {
             self.err(
                 span.clone(),
                 "`by` and `not_by` belong to a `heard` expectation",
                 Some("`heard = \"line\"` with `by`/`not_by`".into()),
             );
         }
-        if r.tolerance.is_some() && kind_name != "idle_closed" {
+        if r.tolerance.is_some() && !matches!(key, ExpectKey::IdleClosed(_)) {
             self.err(
                 span.clone(),
                 "`tolerance` belongs to an `idle_closed` expectation",
@@ -121,31 +105,27 @@ impl Validator<'_> {
                 );
             }
         }
-        for (flag, value) in [
-            ("chat_isolation", &r.chat_isolation),
-            ("no_refused", &r.no_refused),
-            ("balancer_alive", &r.balancer_alive),
-        ] {
-            if let Some(v) = value {
-                if !*v.get_ref() {
-                    self.err(
-                        v.span(),
-                        format!("`{flag} = false` checks nothing"),
-                        Some(format!("`{flag} = true`, or leave it out")),
-                    );
-                }
+        if let ExpectKey::ChatIsolation(v) | ExpectKey::NoRefused(v) | ExpectKey::BalancerAlive(v) =
+            key
+        {
+            if !*v.get_ref() {
+                let flag = key.name();
+                self.err(
+                    v.span(),
+                    format!("`{flag} = false` checks nothing"),
+                    Some(format!("`{flag} = true`, or leave it out")),
+                );
             }
         }
-        let kind = match kind_name {
-            "placement" => {
-                ExpectKind::Placement(self.server_map(r.placement.as_ref()?.get_ref(), topo, tl))
+        let kind = match key {
+            ExpectKey::Placement(map) => {
+                ExpectKind::Placement(self.server_map(map.get_ref(), topo, tl))
             }
-            "balanced" => ExpectKind::Balanced(*r.balanced.as_ref()?.get_ref()),
-            "not_on" => ExpectKind::NotOn(self.server_map(r.not_on.as_ref()?.get_ref(), topo, tl)),
-            "chat_isolation" => ExpectKind::ChatIsolation,
-            "heard" => {
-                let text = r.heard.as_ref()?;
-                if !tl.said.contains(text.get_ref()) {
+            ExpectKey::Balanced(n) => ExpectKind::Balanced(*n.get_ref()),
+            ExpectKey::NotOn(map) => ExpectKind::NotOn(self.server_map(map.get_ref(), topo, tl)),
+            ExpectKey::ChatIsolation(_) => ExpectKind::ChatIsolation,
+            ExpectKey::Heard(text) => {
+                if !tl.said_set.contains(text.get_ref()) {
                     self.err(
                         text.span(),
                         format!("no step says `{}`", text.get_ref()),
@@ -174,24 +154,23 @@ impl Validator<'_> {
                     not_by,
                 }
             }
-            "failover" => ExpectKind::Failover(self.server(r.failover.as_ref()?, topo)?),
-            "recovery" => ExpectKind::Recovery(self.server(r.recovery.as_ref()?, topo)?),
-            "kept" => ExpectKind::Kept(self.clients(r.kept.as_ref()?, tl)),
-            "idle_closed" => {
+            ExpectKey::Failover(s) => ExpectKind::Failover(self.server(s, topo)?),
+            ExpectKey::Recovery(s) => ExpectKind::Recovery(self.server(s, topo)?),
+            ExpectKey::Kept(list) => ExpectKind::Kept(self.clients(list, tl)),
+            ExpectKey::IdleClosed(list) => {
                 let tolerance = match &r.tolerance {
                     Some(t) => self.positive(t, "tolerance")?,
                     None => Duration::from_millis(500),
                 };
                 ExpectKind::IdleClosed {
-                    clients: self.clients(r.idle_closed.as_ref()?, tl),
+                    clients: self.clients(list, tl),
                     tolerance,
                 }
             }
-            "refused" => ExpectKind::Refused(self.clients(r.refused.as_ref()?, tl)),
-            "no_refused" => ExpectKind::NoRefused,
-            "open_sessions" => ExpectKind::OpenSessions(*r.open_sessions.as_ref()?.get_ref()),
-            "balancer_alive" => ExpectKind::BalancerAlive,
-            _ => unreachable!("every expectation kind is handled"),
+            ExpectKey::Refused(list) => ExpectKind::Refused(self.clients(list, tl)),
+            ExpectKey::NoRefused(_) => ExpectKind::NoRefused,
+            ExpectKey::OpenSessions(n) => ExpectKind::OpenSessions(*n.get_ref()),
+            ExpectKey::BalancerAlive(_) => ExpectKind::BalancerAlive,
         };
         Some(Expectation {
             line,

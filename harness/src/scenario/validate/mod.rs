@@ -1,4 +1,4 @@
-//! Stage two: raw serde structs -> [`Scenario`], with every problem located in the file.
+//! Stage two: the tables as written -> [`Scenario`], with every problem located in the file.
 //!
 //! This file holds the whole-file checks (settings, topology, programs, names);
 //! `steps.rs` checks the timeline and `expects.rs` the expectations.
@@ -14,69 +14,67 @@ use toml::Spanned;
 mod expects;
 mod steps;
 
-use crate::scenario::error::{ScenarioError, ScenarioErrors};
+use crate::scenario::error::{LineIndex, ScenarioError, ScenarioErrors};
 use crate::scenario::model::*;
-use crate::scenario::raw::*;
+use crate::scenario::written::*;
 
-/// Step actions, as written in a file.
-pub const STEP_ACTIONS: &[&str] = &[
-    "join",
-    "say",
-    "chat",
-    "silent",
-    "quit",
-    "kill",
-    "stop",
-    "cont",
-    "restart",
-    "link_down",
-    "link_up",
-    "drop",
-    "rate",
-    "netem",
-    "clear_faults",
-    "wait",
-    "wait_until",
-];
-
-/// Expectation kinds, as written in a file.
-pub const EXPECT_KINDS: &[&str] = &[
-    "placement",
-    "balanced",
-    "not_on",
-    "chat_isolation",
-    "heard",
-    "failover",
-    "recovery",
-    "kept",
-    "idle_closed",
-    "refused",
-    "no_refused",
-    "open_sessions",
-    "balancer_alive",
-];
+/// The longest duration a scenario file may write: a scenario runs for seconds, and every
+/// bound computed from its durations (interval x fall + timeout, ...) then stays far from
+/// overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Parses and validates one scenario file's text. `file` is only used in messages.
 pub fn parse_str(file: &Path, source: &str) -> Result<Scenario, ScenarioErrors> {
-    let raw: RawScenario = toml::from_str(source).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
+    let lines = LineIndex::new(source);
+    let written: ScenarioTable = toml::from_str(source).map_err(|e| {
         let msg = e.message().trim().to_string();
-        let (message, expected) = split_expected(&msg);
-        ScenarioErrors(vec![ScenarioError::at(
-            file, source, span, message, expected,
-        )])
+        let error = match e.span() {
+            Some(span) => {
+                let (message, expected) = split_expected(&msg);
+                lines.error(file, span, message, expected)
+            }
+            // toml gives up without a place when keys or values nest deeper than it
+            // recurses: point at the line that nests most.
+            None => lines.error(
+                file,
+                most_nested_line(source),
+                format!("this line nests too deeply for the parser ({msg})"),
+                Some("keys with fewer dotted parts, tables and lists nested less deeply".into()),
+            ),
+        };
+        ScenarioErrors(vec![error])
     })?;
     let mut v = Validator {
         file,
-        source,
+        lines,
         errors: Vec::new(),
     };
-    let scenario = v.scenario(raw);
+    let scenario = v.scenario(written);
     if v.errors.is_empty() {
         Ok(scenario)
     } else {
         Err(ScenarioErrors(v.errors))
     }
+}
+
+/// The byte range of the start of the line with the most `.`, `[` and `{` (the nesting
+/// characters of TOML keys and values).
+fn most_nested_line(source: &str) -> Range<usize> {
+    let mut start = 0;
+    let mut best = (0, 0..0);
+    for line in source.split_inclusive('\n') {
+        let depth = line
+            .bytes()
+            .filter(|b| matches!(b, b'.' | b'[' | b'{'))
+            .count();
+        if depth > best.0 {
+            let text = line.trim_end_matches(['\r', '\n']);
+            let shown = text.char_indices().nth(8).map_or(text.len(), |(i, _)| i);
+            best = (depth, start..start + shown);
+        }
+        start += line.len();
+    }
+    best.1
 }
 
 /// serde says "…, expected …": keep the two apart so the display can label them.
@@ -102,7 +100,7 @@ fn plain_type(expected: &str) -> String {
 
 struct Validator<'a> {
     file: &'a Path,
-    source: &'a str,
+    lines: LineIndex<'a>,
     errors: Vec<ScenarioError>,
 }
 
@@ -111,7 +109,9 @@ struct Validator<'a> {
 struct Timeline {
     joined: BTreeMap<String, usize>,
     quit: BTreeMap<String, usize>,
+    /// Lines said, in order (for messages), and as a set (for lookups).
     said: Vec<String>,
+    said_set: std::collections::HashSet<String>,
     /// Lower bound of elapsed time before the current step.
     elapsed: Duration,
     last_at: Option<(Duration, usize)>,
@@ -119,24 +119,20 @@ struct Timeline {
 
 impl<'a> Validator<'a> {
     fn err(&mut self, span: Range<usize>, message: impl Into<String>, expected: Option<String>) {
-        self.errors.push(ScenarioError::at(
-            self.file,
-            self.source,
-            span,
-            message,
-            expected,
-        ));
-    }
-
-    fn line_of(&self, span: &Range<usize>) -> usize {
-        self.source[..span.start.min(self.source.len())]
-            .matches('\n')
-            .count()
-            + 1
+        let error = self.lines.error(self.file, span, message, expected);
+        self.errors.push(error);
     }
 
     fn duration(&mut self, s: &SStr, what: &str) -> Option<Duration> {
         match humantime::parse_duration(s.get_ref().trim()) {
+            Ok(d) if d > MAX_DURATION => {
+                self.err(
+                    s.span(),
+                    format!("{what} = \"{}\" is longer than a day", s.get_ref()),
+                    Some("a duration of at most one day, such as \"30s\" or \"2h\"".into()),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(
@@ -162,58 +158,58 @@ impl<'a> Validator<'a> {
         Some(d)
     }
 
-    fn scenario(&mut self, raw: RawScenario) -> Scenario {
-        if raw.name.get_ref().trim().is_empty() {
+    fn scenario(&mut self, written: ScenarioTable) -> Scenario {
+        if written.name.get_ref().trim().is_empty() {
             self.err(
-                raw.name.span(),
+                written.name.span(),
                 "the name is empty",
                 Some("a short name".into()),
             );
         }
-        if raw.purpose.get_ref().trim().is_empty() {
+        if written.purpose.get_ref().trim().is_empty() {
             self.err(
-                raw.purpose.span(),
+                written.purpose.span(),
                 "the purpose is empty",
                 Some("a sentence saying what the scenario proves".into()),
             );
         }
-        let balancers = self.balancers(&raw);
-        let topology = self.topology(raw.topology.as_ref());
-        let health = self.health(raw.balancer.as_ref());
-        let programs = self.programs(raw.programs.as_ref());
+        let balancers = self.balancers(&written);
+        let topology = self.topology(written.topology.as_ref());
+        let health = self.health(written.balancer.as_ref());
+        let programs = self.programs(written.programs.as_ref());
         let mut timeline = Timeline::default();
-        if raw.steps.is_empty() {
+        if written.steps.is_empty() {
             self.err(
                 0..0,
                 "the scenario has no `[[step]]`",
                 Some(format!(
                     "at least one step, e.g. `[[step]]` with `join = [\"test1\"]`; actions: {}",
-                    STEP_ACTIONS.join(", ")
+                    StepTable::KEYS.join(", ")
                 )),
             );
         }
-        let steps: Vec<Step> = raw
+        let steps: Vec<Step> = written
             .steps
             .iter()
             .filter_map(|s| self.step(s, &topology, &health, &mut timeline))
             .collect();
-        let expectations = raw
+        let expectations = written
             .expects
             .iter()
             .filter_map(|e| self.expect(e, &topology, &timeline, &balancers))
             .collect();
         Scenario {
             file: self.file.to_path_buf(),
-            name: raw.name.get_ref().trim().to_string(),
-            purpose: raw
+            name: written.name.get_ref().trim().to_string(),
+            purpose: written
                 .purpose
                 .get_ref()
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" "),
             balancers,
-            balancers_why: raw.balancers_why.as_ref().map(|s| s.get_ref().clone()),
-            slow: raw.slow.unwrap_or(false),
+            balancers_why: written.balancers_why.as_ref().map(|s| s.get_ref().clone()),
+            slow: written.slow.unwrap_or(false),
             topology,
             health,
             programs,
@@ -222,8 +218,8 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn balancers(&mut self, raw: &RawScenario) -> Vec<BalancerKind> {
-        let Some(list) = &raw.balancers else {
+    fn balancers(&mut self, written: &ScenarioTable) -> Vec<BalancerKind> {
+        let Some(list) = &written.balancers else {
             return BalancerKind::ALL.to_vec();
         };
         let mut out = Vec::new();
@@ -244,7 +240,7 @@ impl<'a> Validator<'a> {
                 "no balancer to run against",
                 Some("`raw`, `proxy` or both (leave `balancers` out for both)".into()),
             );
-        } else if out.len() < BalancerKind::ALL.len() && raw.balancers_why.is_none() {
+        } else if out.len() < BalancerKind::ALL.len() && written.balancers_why.is_none() {
             self.err(
                 list.span(),
                 "only one balancer is listed, and `balancers_why` does not say why",
@@ -258,7 +254,7 @@ impl<'a> Validator<'a> {
         out
     }
 
-    fn topology(&mut self, raw: Option<&Spanned<RawTopology>>) -> TopologySettings {
+    fn topology(&mut self, written: Option<&Spanned<TopologyTable>>) -> TopologySettings {
         let mut t = TopologySettings {
             clients: 1,
             servers: 3,
@@ -268,11 +264,11 @@ impl<'a> Validator<'a> {
             offloads: Default::default(),
             server_ports: Vec::new(),
         };
-        let Some(raw) = raw else {
+        let Some(written) = written else {
             t.server_ports = vec![DEFAULT_SERVER_PORT; t.servers];
             return t;
         };
-        let r = raw.get_ref();
+        let r = written.get_ref();
         if let Some(c) = &r.clients {
             if !(1..=16).contains(c.get_ref()) {
                 self.err(
@@ -341,7 +337,7 @@ impl<'a> Validator<'a> {
         t
     }
 
-    fn health(&mut self, raw: Option<&Spanned<RawBalancer>>) -> BalancerSettings {
+    fn health(&mut self, written: Option<&Spanned<BalancerTable>>) -> BalancerSettings {
         let mut h = BalancerSettings {
             port: DEFAULT_LB_PORT,
             interval: DEFAULT_HEALTH_INTERVAL,
@@ -353,8 +349,8 @@ impl<'a> Validator<'a> {
             health_send: None,
             health_expect: None,
         };
-        let Some(raw) = raw else { return h };
-        let r = raw.get_ref();
+        let Some(written) = written else { return h };
+        let r = written.get_ref();
         if let Some(p) = &r.port {
             if *p.get_ref() == 0 {
                 self.err(
@@ -418,14 +414,14 @@ impl<'a> Validator<'a> {
         h
     }
 
-    fn command(&mut self, raw: &Spanned<RawCommand>, allowed: &[&str]) -> CommandTemplate {
-        let argv = match raw.get_ref() {
-            RawCommand::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
-            RawCommand::Argv(v) => v.clone(),
+    fn command(&mut self, written: &Spanned<CommandValue>, allowed: &[&str]) -> CommandTemplate {
+        let argv = match written.get_ref() {
+            CommandValue::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+            CommandValue::Argv(v) => v.clone(),
         };
         if argv.is_empty() || argv[0].trim().is_empty() {
             self.err(
-                raw.span(),
+                written.span(),
                 "empty command",
                 Some("a command line or a list of arguments".into()),
             );
@@ -438,7 +434,7 @@ impl<'a> Validator<'a> {
                 let key = &after[..close];
                 if !allowed.contains(&key) {
                     self.err(
-                        raw.span(),
+                        written.span(),
                         format!("unknown placeholder `{{{key}}}`"),
                         Some(format!(
                             "one of {}",
@@ -456,18 +452,18 @@ impl<'a> Validator<'a> {
         CommandTemplate { argv }
     }
 
-    fn programs(&mut self, raw: Option<&Spanned<RawPrograms>>) -> Programs {
+    fn programs(&mut self, written: Option<&Spanned<ProgramsTable>>) -> Programs {
         let mut p = Programs {
             server: CommandTemplate::default_server(),
             client: CommandTemplate::default_client(),
             custom: false,
         };
-        if let Some(raw) = raw {
-            if let Some(s) = &raw.get_ref().server {
+        if let Some(written) = written {
+            if let Some(s) = &written.get_ref().server {
                 p.server = self.command(s, SERVER_PLACEHOLDERS);
                 p.custom = true;
             }
-            if let Some(c) = &raw.get_ref().client {
+            if let Some(c) = &written.get_ref().client {
                 p.client = self.command(c, CLIENT_PLACEHOLDERS);
                 p.custom = true;
             }

@@ -1,93 +1,50 @@
 //! Timeline checks: one action a step, known names, possible timing.
 
-use std::ops::Range;
-
 use toml::Spanned;
 
-use super::{known_clients, Timeline, Validator, STEP_ACTIONS};
+use super::{known_clients, Timeline, Validator};
 use crate::scenario::model::*;
-use crate::scenario::raw::*;
-
-/// A modifier key, where it was written, and the actions it belongs to.
-type Modifier<'k> = (&'k str, Option<Range<usize>>, &'k [&'k str]);
+use crate::scenario::written::*;
 
 impl Validator<'_> {
     pub(super) fn step(
         &mut self,
-        raw: &Spanned<RawStep>,
+        written: &Spanned<StepTable>,
         topo: &TopologySettings,
         health: &BalancerSettings,
         tl: &mut Timeline,
     ) -> Option<Step> {
-        let r = raw.get_ref();
-        let span = raw.span();
-        let line = self.line_of(&span);
-        let present: Vec<&str> = [
-            ("join", r.join.is_some()),
-            ("say", r.say.is_some()),
-            ("chat", r.chat.is_some()),
-            ("silent", r.silent.is_some()),
-            ("quit", r.quit.is_some()),
-            ("kill", r.kill.is_some()),
-            ("stop", r.stop.is_some()),
-            ("cont", r.cont.is_some()),
-            ("restart", r.restart.is_some()),
-            ("link_down", r.link_down.is_some()),
-            ("link_up", r.link_up.is_some()),
-            ("drop", r.drop.is_some()),
-            ("rate", r.rate.is_some()),
-            ("netem", r.netem.is_some()),
-            ("clear_faults", r.clear_faults.is_some()),
-            ("wait", r.wait.is_some()),
-            ("wait_until", r.wait_until.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, p)| p.then_some(k))
-        .collect();
-        if present.len() != 1 {
-            let message = if present.is_empty() {
-                "this step has no action".to_string()
-            } else {
-                format!(
-                    "this step has {} actions ({})",
-                    present.len(),
-                    present.join(", ")
-                )
-            };
-            self.err(
-                span,
-                message,
-                Some(format!("exactly one of {}", STEP_ACTIONS.join(", "))),
-            );
-            return None;
-        }
-        let action_name = present[0];
-        // Modifiers that belong to one action only.
-        let modifiers: [Modifier; 6] = [
-            ("client", r.client.as_ref().map(|s| s.span()), &["say"]),
-            ("clients", r.clients.as_ref().map(|s| s.span()), &["say"]),
-            ("every", r.every.as_ref().map(|s| s.span()), &["chat"]),
-            (
-                "link",
-                r.link.as_ref().map(|s| s.span()),
-                &["drop", "rate", "netem"],
-            ),
-            (
-                "deadline",
-                r.deadline.as_ref().map(|s| s.span()),
-                &["wait_until"],
-            ),
-            ("at", None, &[]),
-        ];
-        for (key, mspan, owners) in modifiers {
-            if let Some(mspan) = mspan {
-                if !owners.contains(&action_name) {
-                    self.err(
-                        mspan,
-                        format!("`{key}` does not belong to a `{action_name}` step"),
-                        Some(format!("`{key}` only with {}", owners.join(" or "))),
-                    );
-                }
+        let r = written.get_ref();
+        let span = written.span();
+        let line = self.lines.line_of(span.start);
+        let key = match r.key() {
+            Ok(key) => key,
+            Err(present) => {
+                let message = if present.is_empty() {
+                    "this step has no action".to_string()
+                } else {
+                    format!(
+                        "this step has {} actions ({})",
+                        present.len(),
+                        present.join(", ")
+                    )
+                };
+                self.err(
+                    span,
+                    message,
+                    Some(format!("exactly one of {}", StepTable::KEYS.join(", "))),
+                );
+                return None;
+            }
+        };
+        let action_name = key.name();
+        for (modifier, mspan, owners) in r.owned_modifiers_given() {
+            if !owners.contains(&action_name) {
+                self.err(
+                    mspan,
+                    format!("`{modifier}` does not belong to a `{action_name}` step"),
+                    Some(format!("`{modifier}` only with {}", owners.join(" or "))),
+                );
             }
         }
         let at = match &r.at {
@@ -139,9 +96,8 @@ impl Validator<'_> {
                 }
             }
         };
-        let action = match action_name {
-            "join" => {
-                let list = r.join.as_ref()?;
+        let action = match key {
+            StepKey::Join(list) => {
                 if list.get_ref().is_empty() {
                     self.err(
                         list.span(),
@@ -171,8 +127,7 @@ impl Validator<'_> {
                 }
                 Action::Join(names)
             }
-            "say" => {
-                let text = r.say.as_ref()?;
+            StepKey::Say(text) => {
                 let mut who = Vec::new();
                 match (&r.client, &r.clients) {
                     (Some(c), None) => who.push(c),
@@ -200,13 +155,13 @@ impl Validator<'_> {
                     );
                 }
                 tl.said.push(text.get_ref().clone());
+                tl.said_set.insert(text.get_ref().clone());
                 Action::Say {
                     clients,
                     text: text.get_ref().clone(),
                 }
             }
-            "chat" => {
-                let c = r.chat.as_ref()?;
+            StepKey::Chat(c) => {
                 let client = self.active_client(c, tl)?;
                 let every = match &r.every {
                     Some(e) => self.positive(e, "every")?,
@@ -221,9 +176,8 @@ impl Validator<'_> {
                 };
                 Action::Chat { client, every }
             }
-            "silent" => Action::Silent(self.active_client(r.silent.as_ref()?, tl)?),
-            "quit" => {
-                let list = r.quit.as_ref()?;
+            StepKey::Silent(c) => Action::Silent(self.active_client(c, tl)?),
+            StepKey::Quit(list) => {
                 let mut names = Vec::new();
                 for n in list.get_ref() {
                     if let Some(name) = self.active_client(n, tl) {
@@ -233,28 +187,19 @@ impl Validator<'_> {
                 }
                 Action::Quit(names)
             }
-            "kill" | "stop" | "cont" | "restart" => {
-                let (s, action) = match action_name {
-                    "kill" => (r.kill.as_ref()?, ServerAction::Kill),
-                    "stop" => (r.stop.as_ref()?, ServerAction::Stop),
-                    "cont" => (r.cont.as_ref()?, ServerAction::Cont),
-                    _ => (r.restart.as_ref()?, ServerAction::Restart),
-                };
-                Action::Server {
-                    server: self.server(s, topo)?,
-                    action,
-                }
-            }
-            "link_down" => Action::Link {
-                host: self.host(r.link_down.as_ref()?, topo)?,
+            StepKey::Kill(s) => self.server_action(s, topo, ServerAction::Kill)?,
+            StepKey::Stop(s) => self.server_action(s, topo, ServerAction::Stop)?,
+            StepKey::Cont(s) => self.server_action(s, topo, ServerAction::Cont)?,
+            StepKey::Restart(s) => self.server_action(s, topo, ServerAction::Restart)?,
+            StepKey::LinkDown(h) => Action::Link {
+                host: self.host(h, topo)?,
                 up: false,
             },
-            "link_up" => Action::Link {
-                host: self.host(r.link_up.as_ref()?, topo)?,
+            StepKey::LinkUp(h) => Action::Link {
+                host: self.host(h, topo)?,
                 up: true,
             },
-            "drop" => {
-                let f = r.drop.as_ref()?;
+            StepKey::Drop(f) => {
                 if !(*f.get_ref() > 0.0 && *f.get_ref() < 1.0) {
                     self.err(
                         f.span(),
@@ -267,20 +212,11 @@ impl Validator<'_> {
                     fraction: *f.get_ref(),
                 }
             }
-            "rate" => {
-                let rate = r.rate.as_ref()?;
-                let ok = rate
-                    .get_ref()
-                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-                    .parse::<u64>()
-                    .is_ok_and(|n| n > 0)
-                    && ["kbit", "mbit", "gbit", "bit"]
-                        .iter()
-                        .any(|u| rate.get_ref().ends_with(u));
-                if !ok {
+            StepKey::Rate(rate) => {
+                if let Err(why) = rate_kbit(rate.get_ref()) {
                     self.err(
                         rate.span(),
-                        format!("`{}` is not a rate", rate.get_ref()),
+                        why,
                         Some("a tc rate such as \"512kbit\", \"10mbit\"".into()),
                     );
                 }
@@ -289,8 +225,7 @@ impl Validator<'_> {
                     rate: rate.get_ref().clone(),
                 }
             }
-            "netem" => {
-                let args = r.netem.as_ref()?;
+            StepKey::Netem(args) => {
                 if args.get_ref().trim().is_empty() {
                     self.err(
                         args.span(),
@@ -303,14 +238,13 @@ impl Validator<'_> {
                     args: args.get_ref().clone(),
                 }
             }
-            "clear_faults" => Action::ClearFaults(self.host(r.clear_faults.as_ref()?, topo)?),
-            "wait" => {
-                let d = self.positive(r.wait.as_ref()?, "wait")?;
-                tl.elapsed += d;
+            StepKey::ClearFaults(h) => Action::ClearFaults(self.host(h, topo)?),
+            StepKey::Wait(w) => {
+                let d = self.positive(w, "wait")?;
+                tl.elapsed = tl.elapsed.saturating_add(d);
                 Action::Wait(d)
             }
-            "wait_until" => {
-                let c = r.wait_until.as_ref()?;
+            StepKey::WaitUntil(c) => {
                 let condition = self.condition(c, topo, tl)?;
                 let Some(deadline_s) = &r.deadline else {
                     self.err(
@@ -353,7 +287,6 @@ impl Validator<'_> {
                     deadline,
                 }
             }
-            _ => unreachable!("every action name is handled"),
         };
         Some(Step {
             line,
@@ -365,47 +298,51 @@ impl Validator<'_> {
 
     fn condition(
         &mut self,
-        raw: &Spanned<RawCondition>,
+        written: &Spanned<ConditionTable>,
         topo: &TopologySettings,
         tl: &Timeline,
     ) -> Option<Condition> {
-        let c = raw.get_ref();
-        let n = [
-            c.server_down.is_some(),
-            c.server_up.is_some(),
-            c.closed.is_some(),
-            c.sessions.is_some(),
-        ]
-        .iter()
-        .filter(|p| **p)
-        .count();
-        if n != 1 {
-            self.err(
-                raw.span(),
-                format!("a condition needs exactly one key, this one has {n}"),
-                Some("one of server_down, server_up, closed, sessions".into()),
-            );
-            return None;
-        }
-        if let Some(s) = &c.server_down {
-            return Some(Condition::ServerDown(self.server(s, topo)?));
-        }
-        if let Some(s) = &c.server_up {
-            return Some(Condition::ServerUp(self.server(s, topo)?));
-        }
-        if let Some(s) = &c.closed {
-            if !tl.joined.contains_key(s.get_ref()) {
+        let key = match written.get_ref().key() {
+            Ok(key) => key,
+            Err(present) => {
                 self.err(
-                    s.span(),
-                    format!("client `{}` has not joined before this step", s.get_ref()),
-                    Some(known_clients(tl)),
+                    written.span(),
+                    format!(
+                        "a condition needs exactly one key, this one has {}",
+                        present.len()
+                    ),
+                    Some(format!("one of {}", ConditionTable::KEYS.join(", "))),
                 );
                 return None;
             }
-            return Some(Condition::Closed(s.get_ref().clone()));
-        }
-        c.sessions
-            .as_ref()
-            .map(|s| Condition::Sessions(*s.get_ref()))
+        };
+        Some(match key {
+            ConditionKey::ServerDown(s) => Condition::ServerDown(self.server(s, topo)?),
+            ConditionKey::ServerUp(s) => Condition::ServerUp(self.server(s, topo)?),
+            ConditionKey::Closed(s) => {
+                if !tl.joined.contains_key(s.get_ref()) {
+                    self.err(
+                        s.span(),
+                        format!("client `{}` has not joined before this step", s.get_ref()),
+                        Some(known_clients(tl)),
+                    );
+                    return None;
+                }
+                Condition::Closed(s.get_ref().clone())
+            }
+            ConditionKey::Sessions(n) => Condition::Sessions(*n.get_ref()),
+        })
+    }
+
+    fn server_action(
+        &mut self,
+        s: &SStr,
+        topo: &TopologySettings,
+        action: ServerAction,
+    ) -> Option<Action> {
+        Some(Action::Server {
+            server: self.server(s, topo)?,
+            action,
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! Parser and validation on inline files (the fixtures in tests/bad-scenarios cover more).
+//! Parser and validation on inline files (the fixtures in tests/bad-scenarios cover more);
+//! [`hostile`]: huge, deep, mangled and non-UTF-8 input.
 
 use std::path::Path;
 use std::time::Duration;
@@ -110,58 +111,6 @@ fn control_characters_are_shown_as_pictures_and_the_caret_follows_tabs() {
     assert!(shown.contains("  | \t       ^^^^"), "{shown}");
 }
 
-/// Seeded mutations of the suite's files (and of the known-bad ones) through the parser:
-/// never a panic, every error located on a line of the text it came from (the bounded
-/// stand-in for `cargo fuzz run scenario_parse`).
-#[test]
-fn mutated_scenario_files_never_panic_and_every_error_is_located() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let files = discover(&[root.join("scenarios"), root.join("tests/bad-scenarios")]).unwrap();
-    let sources: Vec<String> = files
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
-    assert!(sources.len() >= 20, "{files:?}");
-    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
-    let mut next = move || rng.u64(..);
-    // Characters that matter to TOML, durations and the error display.
-    let pieces = [
-        "\"", "=", "[", "]", "[[", "\n", "\r", "\t", "#", ",", "{", "}", ".", "-", "0", "9", "ms",
-        "s1", "é", "😀", "\u{0}", "\u{7f}", "1e999", "'''", "\\u",
-    ];
-    let (mut rejected, total) = (0, 3_000);
-    for _ in 0..total {
-        let mut chars: Vec<char> = sources[next() as usize % sources.len()].chars().collect();
-        for _ in 0..next() % 4 + 1 {
-            let at = next() as usize % (chars.len() + 1);
-            match next() % 4 {
-                0 => chars.truncate(at),
-                1 => {
-                    let end = (at + (next() % 12) as usize).min(chars.len());
-                    chars.drain(at..end);
-                }
-                _ => {
-                    let piece = pieces[next() as usize % pieces.len()];
-                    chars.splice(at..at, piece.chars());
-                }
-            }
-        }
-        let text: String = chars.into_iter().collect();
-        let Err(errors) = parse(&text) else {
-            continue;
-        };
-        rejected += 1;
-        if let Err(problem) = errors.located_in(&text) {
-            panic!("{problem}\nin:\n{text}");
-        }
-        assert!(errors.to_string().contains("inline.toml:"));
-    }
-    assert!(
-        rejected > total / 3,
-        "most mutations are rejected: {rejected}"
-    );
-}
-
 #[test]
 fn layout_and_offloads_are_shown_as_the_file_names_them() {
     for (layout, offloads) in [("lan", "default"), ("routed", "off")] {
@@ -172,3 +121,5 @@ fn layout_and_offloads_are_shown_as_the_file_names_them() {
         assert_eq!(s.topology.offloads.to_string(), offloads);
     }
 }
+
+mod hostile;

@@ -1,0 +1,101 @@
+//! What the chat transcripts show: `chat_isolation`, `heard`.
+
+use std::collections::BTreeSet;
+
+use super::{join, judgement, Judgement};
+use crate::runner::evidence::{Evidence, JoinOutcome};
+
+pub(super) fn chat_isolation(line: Option<usize>, ev: &Evidence) -> Judgement {
+    let mut problems = Vec::new();
+    for say in &ev.says {
+        let Some(server) = ev.placement_of(&say.client) else {
+            problems.push(format!(
+                "{} said \"{}\" but was never placed",
+                say.client, say.text
+            ));
+            continue;
+        };
+        // Clients on the same server, connected when the line was sent.
+        let expected: BTreeSet<String> = ev
+            .joins
+            .iter()
+            .filter(|j| j.outcome == JoinOutcome::Placed { server } && j.settled <= say.at)
+            .filter(|j| ev.closes.get(&j.client).is_none_or(|c| c.at > say.at))
+            .map(|j| j.client.clone())
+            .collect();
+        let got: BTreeSet<String> = ev.receivers(say).into_iter().collect();
+        if got != expected {
+            let missing: Vec<&String> = expected.difference(&got).collect();
+            let extra: Vec<&String> = got.difference(&expected).collect();
+            let mut p = format!("\"{}\" from {}:", say.wire(), say.client);
+            if !missing.is_empty() {
+                p += &format!(" missing at {}", join(&missing));
+            }
+            if !extra.is_empty() {
+                p += &format!(" leaked to {}", join(&extra));
+            }
+            problems.push(p);
+        }
+    }
+    let ok = problems.is_empty() && !ev.says.is_empty();
+    judgement(
+        line,
+        "every line reaches exactly the clients of the sender's server".into(),
+        ok,
+        if ev.says.is_empty() {
+            "no line was said".into()
+        } else if ok {
+            format!(
+                "{} line(s), each received exactly by its server's clients",
+                ev.says.len()
+            )
+        } else {
+            problems.join("; ")
+        },
+        String::new(),
+    )
+}
+
+/// Who received a line and who did not.
+pub(super) fn heard(
+    line: Option<usize>,
+    ev: &Evidence,
+    text: &str,
+    by: &[String],
+    not_by: &[String],
+) -> Judgement {
+    let receivers: BTreeSet<String> = ev
+        .says
+        .iter()
+        .filter(|s| s.text == text)
+        .flat_map(|s| ev.receivers(s))
+        .collect();
+    let missing: Vec<&String> = by.iter().filter(|c| !receivers.contains(*c)).collect();
+    let extra: Vec<&String> = not_by.iter().filter(|c| receivers.contains(*c)).collect();
+    let ok = missing.is_empty() && extra.is_empty() && ev.says.iter().any(|s| s.text == text);
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("not received by {}", join(&missing)));
+    }
+    if !extra.is_empty() {
+        problems.push(format!("wrongly received by {}", join(&extra)));
+    }
+    judgement(
+        line,
+        format!(
+            "\"{text}\" heard by [{}], not by [{}]",
+            by.join(", "),
+            not_by.join(", ")
+        ),
+        ok,
+        if ok {
+            format!(
+                "received by [{}]",
+                receivers.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        } else {
+            problems.join("; ")
+        },
+        String::new(),
+    )
+}

@@ -1,0 +1,160 @@
+//! Expectations checked against evidence: pure functions, no I/O.
+//!
+//! One module a group of kinds: [`placement`] (placement, balanced, not_on), [`chat`]
+//! (chat_isolation, heard), [`health`] (failover, recovery), [`sessions`] (kept,
+//! idle_closed, refused, no_refused, open_sessions, balancer_alive); [`check`] finds an
+//! expectation's judgement there.
+//!
+//! Each [`Judgement`] carries a `summary` with no times, ports or pids (it goes into the
+//! snapshot) and a `detail` with the measured figures (it goes into the reports only).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::evidence::Evidence;
+use crate::scenario::{ExpectKind, Expectation};
+
+mod chat;
+mod health;
+mod placement;
+mod sessions;
+
+pub use placement::placement_text;
+
+/// Outcome of one expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// It held.
+    Pass,
+    /// It did not.
+    Fail,
+    /// It could not be checked here (reason in the summary).
+    Skipped,
+}
+
+impl Status {
+    /// PASS, FAIL or SKIP.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skipped => "SKIP",
+        }
+    }
+}
+
+/// The judgement on one expectation (the report calls it its verdict).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Judgement {
+    /// Line of the expectation in the file (None: added by the harness).
+    pub line: Option<usize>,
+    /// What was expected, in words.
+    pub expectation: String,
+    /// Outcome.
+    pub status: Status,
+    /// Deterministic evidence (snapshotted).
+    pub summary: String,
+    /// Measured figures.
+    pub detail: String,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+fn judgement(
+    line: Option<usize>,
+    expectation: String,
+    ok: bool,
+    summary: String,
+    detail: String,
+) -> Judgement {
+    Judgement {
+        line,
+        expectation,
+        status: if ok { Status::Pass } else { Status::Fail },
+        summary,
+        detail,
+    }
+}
+
+/// Checks every expectation that applies to the evidence's balancer, then the
+/// harness's own: the timeline ran to its end, and everything was cleaned up.
+pub fn evaluate(expectations: &[Expectation], ev: &Evidence) -> Vec<Judgement> {
+    if let Some(reason) = &ev.skipped {
+        return vec![Judgement {
+            line: None,
+            expectation: "the scenario can run on this machine".into(),
+            status: Status::Skipped,
+            summary: reason.clone(),
+            detail: reason.clone(),
+        }];
+    }
+    let mut out: Vec<Judgement> = expectations
+        .iter()
+        .filter(|e| e.only.is_none_or(|b| b == ev.balancer))
+        .map(|e| check(e, ev))
+        .collect();
+    out.push(judgement(
+        None,
+        "every step of the timeline completed".into(),
+        ev.step_failures.is_empty(),
+        if ev.step_failures.is_empty() {
+            "all steps completed".into()
+        } else {
+            format!(
+                "{} step(s) failed: {}",
+                ev.step_failures.len(),
+                ev.step_failures.join("; ")
+            )
+        },
+        String::new(),
+    ));
+    let c = &ev.cleanup;
+    let clean = c.namespaces_left.is_empty() && c.processes_left.is_empty() && c.errors.is_empty();
+    out.push(judgement(
+        None,
+        "everything the run created is gone".into(),
+        clean,
+        if clean {
+            "no namespace, process or rule left".into()
+        } else {
+            format!(
+                "left: namespaces [{}], processes [{}]; errors: [{}]",
+                c.namespaces_left.join(", "),
+                c.processes_left.join(", "),
+                c.errors.join("; ")
+            )
+        },
+        String::new(),
+    ));
+    out
+}
+
+/// Checks one expectation.
+pub fn check(e: &Expectation, ev: &Evidence) -> Judgement {
+    let line = Some(e.line);
+    match &e.kind {
+        ExpectKind::Placement(map) => placement::placement(line, ev, map),
+        ExpectKind::Balanced(bound) => placement::balanced(line, ev, *bound),
+        ExpectKind::NotOn(map) => placement::not_on(line, ev, map),
+        ExpectKind::ChatIsolation => chat::chat_isolation(line, ev),
+        ExpectKind::Heard { text, by, not_by } => chat::heard(line, ev, text, by, not_by),
+        ExpectKind::Failover(s) => health::transition(line, ev, *s, &health::FAILOVER),
+        ExpectKind::Recovery(s) => health::transition(line, ev, *s, &health::RECOVERY),
+        ExpectKind::Kept(clients) => sessions::kept(line, ev, clients),
+        ExpectKind::IdleClosed { clients, tolerance } => {
+            sessions::idle_closed(line, ev, clients, *tolerance)
+        }
+        ExpectKind::Refused(clients) => sessions::refused(line, ev, clients),
+        ExpectKind::NoRefused => sessions::no_refused(line, ev),
+        ExpectKind::OpenSessions(n) => sessions::open_sessions(line, ev, *n),
+        ExpectKind::BalancerAlive => sessions::balancer_alive(line, ev),
+    }
+}
+
+fn join(v: &[&String]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+}
