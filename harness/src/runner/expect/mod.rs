@@ -1,7 +1,7 @@
 //! Expectations checked against evidence: pure functions, no I/O.
 //!
-//! One module a group of kinds: [`placement`] (placement, balanced, not_on), [`chat`]
-//! (chat_isolation, heard), [`health`] (failover, recovery), [`sessions`] (kept,
+//! One module a group of kinds: `placement` (placement, balanced, not_on), `chat`
+//! (chat_isolation, heard), `health` (failover, recovery), `sessions` (kept,
 //! idle_closed, refused, no_refused, open_sessions, balancer_alive); [`check`] finds an
 //! expectation's judgement there.
 //!
