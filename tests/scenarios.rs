@@ -4,8 +4,7 @@
 //!
 //! A scenario test fails if any expectation fails, and if the deterministic part of its
 //! report (placements, event order, verdicts) differs from `tests/snapshots/`.
-//! Scenarios marked `slow = true` are listed as ignored (run them with `-- --ignored`);
-//! so are scenarios this kernel cannot run (netem), with the reason printed.
+//! Scenarios marked `slow = true` are listed as ignored (run them with `-- --ignored`).
 //! Root is required (`sudo -E cargo test`); `L4LB_SKIP_ROOT_TESTS=1` skips them out loud.
 //! Reports of these runs go to `target/l4lb-report-test/`.
 
@@ -39,9 +38,6 @@ fn scenario_trial(path: PathBuf) -> Trial {
     let loaded = scenario::load(&rel);
     let (ignored, note) = match &loaded {
         Ok(s) if s.slow => (true, Some("slow: outside the fast suite, run with `-- --ignored` or `l4lb run --include-slow`".to_string())),
-        Ok(s) if s.uses_netem() && !l4lb_harness::faults::netem_supported() => {
-            (true, Some("netem is unsupported on this kernel (no sch_netem): reported as skipped, not passed".to_string()))
-        }
         _ => (false, None),
     };
     if let Some(note) = &note {
@@ -55,6 +51,7 @@ fn scenario_trial(path: PathBuf) -> Trial {
         let opts = RunOptions {
             l4lb: PathBuf::from(env!("CARGO_BIN_EXE_l4lb")),
             pcap: None,
+            seed: runner::DEFAULT_SEED,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

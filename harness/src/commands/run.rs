@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Also run scenarios marked `slow = true`.
     #[arg(long)]
     pub include_slow: bool,
+    /// Seed of the impaired links' randomness (loss, jitter, ...): the same seed
+    /// reproduces the same pattern. Every report names the seed it ran with.
+    #[arg(long, value_name = "N", default_value_t = runner::DEFAULT_SEED)]
+    pub seed: u64,
 }
 
 /// `--balancer` values.
@@ -159,6 +163,7 @@ async fn run_jobs(
                     .join(b.as_str())
                     .join("capture.pcap")
             }),
+            seed: args.seed,
         };
         handles.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;

@@ -18,7 +18,7 @@ pub mod probe;
 
 pub use evidence::*;
 pub use expect::{evaluate, Judgement, Status};
-pub use live::RunOptions;
+pub use live::{RunOptions, DEFAULT_SEED};
 pub use outcome::RunOutcome;
 
 use crate::scenario::{BalancerKind, Scenario};

@@ -322,7 +322,7 @@ fn idle_close_outside_tolerance_fails() {
 fn a_skipped_run_is_not_a_pass() {
     let s = scenario("014-netem-delay.toml");
     let mut ev = Evidence::new(&s, BalancerKind::Raw);
-    ev.skipped = Some("netem is unsupported on this kernel (no sch_netem)".into());
+    ev.skipped = Some("the kernel lacks what this run needs".into());
     let o = outcome(&s, ev);
     assert_eq!(o.status(), Status::Skipped);
 }

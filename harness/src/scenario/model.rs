@@ -26,6 +26,30 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default subnet of the home LAN.
 pub const DEFAULT_SUBNET: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
 
+/// Which way of a host's link an impairment acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkDirection {
+    /// What the host sends (its upload).
+    Up,
+    /// What the host receives (its download).
+    Down,
+    /// Both.
+    Both,
+}
+
+impl LinkDirection {
+    /// Whether the host's sending way is impaired.
+    pub fn up(self) -> bool {
+        matches!(self, LinkDirection::Up | LinkDirection::Both)
+    }
+
+    /// Whether the host's receiving way is impaired.
+    pub fn down(self) -> bool {
+        matches!(self, LinkDirection::Down | LinkDirection::Both)
+    }
+}
+
 /// Which balancer a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,13 +120,6 @@ impl Scenario {
             }
         }
         out
-    }
-
-    /// Whether a step needs netem (which some kernels lack).
-    pub fn uses_netem(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| matches!(s.action, Action::Netem { .. }))
     }
 
     /// The file name without directory (for reports and test names).
@@ -256,7 +273,7 @@ pub struct Programs {
 pub type ServerIdx = usize;
 
 /// A host a link fault may act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum LinkHost {
     /// Client host (0-based).
     Client(usize),
@@ -356,12 +373,14 @@ pub enum Action {
         /// tc rate, e.g. "1mbit".
         rate: String,
     },
-    /// netem on a host's link.
+    /// netem-style impairments on a host's link, carried out by a user-space wire.
     Netem {
         /// Which host.
         host: LinkHost,
-        /// netem arguments.
+        /// netem arguments (validated by [`crate::link::spec::parse_netem`]).
         args: String,
+        /// Which way of the link they act on.
+        direction: LinkDirection,
     },
     /// Remove every fault from a host's link.
     ClearFaults(LinkHost),
@@ -416,6 +435,8 @@ pub enum ExpectKind {
     Recovery(ServerIdx),
     /// Sessions still open at the end.
     Kept(Vec<String>),
+    /// The balancer never reported these servers down.
+    StayedUp(Vec<ServerIdx>),
     /// Sessions closed by the idle timeout, within `tolerance` of it.
     IdleClosed {
         /// Which.

@@ -244,6 +244,9 @@ one_of_table! {
         clear_faults => ClearFaults: SStr,
         /// Host whose link `drop`/`rate`/`netem` act on.
         link for [drop, rate, netem]: SStr,
+        /// Which way of the link `netem` acts on: "up" (what the host sends, as tc netem
+        /// on its eth0 would; the default), "down" (what it receives) or "both".
+        direction for [netem]: SStr,
         /// Sleep.
         wait => Wait: SStr,
         /// Wait until a condition holds.
@@ -296,6 +299,9 @@ one_of_table! {
         recovery => Recovery: SStr,
         /// Sessions still open at the end.
         kept => Kept: Vec<SStr>,
+        /// The balancer never took these servers out (no false failover under loss or
+        /// jitter).
+        stayed_up => StayedUp: Vec<SStr>,
         /// Sessions closed by the idle timeout, on time.
         idle_closed => IdleClosed: Vec<SStr>,
         /// Tolerance around the idle timeout.

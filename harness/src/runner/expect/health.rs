@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{judgement, secs, Judgement};
 use crate::runner::evidence::{Evidence, JoinOutcome, JoinRecord, Mark};
-use crate::scenario::{server_name, BalancerSettings, ServerAction};
+use crate::scenario::{server_name, BalancerSettings, ServerAction, ServerIdx};
 
 /// A change of a server's health: what causes it, what the balancer reports, its bound.
 pub(super) struct Transition {
@@ -153,5 +153,27 @@ pub(super) fn transition(
             secs(bound),
             secs(margin)
         ),
+    )
+}
+
+/// The balancer never reported any of `servers` down during the run.
+pub(super) fn stayed_up(line: Option<usize>, ev: &Evidence, servers: &[ServerIdx]) -> Judgement {
+    let names: Vec<String> = servers.iter().map(|s| server_name(*s)).collect();
+    let downs: Vec<String> = ev
+        .health
+        .iter()
+        .filter(|m| !m.up && servers.contains(&m.server))
+        .map(|m| format!("{} down at {}", server_name(m.server), secs(m.at)))
+        .collect();
+    judgement(
+        line,
+        format!("never taken out: [{}]", names.join(", ")),
+        downs.is_empty(),
+        if downs.is_empty() {
+            "no down report for them".into()
+        } else {
+            format!("{} down report(s)", downs.len())
+        },
+        downs.join("; "),
     )
 }

@@ -1,7 +1,7 @@
 //! Expectations checked against evidence: pure functions, no I/O.
 //!
 //! One module a group of kinds: `placement` (placement, balanced, not_on), `chat`
-//! (chat_isolation, heard), `health` (failover, recovery), `sessions` (kept,
+//! (chat_isolation, heard), `health` (failover, recovery, stayed_up), `sessions` (kept,
 //! idle_closed, refused, no_refused, open_sessions, balancer_alive); [`check`] finds an
 //! expectation's judgement there.
 //!
@@ -145,6 +145,7 @@ pub fn check(e: &Expectation, ev: &Evidence) -> Judgement {
         ExpectKind::Failover(s) => health::transition(line, ev, *s, &health::FAILOVER),
         ExpectKind::Recovery(s) => health::transition(line, ev, *s, &health::RECOVERY),
         ExpectKind::Kept(clients) => sessions::kept(line, ev, clients),
+        ExpectKind::StayedUp(servers) => health::stayed_up(line, ev, servers),
         ExpectKind::IdleClosed { clients, tolerance } => {
             sessions::idle_closed(line, ev, clients, *tolerance)
         }

@@ -22,7 +22,6 @@ use join::closed;
 use super::evidence::*;
 use super::observer::{Observer, POLL};
 use super::{balancer, probe};
-use crate::faults;
 use crate::process::NsProcess;
 use crate::scenario::{server_name, BalancerKind, LinkHost, Scenario, Step};
 use crate::topology::{Host, Layout, Topology, TopologySpec};
@@ -49,7 +48,13 @@ pub struct RunOptions {
     pub l4lb: PathBuf,
     /// Write a capture of the balancer's interfaces here.
     pub pcap: Option<PathBuf>,
+    /// Seed of every random choice of the run's impaired links (loss, jitter, ...): the
+    /// same seed gives the same pattern.
+    pub seed: u64,
 }
+
+/// The seed a run uses unless told otherwise (`l4lb run --seed N`).
+pub const DEFAULT_SEED: u64 = 1;
 
 /// A value the run and its chatter tasks both write (a client's last activity, the lines said).
 type SharedWithChatter<T> = Arc<Mutex<T>>;
@@ -76,8 +81,12 @@ struct Run<'a> {
     says: SharedWithChatter<Vec<SayRecord>>,
     observer: Option<Observer>,
     drops: Vec<(LinkHost, f64)>,
-    /// Hosts with a qdisc fault (rate limit, netem).
+    /// Hosts with a qdisc fault (rate limit).
     shaped: Vec<LinkHost>,
+    /// User-space wires on impaired links.
+    wires: BTreeMap<LinkHost, crate::link::wire::Wire>,
+    /// Seed of the wires.
+    seed: u64,
 }
 
 fn host(h: LinkHost) -> Host {
@@ -103,12 +112,6 @@ fn program(argv: Vec<String>) -> (PathBuf, Vec<String>) {
 pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> Evidence {
     let start = Instant::now();
     let mut ev = Evidence::new(scenario, kind);
-    if scenario.uses_netem() && !faults::netem_supported() {
-        ev.skipped = Some(
-            "netem is unsupported on this kernel (no sch_netem module): a netem step cannot run here".into(),
-        );
-        return ev;
-    }
     let spec = TopologySpec {
         clients: scenario.topology.clients,
         servers: scenario.topology.servers,
@@ -151,6 +154,8 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         observer: None,
         drops: Vec::new(),
         shaped: Vec::new(),
+        wires: BTreeMap::new(),
+        seed: opts.seed,
     };
     run.describe_topology();
     match run.set_up().await {
@@ -487,6 +492,14 @@ impl Run<'_> {
         }
         self.ev.events.sort_by_key(|e| e.at);
         let prefix = self.topo.prefix().to_string();
+        for (_, wire) in std::mem::take(&mut self.wires) {
+            if let Err(e) = wire.stop() {
+                self.ev
+                    .cleanup
+                    .errors
+                    .push(format!("stopping a wire: {e:#}"));
+            }
+        }
         if let Err(e) = self.topo.teardown().await {
             self.ev.cleanup.errors.push(format!("{e:#}"));
         }

@@ -7,10 +7,14 @@ use anyhow::Context;
 use super::join::closed;
 use super::{host, lock, Run};
 use crate::faults;
+use crate::link::shaper::Way;
+use crate::link::spec::Impairment;
 use crate::process::Signal;
 use crate::runner::evidence::*;
 use crate::runner::observer::POLL;
-use crate::scenario::{rate_kbit, server_name, Action, Condition, ServerAction, Step};
+use crate::scenario::{
+    rate_kbit, server_name, Action, Condition, LinkDirection, LinkHost, ServerAction, Step,
+};
 
 impl Run<'_> {
     pub(super) async fn step(&mut self, step: &Step) -> anyhow::Result<()> {
@@ -140,13 +144,46 @@ impl Run<'_> {
                     Some(Mark::Fault),
                 );
             }
-            Action::Netem { host: h, args } => {
-                let params: Vec<&str> = args.split_whitespace().collect();
-                faults::netem(self.topo.namespace(host(*h)), "eth0", &params).await?;
-                self.shaped.push(*h);
+            Action::Netem {
+                host: h,
+                args,
+                direction,
+            } => {
+                let spec = crate::link::spec::parse_netem(args)
+                    .map_err(|e| anyhow::anyhow!("netem {args:?}: {e}"))?;
+                let up = if direction.up() {
+                    spec
+                } else {
+                    Impairment::default()
+                };
+                let down = if direction.down() {
+                    spec
+                } else {
+                    Impairment::default()
+                };
+                match self.wires.get(h) {
+                    Some(wire) => {
+                        if direction.up() {
+                            wire.set(Way::Up, up)?;
+                        }
+                        if direction.down() {
+                            wire.set(Way::Down, down)?;
+                        }
+                    }
+                    None => {
+                        let seed = link_seed(self.seed, *h);
+                        let wire = self.topo.interpose_wire(host(*h), up, down, seed).await?;
+                        self.wires.insert(*h, wire);
+                    }
+                }
+                let way = match direction {
+                    LinkDirection::Up => "sending",
+                    LinkDirection::Down => "receiving",
+                    LinkDirection::Both => "both ways",
+                };
                 self.event(
                     Some(step),
-                    format!("netem {args} on {h}"),
+                    format!("netem {args} on {h} ({way})"),
                     Some(Mark::Fault),
                 );
             }
@@ -164,6 +201,9 @@ impl Run<'_> {
                 if self.shaped.contains(h) {
                     faults::clear_qdisc(&ns, "eth0").await?;
                     self.shaped.retain(|x| x != h);
+                }
+                if let Some(wire) = self.wires.remove(h) {
+                    self.topo.remove_wire(host(*h), wire).await?;
                 }
                 self.event(
                     Some(step),
@@ -289,4 +329,19 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The seed of one host's wire: the run's seed mixed with the host, so links differ and
+/// each is reproduced by the run's seed.
+fn link_seed(seed: u64, h: LinkHost) -> u64 {
+    let host = match h {
+        LinkHost::Lb => 0,
+        LinkHost::Client(i) => 1 + 2 * i as u64,
+        LinkHost::Server(i) => 2 + 2 * i as u64,
+    };
+    // splitmix64: well spread, and the same on every platform and Rust version.
+    let mut z = seed ^ host.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -157,6 +157,9 @@ impl Validator<'_> {
             ExpectKey::Failover(s) => ExpectKind::Failover(self.server(s, topo)?),
             ExpectKey::Recovery(s) => ExpectKind::Recovery(self.server(s, topo)?),
             ExpectKey::Kept(list) => ExpectKind::Kept(self.clients(list, tl)),
+            ExpectKey::StayedUp(list) => {
+                ExpectKind::StayedUp(list.iter().filter_map(|s| self.server(s, topo)).collect())
+            }
             ExpectKey::IdleClosed(list) => {
                 let tolerance = match &r.tolerance {
                     Some(t) => self.positive(t, "tolerance")?,

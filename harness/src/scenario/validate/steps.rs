@@ -226,16 +226,34 @@ impl Validator<'_> {
                 }
             }
             StepKey::Netem(args) => {
-                if args.get_ref().trim().is_empty() {
+                if let Err(e) = crate::link::spec::parse_netem(args.get_ref()) {
+                    // The string's text starts after its opening quote.
+                    let span = args.span();
+                    let at = (span.start + 1 + e.offset).min(span.end.saturating_sub(1));
                     self.err(
-                        args.span(),
-                        "empty netem arguments",
-                        Some("e.g. \"delay 50ms\" or \"loss 5%\"".into()),
+                        at..(at + 1).min(span.end),
+                        format!("netem arguments {:?} are not understood", args.get_ref()),
+                        Some(e.expected),
                     );
                 }
+                let direction = match r.direction.as_ref().map(|d| (d, d.get_ref().as_str())) {
+                    None => LinkDirection::Up,
+                    Some((_, "up")) => LinkDirection::Up,
+                    Some((_, "down")) => LinkDirection::Down,
+                    Some((_, "both")) => LinkDirection::Both,
+                    Some((d, other)) => {
+                        self.err(
+                            d.span(),
+                            format!("unknown direction {other:?}"),
+                            Some("\"up\", \"down\" or \"both\"".into()),
+                        );
+                        LinkDirection::Up
+                    }
+                };
                 Action::Netem {
                     host: link_host(self)?,
                     args: args.get_ref().clone(),
+                    direction,
                 }
             }
             StepKey::ClearFaults(h) => Action::ClearFaults(self.host(h, topo)?),
