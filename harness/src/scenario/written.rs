@@ -329,7 +329,7 @@ mod tests {
             }
         }
         assert_eq!(StepTable::KEYS.len(), 17);
-        assert_eq!(ExpectTable::KEYS.len(), 13);
+        assert_eq!(ExpectTable::KEYS.len(), 14);
     }
 
     #[test]
