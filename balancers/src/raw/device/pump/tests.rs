@@ -146,7 +146,12 @@ fn rst_from_either_side_is_forwarded_and_frees_the_row() {
         } else {
             (backend(), addr(LB, NAT_PORT))
         };
-        let rst = Spec::new(src, dst, f::RST | f::ACK).build();
+        // Exactly where the receiver expects it: the client's next sequence number (its
+        // SYN was 1000), or, from a backend that never answered, acknowledging the SYN.
+        let mut rst = Spec::new(src, dst, f::RST | f::ACK);
+        rst.seq = 1001;
+        rst.ack = 1001;
+        let rst = rst.build();
         let out = through(&mut nat, &mut sel, rst).expect("rst forwarded");
         assert!(packet::checksums_valid(&out));
         let seg = packet::parse(&out).expect("parse");
@@ -231,14 +236,6 @@ fn malformed_inputs_are_counted_with_their_reason() {
         Spec::new(client(), addr(LB, 80), f::SYN).build(),
         DropReason::NotForUs,
     ));
-    cases.push((
-        Spec::new(client(), vip(), f::ACK).build(),
-        DropReason::UnknownClient,
-    ));
-    cases.push((
-        Spec::new(backend(), addr(LB, NAT_PORT + 5), f::ACK).build(),
-        DropReason::UnknownNatPort,
-    ));
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
     for (i, (bytes, reason)) in cases.iter().enumerate() {
@@ -249,6 +246,32 @@ fn malformed_inputs_are_counted_with_their_reason() {
             before + 1,
             "case {i}: {reason:?}"
         );
+    }
+    // A segment of an unknown flow is dropped, counted, and answered as a closed port.
+    for (spec, reason) in [
+        (
+            Spec::new(client(), vip(), f::ACK),
+            DropReason::UnknownClient,
+        ),
+        (
+            Spec::new(backend(), addr(LB, NAT_PORT + 5), f::ACK),
+            DropReason::UnknownNatPort,
+        ),
+    ] {
+        let before = nat.counters().drops_of(reason);
+        let answer = through(&mut nat, &mut sel, spec.build()).expect("a reset");
+        let answer = packet::parse(&answer).expect("parses");
+        assert_eq!(
+            (answer.src, answer.sport, answer.dst, answer.dport),
+            (
+                *spec.dst.ip(),
+                spec.dst.port(),
+                *spec.src.ip(),
+                spec.src.port()
+            )
+        );
+        assert_eq!((answer.flags, answer.seq), (f::RST, spec.ack));
+        assert_eq!(nat.counters().drops_of(reason), before + 1, "{reason:?}");
     }
     let mut none = FixedRoundRobin::new(vec![]);
     let syn = Spec::new(client(), vip(), f::SYN).build();
@@ -303,7 +326,8 @@ fn super_packets_are_segmented_to_the_mtu_with_full_checksums() {
     big.seq = 5;
     let mut bytes = big.build();
     // A GSO super-packet carries only the pseudo-header part of the checksum.
-    bytes[36] ^= 0x5a;
+    let partial = packet::partial_checksum(*client().ip(), *vip().ip(), bytes.len() - 20);
+    bytes[36..38].copy_from_slice(&partial.to_be_bytes());
     let mut dev = MemDevice::default();
     dev.inbox.push_back(bytes);
     let mut pump = Pump::new(8, 1500);
