@@ -118,14 +118,21 @@ impl Pump {
             }
             routed.push((f.index, f.len, f.dst));
         }
+        // The core's own datagrams go first: a RST freeing a backend's half-open
+        // connection on a NAT port must arrive before the new SYN on that port (a first
+        // SYN always takes this path).
         let generated = nat.take_pending();
         let head = self.batch.head;
-        let mut packets: Vec<(&[u8], Ipv4Addr)> = routed
+        let mut packets: Vec<(&[u8], Ipv4Addr)> = generated
             .iter()
-            .map(|&(i, len, dst)| (&self.batch.bufs[i][head..head + len], dst))
+            .map(|(p, dst)| (p.as_slice(), *dst))
             .collect();
+        packets.extend(
+            routed
+                .iter()
+                .map(|&(i, len, dst)| (&self.batch.bufs[i][head..head + len], dst)),
+        );
         packets.extend(extra.iter().map(|(p, dst)| (p.as_slice(), *dst)));
-        packets.extend(generated.iter().map(|(p, dst)| (p.as_slice(), *dst)));
         let failed = dev.send(&packets);
         self.counters.sent_direct += direct as u64;
         self.counters.sent_routed += (packets.len() - failed.len()) as u64;

@@ -295,6 +295,7 @@ impl Nat {
                 match self.table.open(client, seg.dst, backend, now) {
                     Ok(opened) => {
                         for (row, reason) in opened.freed {
+                            self.release_backend(&row, reason);
                             self.log_freed(&row, reason);
                         }
                         let wscale = packet::window_scale(buf, seg);
@@ -460,6 +461,24 @@ impl Nat {
             rows = self.table.len(),
             "row freed"
         );
+    }
+
+    /// A half-open row given way to a new SYN may still hold a half-open connection on
+    /// the backend (SYN_RECV): a RST at the sequence number it expects frees it there
+    /// at once, so the NAT port's next SYN is answered straight away instead of with a
+    /// challenge ACK ([`DropReason::BackendTimeWait`]'s round trip). Sent to one of our
+    /// own backends, once per row given way, so not through the reset bucket, which
+    /// bounds resets to addresses a segment claims to come from.
+    fn release_backend(&mut self, row: &Row, reason: FreeReason) {
+        if !matches!(reason, FreeReason::Evicted | FreeReason::EarlyDrop) {
+            return;
+        }
+        if let Some(seq) = row.track.backend_reset_seq() {
+            let b = row.backend;
+            let rst = packet::build_rst(self.source_ip, row.nat_port, *b.ip(), b.port(), seq);
+            self.pending.push((rst, *b.ip()));
+            self.counters.resets_sent += 1;
+        }
     }
 
     /// Frees rows whose time is up (call about once a second). Both ends of an

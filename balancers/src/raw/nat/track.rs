@@ -173,6 +173,14 @@ impl Tracking {
         }
     }
 
+    /// The sequence number of a reset the backend accepts: what it expects next from
+    /// the client (None before the client's SYN is known).
+    pub fn backend_reset_seq(&self) -> Option<u32> {
+        self.client
+            .known
+            .then(|| self.backend.ack.unwrap_or(self.client.end))
+    }
+
     /// The sequence numbers of the resets that close the row on both ends (to the
     /// client, to the backend): what each expects next. None unless both sides are known.
     pub fn reset_seqs(&self) -> Option<(u32, u32)> {
