@@ -238,14 +238,15 @@ pub fn parse(buf: &[u8]) -> Result<TcpView, DropReason> {
     if ihl < IPV4_MIN_HEADER || ihl > buf.len() {
         return Err(DropReason::BadHeaderLength);
     }
+    // MF flag (0b001) or a fragment offset, judged before anything a fragment cannot be
+    // held to (a non-first fragment has no TCP header; its bytes at the port offset are
+    // payload): every fragment that reaches the parser counts as one, whatever its bytes.
+    if ip.get_flags() & 0b001 != 0 || ip.get_fragment_offset() != 0 {
+        return Err(DropReason::Fragment);
+    }
     let total_len = usize::from(ip.get_total_length());
     if total_len < ihl || total_len > buf.len() {
         return Err(DropReason::BadTotalLength);
-    }
-    // MF flag (0b001) or a fragment offset: the kernel reassembles before raw delivery,
-    // so this only guards against odd input.
-    if ip.get_flags() & 0b001 != 0 || ip.get_fragment_offset() != 0 {
-        return Err(DropReason::Fragment);
     }
     if ip.get_next_level_protocol() != IpNextHeaderProtocols::Tcp {
         return Err(DropReason::NotTcp);

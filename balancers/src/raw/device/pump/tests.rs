@@ -220,6 +220,16 @@ fn malformed_inputs_are_counted_with_their_reason() {
     let mut offset = good.clone();
     offset[7] = 0x01;
     cases.push((offset, DropReason::Fragment));
+    // A non-first fragment: its bytes at the port offset are payload (here, port 80 and
+    // a data offset of 0), and one whose total length says more than was received: both
+    // are fragments, whatever else their bytes say.
+    let mut later = Spec::new(client(), addr(LB, 80), f::ACK).build();
+    later[6..8].copy_from_slice(&185u16.to_be_bytes());
+    later[32] = 0;
+    cases.push((later.clone(), DropReason::Fragment));
+    let mut cut = later;
+    cut[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    cases.push((cut, DropReason::Fragment));
     let mut udp = good.clone();
     udp[9] = 17;
     cases.push((udp, DropReason::NotTcp));
