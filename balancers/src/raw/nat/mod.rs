@@ -5,13 +5,31 @@
 //! first SYN; a retransmitted SYN reuses its row. Structured events are emitted for
 //! rows created, backends chosen and rows freed, never per packet.
 //!
+//! Before a segment may change anything it must carry a flag combination a TCP sends
+//! (else `invalid_flags`: SYN+FIN, SYN+RST, no flags, FIN without ACK, as conntrack
+//! judges) and, when it carries SYN, FIN or RST, a TCP checksum that verifies (else
+//! `bad_checksum`; a partial checksum, from a local sender's offload, cannot be verified
+//! and is trusted). Each row tracks both sides' sequence numbers and windows
+//! ([`track`]): a RST outside the receiver's window is dropped (`rst_out_of_window`), one
+//! in the window is forwarded, and only one exactly where the receiver expects it frees
+//! the row.
+//!
 //! A new connection that cannot be served (no usable backend, a table full of established
 //! rows, or no free NAT port) is refused the way the kernel refuses a closed port: its SYN
 //! is dropped and counted with its reason, and a RST+ACK ([`packet::build_refusal`]) goes
-//! back to the client, so its `connect()` fails at once instead of hanging. Only a SYN
-//! without ACK or RST to the listening port is ever answered, one RST per SYN at most, and
-//! at most [`REFUSALS_PER_SEC`] a second (a token bucket; the excess is counted, not sent).
-
+//! back to the client, so its `connect()` fails at once instead of hanging. A segment of
+//! a flow with no row (other than a SYN or a RST) gets the same closed-port answer
+//! ([`packet::build_closed_port_reply`]); the two ends of an established row evicted for
+//! silence each get a RST at the sequence number they expect; a backend's half-open
+//! connection of a row that gave way to a new SYN is reset before that SYN reaches it.
+//! Never a RST to a RST; refusals and the resets to clients share a token bucket of
+//! [`REFUSALS_PER_SEC`] a second (the excess is counted, not sent).
+//!
+//! Drop reasons (`l4lb_raw_drops_total{reason}`, [`DropReason::name`]): `truncated`,
+//! `bad_version`, `bad_header_length`, `bad_total_length`, `fragment`, `not_tcp`,
+//! `bad_tcp_header`, `not_for_us`, `unknown_client`, `unknown_nat_port`, `no_backend`,
+//! `table_full`, `ports_exhausted`, `too_big`, `send_failed`, `backend_time_wait`,
+//! `rst_out_of_window`, `bad_checksum`, `invalid_flags`.
 pub mod reset_bucket;
 pub mod table;
 #[cfg(test)]

@@ -235,3 +235,19 @@ fn refusals_are_rate_limited_and_the_excess_counted() {
     let sent = run(&mut nat, &mut down, inputs, later);
     assert_eq!(sent.len(), (REFUSALS_PER_SEC / 10) as usize);
 }
+
+/// Every drop reason is named in the core's module doc, where operators look them up.
+#[test]
+fn every_drop_reason_is_listed_in_the_module_doc() {
+    let doc: String = include_str!("mod.rs")
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .collect();
+    for reason in DropReason::ALL {
+        assert!(
+            doc.contains(&format!("`{}`", reason.name())),
+            "{} missing from nat/mod.rs's doc",
+            reason.name()
+        );
+    }
+}
