@@ -142,6 +142,24 @@ impl Pump {
         Ok(n)
     }
 
+    /// Sends what the core generated outside a batch (the resets of rows
+    /// [`Nat::expire`] evicted), so they do not wait for the next received datagram.
+    pub fn send_pending(&mut self, dev: &mut dyn Device, nat: &mut Nat) {
+        let generated = nat.take_pending();
+        if generated.is_empty() {
+            return;
+        }
+        let packets: Vec<(&[u8], Ipv4Addr)> = generated
+            .iter()
+            .map(|(p, dst)| (p.as_slice(), *dst))
+            .collect();
+        let failed = dev.send(&packets);
+        self.counters.sent_routed += (packets.len() - failed.len()) as u64;
+        for (_, err) in failed {
+            self.count_failed_send(&err);
+        }
+    }
+
     fn count_failed_send(&mut self, err: &io::Error) {
         self.counters.send_failed += 1;
         // Log the first few and then every 1000th, so a storm cannot flood the log.

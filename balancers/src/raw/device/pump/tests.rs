@@ -503,3 +503,39 @@ fn the_routed_path_completes_partial_checksums_of_datagrams_and_super_packets() 
     assert_eq!(pump.counters().sent_routed, dev.sent.len() as u64);
     assert_eq!(pump.counters().sent_direct, 0);
 }
+
+/// The resets of an idle-evicted row leave at once, on an idle device.
+#[test]
+fn resets_of_expired_rows_are_sent_without_waiting_for_traffic() {
+    let mut nat = test_nat(16);
+    let mut sel = FixedRoundRobin::new(vec![backend()]);
+    let mut syn = Spec::new(client(), vip(), f::SYN);
+    syn.seq = 10;
+    let mut syn_ack = Spec::new(backend(), addr(LB, NAT_PORT), f::SYN | f::ACK);
+    (syn_ack.seq, syn_ack.ack) = (500, 11);
+    let mut ack = Spec::new(client(), vip(), f::ACK);
+    (ack.seq, ack.ack) = (11, 501);
+    for s in [syn, syn_ack, ack] {
+        through(&mut nat, &mut sel, s.build()).expect("forwarded");
+    }
+    nat.expire(Duration::from_secs(301));
+    let mut dev = MemDevice::default();
+    let mut pump = Pump::new(8, 1500);
+    pump.send_pending(&mut dev, &mut nat);
+    let sent: Vec<_> = dev
+        .sent
+        .iter()
+        .map(|(b, dst)| {
+            let r = packet::parse(b).expect("parses");
+            (*dst, r.dport, r.flags, r.seq)
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            (*client().ip(), client().port(), f::RST, 501),
+            (*backend().ip(), backend().port(), f::RST, 11),
+        ]
+    );
+    assert_eq!(pump.counters().sent_routed, 2);
+}
