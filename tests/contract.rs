@@ -68,7 +68,9 @@ fn the_raw_balancer_reads_every_flag_the_harness_passes_with_its_value() {
         Ok(_) => panic!("parsed as another subcommand"),
         Err(e) => panic!("the raw balancer rejects the harness's command line: {e}"),
     };
-    let config = args.resolve(&(32768..=60999)).expect("the harness's settings are valid");
+    let config = args
+        .resolve(&(32768..=60999))
+        .expect("the harness's settings are valid");
     assert_eq!(config.source_ip, Ipv4Addr::new(10, 0, 0, 1));
     assert_eq!(config.port, 20000);
     assert_eq!(config.backend_addrs.len(), 2);
