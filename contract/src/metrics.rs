@@ -44,6 +44,10 @@ pub const RAW_ROWS_CREATED_TOTAL: &str = "l4lb_raw_rows_created_total";
 pub const RAW_ROWS_FREED_TOTAL: &str = "l4lb_raw_rows_freed_total";
 /// Counter, per `reason`: SYNs refused with a RST.
 pub const RAW_REFUSALS_TOTAL: &str = "l4lb_raw_refusals_total";
+/// Counter, per `outcome`: the raw balancer's other resets (answers to segments of
+/// unknown flows, both ends of idle-evicted rows, backends' half-open connections of rows
+/// given way to new SYNs).
+pub const RAW_RESETS_TOTAL: &str = "l4lb_raw_resets_total";
 /// Gauge, per backend: NAT rows to it now.
 pub const RAW_BACKEND_ROWS: &str = "l4lb_raw_backend_rows";
 /// Counter, per backend: NAT rows ever created to it (the raw balancer's placements).

@@ -39,9 +39,16 @@
 //! When no backend is usable (or the table is full, or the NAT ports are exhausted), a
 //! client's SYN is answered with a RST+ACK from the listening address, as a closed port
 //! would be, so `connect()` fails at once; the reset leaves through the marked socket and
-//! so passes the RST-drop rule. Nothing else is answered, refusals are rate-limited
-//! ([`nat::reset_bucket`]), and nothing spins: an idle or all-down balancer sleeps in
-//! `recvmmsg` between packets.
+//! so passes the RST-drop rule. A segment of a flow with no row gets the same closed-port
+//! answer, and both ends of a row evicted for silence are reset (see [`nat`]); nothing
+//! answers a RST, these resets are rate-limited ([`nat::reset_bucket`]), and nothing
+//! spins: an idle or all-down balancer sleeps in `recvmmsg` between packets.
+//!
+//! Hostile traffic: resets are judged against per-direction sequence tracking, SYN, FIN
+//! and RST segments must carry a valid checksum, invalid flag combinations are dropped,
+//! and a SYN flood cannot hold a backend's NAT ports: a full pool gives its oldest
+//! half-open row up, and under pressure half-open rows age out after a second
+//! ([`nat::table`]).
 #![deny(unsafe_code)]
 // Until Cargo.toml declares the `fixture` feature (`[features] fixture = []`).
 

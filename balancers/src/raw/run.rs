@@ -199,6 +199,10 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
                 pump.count_send_failures(d.take_failed());
             }
             nat.expire(now);
+            match &mut dev {
+                Forwarder::Single(d) => pump.send_pending(d.as_mut(), &mut nat),
+                Forwarder::Threaded(d) => pump.send_pending(d, &mut nat),
+            }
             published.publish(Snapshot::of(&nat, pump.counters(), &config.backend_addrs));
             next_expiry = now + Duration::from_secs(1);
         }

@@ -36,6 +36,10 @@ pub struct Snapshot {
     pub refusals_sent: u64,
     /// Refusals not sent because of the rate limit.
     pub refusals_limited: u64,
+    /// Other resets the core sent (unknown flows, evicted rows).
+    pub resets_sent: u64,
+    /// Such resets not sent because of the rate limit.
+    pub resets_limited: u64,
     /// Frames sent straight to the device.
     pub sent_direct: u64,
     /// Datagrams sent through the kernel's routed path.
@@ -64,6 +68,8 @@ impl Snapshot {
             rows_freed: c.rows_freed.iter().map(|(k, v)| (*k, *v)).collect(),
             refusals_sent: c.refusals_sent,
             refusals_limited: c.refusals_limited,
+            resets_sent: c.resets_sent,
+            resets_limited: c.resets_limited,
             sent_direct: pump.sent_direct,
             sent_routed: pump.sent_routed,
             backend_rows: backends
@@ -165,6 +171,23 @@ impl Snapshot {
             metrics::RAW_REFUSALS_TOTAL,
             &[("outcome", "rate_limited")],
             self.refusals_limited,
+        );
+        w.family(
+            metrics::RAW_RESETS_TOTAL,
+            MetricKind::Counter,
+            "The balancer's other resets, by outcome (sent, or rate_limited): answers to \
+             segments of flows with no row, both ends of rows evicted for silence, and \
+             backends' half-open connections of rows given way to new SYNs.",
+        );
+        w.sample(
+            metrics::RAW_RESETS_TOTAL,
+            &[("outcome", "sent")],
+            self.resets_sent,
+        );
+        w.sample(
+            metrics::RAW_RESETS_TOTAL,
+            &[("outcome", "rate_limited")],
+            self.resets_limited,
         );
         w.family(
             metrics::RAW_BACKEND_ROWS,

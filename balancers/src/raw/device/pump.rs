@@ -118,14 +118,21 @@ impl Pump {
             }
             routed.push((f.index, f.len, f.dst));
         }
+        // The core's own datagrams go first: a RST freeing a backend's half-open
+        // connection on a NAT port must arrive before the new SYN on that port (a first
+        // SYN always takes this path).
         let generated = nat.take_pending();
         let head = self.batch.head;
-        let mut packets: Vec<(&[u8], Ipv4Addr)> = routed
+        let mut packets: Vec<(&[u8], Ipv4Addr)> = generated
             .iter()
-            .map(|&(i, len, dst)| (&self.batch.bufs[i][head..head + len], dst))
+            .map(|(p, dst)| (p.as_slice(), *dst))
             .collect();
+        packets.extend(
+            routed
+                .iter()
+                .map(|&(i, len, dst)| (&self.batch.bufs[i][head..head + len], dst)),
+        );
         packets.extend(extra.iter().map(|(p, dst)| (p.as_slice(), *dst)));
-        packets.extend(generated.iter().map(|(p, dst)| (p.as_slice(), *dst)));
         let failed = dev.send(&packets);
         self.counters.sent_direct += direct as u64;
         self.counters.sent_routed += (packets.len() - failed.len()) as u64;
@@ -133,6 +140,24 @@ impl Pump {
             self.count_failed_send(&err);
         }
         Ok(n)
+    }
+
+    /// Sends what the core generated outside a batch (the resets of rows
+    /// [`Nat::expire`] evicted), so they do not wait for the next received datagram.
+    pub fn send_pending(&mut self, dev: &mut dyn Device, nat: &mut Nat) {
+        let generated = nat.take_pending();
+        if generated.is_empty() {
+            return;
+        }
+        let packets: Vec<(&[u8], Ipv4Addr)> = generated
+            .iter()
+            .map(|(p, dst)| (p.as_slice(), *dst))
+            .collect();
+        let failed = dev.send(&packets);
+        self.counters.sent_routed += (packets.len() - failed.len()) as u64;
+        for (_, err) in failed {
+            self.count_failed_send(&err);
+        }
     }
 
     fn count_failed_send(&mut self, err: &io::Error) {

@@ -5,17 +5,38 @@
 //! first SYN; a retransmitted SYN reuses its row. Structured events are emitted for
 //! rows created, backends chosen and rows freed, never per packet.
 //!
+//! Before a segment may change anything it must carry a flag combination a TCP sends
+//! (else `invalid_flags`: SYN+FIN, SYN+RST, no flags, FIN without ACK, as conntrack
+//! judges) and, when it carries SYN, FIN or RST, a TCP checksum that verifies (else
+//! `bad_checksum`; a partial checksum, from a local sender's offload, cannot be verified
+//! and is trusted). Each row tracks both sides' sequence numbers and windows
+//! ([`track`]): a RST outside the receiver's window is dropped (`rst_out_of_window`), one
+//! in the window is forwarded, and only one exactly where the receiver expects it frees
+//! the row.
+//!
 //! A new connection that cannot be served (no usable backend, a table full of established
 //! rows, or no free NAT port) is refused the way the kernel refuses a closed port: its SYN
 //! is dropped and counted with its reason, and a RST+ACK ([`packet::build_refusal`]) goes
-//! back to the client, so its `connect()` fails at once instead of hanging. Only a SYN
-//! without ACK or RST to the listening port is ever answered, one RST per SYN at most, and
-//! at most [`REFUSALS_PER_SEC`] a second (a token bucket; the excess is counted, not sent).
-
+//! back to the client, so its `connect()` fails at once instead of hanging. A segment of
+//! a flow with no row (other than a SYN or a RST) gets the same closed-port answer
+//! ([`packet::build_closed_port_reply`]); the two ends of an established row evicted for
+//! silence each get a RST at the sequence number they expect; a backend's half-open
+//! connection of a row that gave way to a new SYN is reset before that SYN reaches it.
+//! Never a RST to a RST; refusals and the resets to clients share a token bucket of
+//! [`REFUSALS_PER_SEC`] a second (the excess is counted, not sent).
+//!
+//! Drop reasons (`l4lb_raw_drops_total{reason}`, [`DropReason::name`]): `truncated`,
+//! `bad_version`, `bad_header_length`, `bad_total_length`, `fragment`, `not_tcp`,
+//! `bad_tcp_header`, `not_for_us`, `unknown_client`, `unknown_nat_port`, `no_backend`,
+//! `table_full`, `ports_exhausted`, `too_big`, `send_failed`, `backend_time_wait`,
+//! `rst_out_of_window`, `bad_checksum`, `invalid_flags`.
 pub mod reset_bucket;
 pub mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
+pub mod track;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
@@ -23,8 +44,9 @@ use std::time::Duration;
 
 use crate::raw::nat::reset_bucket::{TokenBucket, REFUSALS_PER_SEC, REFUSAL_BURST};
 use crate::raw::nat::table::{
-    Direction, FreeReason, NatTable, OpenError, Row, RowState, TableConfig,
+    Direction, FreeReason, NatTable, OpenError, Row, RowId, RowState, TableConfig,
 };
+use crate::raw::nat::track::{RstVerdict, Sender, Tracking};
 use crate::raw::wire::packet::{self, flags, ChecksumState, DropReason, Rewrite, TcpView};
 
 /// Picks the backend of a new connection (round robin over usable backends).
@@ -93,6 +115,11 @@ pub struct Counters {
     /// Refusals not generated because the rate limit was reached (their SYNs are still
     /// counted as drops with their reason).
     pub refusals_limited: u64,
+    /// Other resets the core sent: answers to segments of unknown flows, and the resets
+    /// telling both ends of an idle-evicted row.
+    pub resets_sent: u64,
+    /// Such resets not sent because of the rate limit.
+    pub resets_limited: u64,
 }
 
 impl Counters {
@@ -181,12 +208,82 @@ impl Nat {
             Ok(seg) => seg,
             Err(reason) => return self.counters.drop(reason),
         };
-        if seg.dport == self.listen_port {
+        let to_client_port = seg.dport == self.listen_port;
+        if !to_client_port && !self.nat_ports.contains(&seg.dport) {
+            return self.counters.drop(DropReason::NotForUs);
+        }
+        if !flags::valid(seg.flags) {
+            return self.counters.drop(DropReason::InvalidFlags);
+        }
+        // Only SYN, FIN and RST change a row's life; data and ACKs only move the
+        // tracking, and only from inside the window, so they are not summed here.
+        let control = seg.flags & (flags::SYN | flags::FIN | flags::RST) != 0;
+        if control && !packet::tcp_checksum_ok(buf, &seg, checksum) {
+            return self.counters.drop(DropReason::BadChecksum);
+        }
+        if to_client_port {
             self.client_segment(buf, &seg, now, sel, checksum)
-        } else if self.nat_ports.contains(&seg.dport) {
-            self.backend_segment(buf, &seg, now, checksum)
         } else {
-            self.counters.drop(DropReason::NotForUs)
+            self.backend_segment(buf, &seg, now, checksum)
+        }
+    }
+
+    /// Drops a segment of a flow with no row, counted with `reason`, and answers it as a
+    /// closed port would ([`packet::build_closed_port_reply`]), rate-limited; never a
+    /// RST, a SYN, or a segment whose checksum does not verify.
+    fn unknown_flow(
+        &mut self,
+        buf: &[u8],
+        seg: &TcpView,
+        reason: DropReason,
+        now: Duration,
+        checksum: ChecksumState,
+    ) -> Outcome {
+        // A SYN to a NAT port is not a flow's segment: nothing listens there.
+        if !seg.is_initial_syn() && packet::tcp_checksum_ok(buf, seg, checksum) {
+            if let Some(rst) = packet::build_closed_port_reply(seg) {
+                self.send_reset(rst, seg.src, now);
+            }
+        }
+        self.counters.drop(reason)
+    }
+
+    /// Queues a reset of the core's own (not a refusal) while the rate limit allows.
+    fn send_reset(&mut self, rst: Vec<u8>, to: Ipv4Addr, now: Duration) {
+        if self.refusals.take(now) {
+            self.pending.push((rst, to));
+            self.counters.resets_sent += 1;
+        } else {
+            self.counters.resets_limited += 1;
+        }
+    }
+
+    /// Judges a segment on a row before it is forwarded: a RST outside the window is
+    /// dropped (`Err`); otherwise `Ok(true)` when the segment may change the row (every
+    /// segment but a RST that is in the window without being exact).
+    fn judge(&mut self, id: RowId, from: Sender, seg: &TcpView) -> Result<bool, Outcome> {
+        if !seg.has(flags::RST) {
+            return Ok(true);
+        }
+        let Some(row) = self.table.get(id) else {
+            return Ok(true);
+        };
+        match row.track.judge_rst(from, seg) {
+            RstVerdict::Exact => Ok(true),
+            RstVerdict::InWindow => Ok(false),
+            RstVerdict::OutOfWindow => Err(self.counters.drop(DropReason::RstOutOfWindow)),
+        }
+    }
+
+    /// Learns from a segment about to be forwarded.
+    fn learn(&mut self, id: RowId, from: Sender, buf: &[u8], seg: &TcpView) {
+        let wscale = if seg.has(flags::SYN) {
+            packet::window_scale(buf, seg)
+        } else {
+            None
+        };
+        if let Some(row) = self.table.get_mut(id) {
+            row.track.learn(from, seg, wscale);
         }
     }
 
@@ -216,7 +313,12 @@ impl Nat {
                 match self.table.open(client, seg.dst, backend, now) {
                     Ok(opened) => {
                         for (row, reason) in opened.freed {
+                            self.release_backend(&row, reason);
                             self.log_freed(&row, reason);
+                        }
+                        let wscale = packet::window_scale(buf, seg);
+                        if let Some(row) = self.table.get_mut(opened.id) {
+                            row.track = Tracking::from_syn(seg, wscale);
                         }
                         self.counters.rows_created += 1;
                         if let Some(row) = self.table.get(opened.id) {
@@ -239,8 +341,15 @@ impl Nat {
                     }
                 }
             }
-            None => return self.counters.drop(DropReason::UnknownClient),
+            None => return self.unknown_flow(buf, seg, DropReason::UnknownClient, now, checksum),
         };
+        let changes = match self.judge(id, Sender::Client, seg) {
+            Ok(changes) => changes,
+            Err(dropped) => return dropped,
+        };
+        if changes {
+            self.learn(id, Sender::Client, buf, seg);
+        }
         let Some(row) = self.table.get(id) else {
             return self.counters.drop(DropReason::UnknownClient);
         };
@@ -265,8 +374,10 @@ impl Nat {
                 }
             }
         }
-        if let Some(reason) = self.table.observe(id, Direction::ToBackend, seg.flags, now) {
-            self.free(id, reason);
+        if changes {
+            if let Some(reason) = self.table.observe(id, Direction::ToBackend, seg.flags, now) {
+                self.free(id, reason);
+            }
         }
         Outcome::Forward {
             dst: to.dst,
@@ -297,7 +408,7 @@ impl Nat {
     ) -> Outcome {
         let backend = SocketAddrV4::new(seg.src, seg.sport);
         let Some(id) = self.table.by_nat(backend, seg.dport) else {
-            return self.counters.drop(DropReason::UnknownNatPort);
+            return self.unknown_flow(buf, seg, DropReason::UnknownNatPort, now, checksum);
         };
         let Some(row) = self.table.get(id) else {
             return self.counters.drop(DropReason::UnknownNatPort);
@@ -322,6 +433,13 @@ impl Nat {
                 return self.counters.drop(DropReason::BackendTimeWait);
             }
         }
+        let changes = match self.judge(id, Sender::Backend, seg) {
+            Ok(changes) => changes,
+            Err(dropped) => return dropped,
+        };
+        if changes {
+            self.learn(id, Sender::Backend, buf, seg);
+        }
         let Some(row) = self.table.get(id) else {
             return self.counters.drop(DropReason::UnknownNatPort);
         };
@@ -333,8 +451,10 @@ impl Nat {
         };
         self.count_fix(packet::rewrite(buf, seg, &to, checksum));
         self.counters.to_client += 1;
-        if let Some(reason) = self.table.observe(id, Direction::ToClient, seg.flags, now) {
-            self.free(id, reason);
+        if changes {
+            if let Some(reason) = self.table.observe(id, Direction::ToClient, seg.flags, now) {
+                self.free(id, reason);
+            }
         }
         Outcome::Forward {
             dst: to.dst,
@@ -342,7 +462,7 @@ impl Nat {
         }
     }
 
-    fn free(&mut self, id: crate::raw::nat::table::RowId, reason: FreeReason) {
+    fn free(&mut self, id: RowId, reason: FreeReason) {
         if let Some(row) = self.table.free(id) {
             self.log_freed(&row, reason);
         }
@@ -361,9 +481,50 @@ impl Nat {
         );
     }
 
-    /// Frees rows whose time is up (call about once a second).
+    /// A half-open row given way to a new SYN may still hold a half-open connection on
+    /// the backend (SYN_RECV): a RST at the sequence number it expects frees it there
+    /// at once, so the NAT port's next SYN is answered straight away instead of with a
+    /// challenge ACK ([`DropReason::BackendTimeWait`]'s round trip). Sent to one of our
+    /// own backends, once per row given way, so not through the reset bucket, which
+    /// bounds resets to addresses a segment claims to come from.
+    fn release_backend(&mut self, row: &Row, reason: FreeReason) {
+        if !matches!(reason, FreeReason::Evicted | FreeReason::EarlyDrop) {
+            return;
+        }
+        if let Some(seq) = row.track.backend_reset_seq() {
+            let b = row.backend;
+            let rst = packet::build_rst(self.source_ip, row.nat_port, *b.ip(), b.port(), seq);
+            self.pending.push((rst, *b.ip()));
+            self.counters.resets_sent += 1;
+        }
+    }
+
+    /// Frees rows whose time is up (call about once a second). Both ends of an
+    /// established row evicted for silence are told with a RST each accepts (the
+    /// sequence number it expects next), rate-limited, so neither is left hanging.
     pub fn expire(&mut self, now: Duration) {
         for (row, reason) in self.table.expire(now) {
+            if reason == FreeReason::IdleTimeout {
+                if let Some((to_client, to_backend)) = row.track.reset_seqs() {
+                    let (c, b) = (row.client, row.backend);
+                    let rst = packet::build_rst(
+                        row.lb_ip,
+                        self.listen_port,
+                        *c.ip(),
+                        c.port(),
+                        to_client,
+                    );
+                    self.send_reset(rst, *c.ip(), now);
+                    let rst = packet::build_rst(
+                        self.source_ip,
+                        row.nat_port,
+                        *b.ip(),
+                        b.port(),
+                        to_backend,
+                    );
+                    self.send_reset(rst, *b.ip(), now);
+                }
+            }
             self.log_freed(&row, reason);
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! A flood of SYNs while every backend is down must not become a flood of RSTs towards
 //! whatever address the SYNs claim to come from: refusals beyond the bucket's rate are
-//! not sent (and counted); the SYNs are dropped and counted either way.
+//! not sent (and counted); the SYNs are dropped and counted either way. The same bucket
+//! bounds the answers to segments of unknown flows and the resets of idle-evicted rows.
 
 use std::time::Duration;
 

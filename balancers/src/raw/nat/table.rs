@@ -4,7 +4,12 @@
 //! a per-backend first-in-first-out pool over a configured range, so two live rows to the
 //! same backend never share a port and a freed port is reused as late as possible. The
 //! table is bounded: when full, the oldest half-open row gives way to a new SYN; only
-//! with no half-open row left is the SYN refused ([`OpenError::TableFull`]).
+//! with no half-open row left is the SYN refused ([`OpenError::TableFull`]). A backend's
+//! port pool is bounded the same way: when empty, that backend's oldest half-open row
+//! gives way ([`OpenError::PortsExhausted`] only with none left). Under pressure (the
+//! pool or the table more than [`PRESSURE_NUM`]/[`PRESSURE_DEN`] full) half-open rows
+//! silent for [`EARLY_DROP_AGE`] are freed as new SYNs arrive, as conntrack's early
+//! drop does, so a SYN flood from spoofed addresses cannot keep real clients out.
 //! Time is a parameter (`now`, a [`Duration`] since any fixed start), so every rule here
 //! is tested without clocks.
 
@@ -12,6 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use crate::raw::nat::track::Tracking;
 
 /// Table limits and timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +41,15 @@ pub const DEFAULT_MAX_ROWS: usize = 65_536;
 pub const DEFAULT_HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `--idle-timeout` of established rows.
 pub const DEFAULT_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Under pressure, a half-open row silent this long gives way to new SYNs.
+pub const EARLY_DROP_AGE: Duration = Duration::from_secs(1);
+/// Pressure: more than `PRESSURE_NUM / PRESSURE_DEN` of the pool or the table in use.
+pub const PRESSURE_NUM: usize = 3;
+/// See [`PRESSURE_NUM`].
+pub const PRESSURE_DEN: usize = 4;
+/// Most rows early-dropped for one new SYN (keeps `open` O(1)).
+const EARLY_DROPS_PER_OPEN: usize = 4;
+
 /// Default `--fin-linger`.
 pub const DEFAULT_FIN_LINGER: Duration = Duration::from_secs(2);
 
@@ -91,6 +107,8 @@ pub struct Row {
     /// While half-open: the SYN as sent to the backend, to send again if the backend
     /// still holds an old connection on this NAT port in TIME_WAIT.
     pub syn: Option<Box<[u8]>>,
+    /// Sequence numbers and windows of both sides.
+    pub track: Tracking,
 }
 
 /// Why a row was freed.
@@ -105,8 +123,12 @@ pub enum FreeReason {
     HalfOpenTimeout,
     /// Established and silent for longer than the idle timeout.
     IdleTimeout,
-    /// Evicted, as the oldest half-open row, to make room for a new SYN.
+    /// Evicted, as the oldest half-open row (of the table or of the backend's port
+    /// pool), to make room for a new SYN.
     Evicted,
+    /// Half-open and silent for [`EARLY_DROP_AGE`] while the table or its backend's port
+    /// pool was under pressure.
+    EarlyDrop,
     /// The client opened a new connection from the same port after closing.
     Replaced,
 }
@@ -120,6 +142,7 @@ impl FreeReason {
             FreeReason::HalfOpenTimeout => "half_open_timeout",
             FreeReason::IdleTimeout => "idle_timeout",
             FreeReason::Evicted => "evicted",
+            FreeReason::EarlyDrop => "early_drop",
             FreeReason::Replaced => "replaced",
         }
     }
@@ -156,6 +179,9 @@ struct PortPool {
     free: VecDeque<u16>,
     /// Rows ever opened towards this backend (monotonic, unlike the live count).
     opened: u64,
+    /// Its rows in the order they were opened, while half-open (stale handles are skipped
+    /// as they come up, and swept by `expire`).
+    half_open: VecDeque<RowId>,
 }
 
 impl PortPool {
@@ -163,8 +189,16 @@ impl PortPool {
         Self {
             free: range.clone().collect(),
             opened: 0,
+            half_open: VecDeque::new(),
         }
     }
+}
+
+/// Which queue of half-open rows to take from.
+#[derive(Clone, Copy)]
+enum Queue {
+    Table,
+    Pool(SocketAddrV4),
 }
 
 /// The NAT table.
@@ -267,8 +301,22 @@ impl NatTable {
                 freed.push((row, FreeReason::Replaced));
             }
         }
+        let range = self.config.nat_ports.clone();
+        let size = usize::from(range.end() - range.start()) + 1;
+        let pool = self
+            .ports
+            .entry(backend)
+            .or_insert_with(|| PortPool::new(&range));
+        let pool_pressed = (size - pool.free.len()) * PRESSURE_DEN > size * PRESSURE_NUM;
+        let table_pressed = self.len * PRESSURE_DEN > self.config.max_rows * PRESSURE_NUM;
+        if pool_pressed {
+            self.early_drop(Queue::Pool(backend), now, &mut freed);
+        }
+        if table_pressed {
+            self.early_drop(Queue::Table, now, &mut freed);
+        }
         if self.len >= self.config.max_rows {
-            match self.oldest_half_open() {
+            match self.oldest_half_open(Queue::Table) {
                 Some(victim) => {
                     if let Some(row) = self.free(victim) {
                         freed.push((row, FreeReason::Evicted));
@@ -277,7 +325,16 @@ impl NatTable {
                 None => return Err(OpenError::TableFull),
             }
         }
-        let range = self.config.nat_ports.clone();
+        if self.ports.get(&backend).is_some_and(|p| p.free.is_empty()) {
+            match self.oldest_half_open(Queue::Pool(backend)) {
+                Some(victim) => {
+                    if let Some(row) = self.free(victim) {
+                        freed.push((row, FreeReason::Evicted));
+                    }
+                }
+                None => return Err(OpenError::PortsExhausted),
+            }
+        }
         let pool = self
             .ports
             .entry(backend)
@@ -295,6 +352,7 @@ impl NatTable {
             fin_backend: false,
             backend_seen: false,
             syn: None,
+            track: Tracking::default(),
         };
         let id = match self.free_slots.pop() {
             Some(slot) => {
@@ -322,19 +380,58 @@ impl NatTable {
         self.by_client.insert(client, id);
         self.by_nat.insert((backend, nat_port), id);
         self.half_open.push_back(id);
+        if let Some(pool) = self.ports.get_mut(&backend) {
+            pool.half_open.push_back(id);
+        }
         Ok(Opened { id, freed })
     }
 
-    fn oldest_half_open(&mut self) -> Option<RowId> {
-        while let Some(id) = self.half_open.pop_front() {
-            if self
+    fn queue(&mut self, q: Queue) -> Option<&mut VecDeque<RowId>> {
+        match q {
+            Queue::Table => Some(&mut self.half_open),
+            Queue::Pool(backend) => self.ports.get_mut(&backend).map(|p| &mut p.half_open),
+        }
+    }
+
+    fn is_half_open(&self, id: RowId) -> bool {
+        self.get(id)
+            .is_some_and(|row| row.state == RowState::HalfOpen)
+    }
+
+    /// Drops the handles at the front of a queue that are no longer half-open rows.
+    fn skip_stale(&mut self, q: Queue) {
+        while let Some(&id) = self.queue(q).and_then(|q| q.front()) {
+            if self.is_half_open(id) {
+                return;
+            }
+            self.queue(q).map(VecDeque::pop_front);
+        }
+    }
+
+    fn oldest_half_open(&mut self, q: Queue) -> Option<RowId> {
+        self.skip_stale(q);
+        self.queue(q).and_then(VecDeque::pop_front)
+    }
+
+    /// Frees up to [`EARLY_DROPS_PER_OPEN`] of the oldest half-open rows of a queue that
+    /// have been silent for [`EARLY_DROP_AGE`].
+    fn early_drop(&mut self, q: Queue, now: Duration, freed: &mut Vec<(Row, FreeReason)>) {
+        for _ in 0..EARLY_DROPS_PER_OPEN {
+            self.skip_stale(q);
+            let Some(&id) = self.queue(q).and_then(|q| q.front()) else {
+                return;
+            };
+            let old = self
                 .get(id)
-                .is_some_and(|row| row.state == RowState::HalfOpen)
-            {
-                return Some(id);
+                .is_some_and(|row| now.saturating_sub(row.last_seen) >= EARLY_DROP_AGE);
+            if !old {
+                return;
+            }
+            self.queue(q).map(VecDeque::pop_front);
+            if let Some(row) = self.free(id) {
+                freed.push((row, FreeReason::EarlyDrop));
             }
         }
-        None
     }
 
     /// Records a segment with `flags` on a row; returns `Some(reason)` if the row must be
@@ -425,14 +522,18 @@ impl NatTable {
             .filter_map(|(id, reason)| self.free(id).map(|row| (row, reason)))
             .collect();
         let slots = &self.slots;
-        self.half_open.retain(|id| {
+        let live = |id: &RowId| {
             slots.get(id.slot as usize).is_some_and(|s| {
                 s.generation == id.generation
                     && s.row
                         .as_ref()
                         .is_some_and(|r| r.state == RowState::HalfOpen)
             })
-        });
+        };
+        self.half_open.retain(live);
+        for pool in self.ports.values_mut() {
+            pool.half_open.retain(live);
+        }
         freed
     }
 

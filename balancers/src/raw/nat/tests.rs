@@ -117,25 +117,44 @@ fn all_backends_down_a_syn_gets_one_rst_ack_and_is_counted() {
 }
 
 /// A reset, a bare ACK, a SYN+ACK, data, and a SYN for another port get nothing back.
+/// With every backend down, a SYN is refused; segments of flows with no row get what a
+/// closed port answers (a RST from their acknowledgment); a RST, a SYN+RST and segments
+/// to other ports get nothing.
 #[test]
-fn all_backends_down_nothing_but_a_syn_to_the_port_is_answered() {
+fn all_backends_down_only_closed_port_answers_are_sent() {
     let mut nat = test_nat(16);
     let mut down = FixedRoundRobin::new(vec![]);
-    let inputs = vec![
+    let silent = vec![
         Spec::new(client(), vip(), f::RST).build(),
         Spec::new(client(), vip(), f::RST | f::ACK).build(),
-        Spec::new(client(), vip(), f::ACK).build(),
-        Spec::new(client(), vip(), f::SYN | f::ACK).build(),
         Spec::new(client(), vip(), f::SYN | f::RST).build(),
         Spec::new(client(), addr(LB, 22), f::SYN).build(),
         Spec::new(client(), addr(LB, 21_000), f::SYN).build(),
     ];
-    let n = inputs.len() as u64;
-    let sent = run(&mut nat, &mut down, inputs, Duration::ZERO);
+    let n = silent.len() as u64;
+    let sent = run(&mut nat, &mut down, silent, Duration::ZERO);
     assert!(sent.is_empty(), "nothing answered: {sent:?}");
-    assert_eq!(nat.counters().refusals_sent, 0);
     let dropped: u64 = nat.counters().drops.iter().sum();
     assert_eq!(dropped, n, "every one still counted as a drop");
+    let mut ack = Spec::new(client(), vip(), f::ACK);
+    ack.ack = 777;
+    let mut syn_ack = Spec::new(client(), vip(), f::SYN | f::ACK);
+    syn_ack.ack = 888;
+    let sent = run(
+        &mut nat,
+        &mut down,
+        vec![ack.build(), syn_ack.build()],
+        Duration::ZERO,
+    );
+    let answers: Vec<(u8, u32)> = sent
+        .iter()
+        .map(|(b, _)| packet::parse(b).expect("parses"))
+        .map(|r| (r.flags, r.seq))
+        .collect();
+    assert_eq!(answers, vec![(f::RST, 777), (f::RST, 888)]);
+    assert_eq!(nat.counters().refusals_sent, 0);
+    assert_eq!(nat.counters().resets_sent, 2);
+    assert_eq!(nat.counters().drops_of(DropReason::UnknownClient), 4);
 }
 
 /// A table full of established rows refuses a new client the same way.
@@ -215,4 +234,20 @@ fn refusals_are_rate_limited_and_the_excess_counted() {
         .collect();
     let sent = run(&mut nat, &mut down, inputs, later);
     assert_eq!(sent.len(), (REFUSALS_PER_SEC / 10) as usize);
+}
+
+/// Every drop reason is named in the core's module doc, where operators look them up.
+#[test]
+fn every_drop_reason_is_listed_in_the_module_doc() {
+    let doc: String = include_str!("mod.rs")
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .collect();
+    for reason in DropReason::ALL {
+        assert!(
+            doc.contains(&format!("`{}`", reason.name())),
+            "{} missing from nat/mod.rs's doc",
+            reason.name()
+        );
+    }
 }

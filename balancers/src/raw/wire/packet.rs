@@ -44,6 +44,29 @@ pub mod flags {
     pub const PSH: u8 = 0x08;
     /// ACK: the acknowledgment field is significant.
     pub const ACK: u8 = 0x10;
+    /// URG: the urgent pointer is significant.
+    pub const URG: u8 = 0x20;
+    /// ECE: ECN echo.
+    pub const ECE: u8 = 0x40;
+    /// CWR: congestion window reduced.
+    pub const CWR: u8 = 0x80;
+
+    /// Whether a TCP could send this combination: conntrack's table
+    /// (`tcp_valid_flags`), PSH, ECE and CWR aside. SYN+FIN, SYN+RST, no flags at all
+    /// and FIN without ACK are not.
+    pub fn valid(flags: u8) -> bool {
+        matches!(
+            flags & !(PSH | ECE | CWR),
+            SYN | 0x22 // SYN|URG
+                | 0x12 // SYN|ACK
+                | RST
+                | 0x14 // RST|ACK
+                | 0x11 // FIN|ACK
+                | 0x31 // FIN|ACK|URG
+                | ACK
+                | 0x30 // ACK|URG
+        )
+    }
 }
 
 /// Why a packet was not forwarded. Every drop has one; the balancer counts them.
@@ -84,11 +107,19 @@ pub enum DropReason {
     /// on the same NAT port is still in TIME_WAIT there. The ACK is not forwarded; the
     /// balancer resets that old connection and sends the SYN again.
     BackendTimeWait,
+    /// A RST whose sequence number is outside the receiver's window (a blind reset):
+    /// dropped, the row kept.
+    RstOutOfWindow,
+    /// A segment whose full TCP checksum is wrong.
+    BadChecksum,
+    /// A flag combination no TCP sends (SYN+FIN, SYN+RST, none, FIN without ACK, ...),
+    /// as conntrack judges them.
+    InvalidFlags,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -105,6 +136,9 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::SendFailed,
         DropReason::BackendTimeWait,
+        DropReason::RstOutOfWindow,
+        DropReason::BadChecksum,
+        DropReason::InvalidFlags,
     ];
 
     /// Stable snake_case name (metrics label, logs).
@@ -126,6 +160,9 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::SendFailed => "send_failed",
             DropReason::BackendTimeWait => "backend_time_wait",
+            DropReason::RstOutOfWindow => "rst_out_of_window",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::InvalidFlags => "invalid_flags",
         }
     }
 
@@ -160,6 +197,8 @@ pub struct TcpView {
     pub ack: u32,
     /// Payload bytes after the TCP header.
     pub payload_len: usize,
+    /// Window field (unscaled).
+    pub window: u16,
 }
 
 impl TcpView {
@@ -171,6 +210,18 @@ impl TcpView {
     /// A connection-opening SYN (SYN without ACK).
     pub fn is_initial_syn(&self) -> bool {
         self.has(flags::SYN) && !self.has(flags::ACK)
+    }
+
+    /// Sequence space the segment uses: its payload, plus one each for SYN and FIN.
+    pub fn seq_len(&self) -> u32 {
+        let mut n = self.payload_len as u32;
+        if self.has(flags::SYN) {
+            n = n.wrapping_add(1);
+        }
+        if self.has(flags::FIN) {
+            n = n.wrapping_add(1);
+        }
+        n
     }
 }
 
@@ -187,14 +238,15 @@ pub fn parse(buf: &[u8]) -> Result<TcpView, DropReason> {
     if ihl < IPV4_MIN_HEADER || ihl > buf.len() {
         return Err(DropReason::BadHeaderLength);
     }
+    // MF flag (0b001) or a fragment offset, judged before anything a fragment cannot be
+    // held to (a non-first fragment has no TCP header; its bytes at the port offset are
+    // payload): every fragment that reaches the parser counts as one, whatever its bytes.
+    if ip.get_flags() & 0b001 != 0 || ip.get_fragment_offset() != 0 {
+        return Err(DropReason::Fragment);
+    }
     let total_len = usize::from(ip.get_total_length());
     if total_len < ihl || total_len > buf.len() {
         return Err(DropReason::BadTotalLength);
-    }
-    // MF flag (0b001) or a fragment offset: the kernel reassembles before raw delivery,
-    // so this only guards against odd input.
-    if ip.get_flags() & 0b001 != 0 || ip.get_fragment_offset() != 0 {
-        return Err(DropReason::Fragment);
     }
     if ip.get_next_level_protocol() != IpNextHeaderProtocols::Tcp {
         return Err(DropReason::NotTcp);
@@ -221,7 +273,49 @@ pub fn parse(buf: &[u8]) -> Result<TcpView, DropReason> {
         seq: tcp.get_sequence(),
         ack: tcp.get_acknowledgement(),
         payload_len: tcp_bytes.len() - doff,
+        window: tcp.get_window(),
     })
+}
+
+/// The window scale a SYN offers (RFC 7323 option 3, shift capped at 14), None without
+/// the option or on malformed options. Only meaningful on a SYN.
+pub fn window_scale(buf: &[u8], seg: &TcpView) -> Option<u8> {
+    let start = seg.ip_header_len + TCP_MIN_HEADER;
+    let end = seg.ip_header_len + seg.tcp_header_len;
+    let mut opts = buf.get(start..end)?;
+    while let [kind, rest @ ..] = opts {
+        match *kind {
+            0 => return None,
+            1 => opts = rest,
+            _ => {
+                let len = usize::from(*rest.first()?);
+                if len < 2 || len > opts.len() {
+                    return None;
+                }
+                if *kind == 3 && len == 3 {
+                    return Some(opts[2].min(14));
+                }
+                opts = &opts[len..];
+            }
+        }
+    }
+    None
+}
+
+/// Whether the TCP checksum of a datagram `parse` accepted as `seg` may be trusted: a
+/// partial one (the receiving side says so, or, `Unknown`, the field holds exactly the
+/// pseudo-header part) cannot be verified and is trusted, as the kernel trusts a local
+/// sender's offload; a full one must verify.
+pub fn tcp_checksum_ok(buf: &[u8], seg: &TcpView, state: ChecksumState) -> bool {
+    let tcp_len = seg.total_len - seg.ip_header_len;
+    let received = read_u16(buf, seg.ip_header_len + tcp_off::CHECKSUM);
+    match state {
+        ChecksumState::Partial => true,
+        ChecksumState::Unknown if received == partial_checksum(seg.src, seg.dst, tcp_len) => true,
+        _ => {
+            full_tcp_checksum(seg.src, seg.dst, &buf[seg.ip_header_len..seg.total_len]) == received
+        }
+    }
 }
 
 /// New addresses and ports for a datagram.
@@ -492,20 +586,30 @@ pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32)
 /// but a SYN without ACK and without RST, so a reset is never answered (no RST loops) and
 /// at most one refusal is built per SYN.
 pub fn build_refusal(syn: &TcpView) -> Option<Vec<u8>> {
-    if !syn.is_initial_syn() || syn.has(flags::RST) {
+    if !syn.is_initial_syn() {
         return None;
     }
-    let mut used = syn.payload_len as u32 + 1;
-    if syn.has(flags::FIN) {
-        used += 1;
+    build_closed_port_reply(syn)
+}
+
+/// What a host answers a segment to a closed port with (RFC 9293 3.10.7.1): with ACK
+/// set, a RST with sequence = the segment's acknowledgment; without, a RST+ACK with
+/// sequence 0 and acknowledgment = the segment's sequence plus the space it used. From
+/// the address and port the segment was sent to; None for a RST (never a RST to a RST).
+pub fn build_closed_port_reply(seg: &TcpView) -> Option<Vec<u8>> {
+    if seg.has(flags::RST) {
+        return None;
     }
+    let (seq, ack, bits) = if seg.has(flags::ACK) {
+        (seg.ack, 0, flags::RST)
+    } else {
+        (
+            0,
+            seg.seq.wrapping_add(seg.seq_len()),
+            flags::RST | flags::ACK,
+        )
+    };
     Some(build_bare(
-        syn.dst,
-        syn.dport,
-        syn.src,
-        syn.sport,
-        0,
-        syn.seq.wrapping_add(used),
-        flags::RST | flags::ACK,
+        seg.dst, seg.dport, seg.src, seg.sport, seq, ack, bits,
     ))
 }

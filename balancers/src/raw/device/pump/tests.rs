@@ -146,7 +146,12 @@ fn rst_from_either_side_is_forwarded_and_frees_the_row() {
         } else {
             (backend(), addr(LB, NAT_PORT))
         };
-        let rst = Spec::new(src, dst, f::RST | f::ACK).build();
+        // Exactly where the receiver expects it: the client's next sequence number (its
+        // SYN was 1000), or, from a backend that never answered, acknowledging the SYN.
+        let mut rst = Spec::new(src, dst, f::RST | f::ACK);
+        rst.seq = 1001;
+        rst.ack = 1001;
+        let rst = rst.build();
         let out = through(&mut nat, &mut sel, rst).expect("rst forwarded");
         assert!(packet::checksums_valid(&out));
         let seg = packet::parse(&out).expect("parse");
@@ -215,6 +220,16 @@ fn malformed_inputs_are_counted_with_their_reason() {
     let mut offset = good.clone();
     offset[7] = 0x01;
     cases.push((offset, DropReason::Fragment));
+    // A non-first fragment: its bytes at the port offset are payload (here, port 80 and
+    // a data offset of 0), and one whose total length says more than was received: both
+    // are fragments, whatever else their bytes say.
+    let mut later = Spec::new(client(), addr(LB, 80), f::ACK).build();
+    later[6..8].copy_from_slice(&185u16.to_be_bytes());
+    later[32] = 0;
+    cases.push((later.clone(), DropReason::Fragment));
+    let mut cut = later;
+    cut[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    cases.push((cut, DropReason::Fragment));
     let mut udp = good.clone();
     udp[9] = 17;
     cases.push((udp, DropReason::NotTcp));
@@ -231,14 +246,6 @@ fn malformed_inputs_are_counted_with_their_reason() {
         Spec::new(client(), addr(LB, 80), f::SYN).build(),
         DropReason::NotForUs,
     ));
-    cases.push((
-        Spec::new(client(), vip(), f::ACK).build(),
-        DropReason::UnknownClient,
-    ));
-    cases.push((
-        Spec::new(backend(), addr(LB, NAT_PORT + 5), f::ACK).build(),
-        DropReason::UnknownNatPort,
-    ));
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
     for (i, (bytes, reason)) in cases.iter().enumerate() {
@@ -249,6 +256,32 @@ fn malformed_inputs_are_counted_with_their_reason() {
             before + 1,
             "case {i}: {reason:?}"
         );
+    }
+    // A segment of an unknown flow is dropped, counted, and answered as a closed port.
+    for (spec, reason) in [
+        (
+            Spec::new(client(), vip(), f::ACK),
+            DropReason::UnknownClient,
+        ),
+        (
+            Spec::new(backend(), addr(LB, NAT_PORT + 5), f::ACK),
+            DropReason::UnknownNatPort,
+        ),
+    ] {
+        let before = nat.counters().drops_of(reason);
+        let answer = through(&mut nat, &mut sel, spec.build()).expect("a reset");
+        let answer = packet::parse(&answer).expect("parses");
+        assert_eq!(
+            (answer.src, answer.sport, answer.dst, answer.dport),
+            (
+                *spec.dst.ip(),
+                spec.dst.port(),
+                *spec.src.ip(),
+                spec.src.port()
+            )
+        );
+        assert_eq!((answer.flags, answer.seq), (f::RST, spec.ack));
+        assert_eq!(nat.counters().drops_of(reason), before + 1, "{reason:?}");
     }
     let mut none = FixedRoundRobin::new(vec![]);
     let syn = Spec::new(client(), vip(), f::SYN).build();
@@ -303,7 +336,8 @@ fn super_packets_are_segmented_to_the_mtu_with_full_checksums() {
     big.seq = 5;
     let mut bytes = big.build();
     // A GSO super-packet carries only the pseudo-header part of the checksum.
-    bytes[36] ^= 0x5a;
+    let partial = packet::partial_checksum(*client().ip(), *vip().ip(), bytes.len() - 20);
+    bytes[36..38].copy_from_slice(&partial.to_be_bytes());
     let mut dev = MemDevice::default();
     dev.inbox.push_back(bytes);
     let mut pump = Pump::new(8, 1500);
@@ -468,4 +502,40 @@ fn the_routed_path_completes_partial_checksums_of_datagrams_and_super_packets() 
     }
     assert_eq!(pump.counters().sent_routed, dev.sent.len() as u64);
     assert_eq!(pump.counters().sent_direct, 0);
+}
+
+/// The resets of an idle-evicted row leave at once, on an idle device.
+#[test]
+fn resets_of_expired_rows_are_sent_without_waiting_for_traffic() {
+    let mut nat = test_nat(16);
+    let mut sel = FixedRoundRobin::new(vec![backend()]);
+    let mut syn = Spec::new(client(), vip(), f::SYN);
+    syn.seq = 10;
+    let mut syn_ack = Spec::new(backend(), addr(LB, NAT_PORT), f::SYN | f::ACK);
+    (syn_ack.seq, syn_ack.ack) = (500, 11);
+    let mut ack = Spec::new(client(), vip(), f::ACK);
+    (ack.seq, ack.ack) = (11, 501);
+    for s in [syn, syn_ack, ack] {
+        through(&mut nat, &mut sel, s.build()).expect("forwarded");
+    }
+    nat.expire(Duration::from_secs(301));
+    let mut dev = MemDevice::default();
+    let mut pump = Pump::new(8, 1500);
+    pump.send_pending(&mut dev, &mut nat);
+    let sent: Vec<_> = dev
+        .sent
+        .iter()
+        .map(|(b, dst)| {
+            let r = packet::parse(b).expect("parses");
+            (*dst, r.dport, r.flags, r.seq)
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            (*client().ip(), client().port(), f::RST, 501),
+            (*backend().ip(), backend().port(), f::RST, 11),
+        ]
+    );
+    assert_eq!(pump.counters().sent_routed, 2);
 }

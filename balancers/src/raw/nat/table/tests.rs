@@ -42,8 +42,13 @@ fn allocation_never_collides_and_ports_are_per_backend() {
         assert!(seen.insert((row.backend, row.nat_port)), "collision at {i}");
         assert_eq!(t.by_nat(row.backend, row.nat_port), Some(id));
     }
-    // 100 per backend: both spaces are now full.
+    // 100 per backend: both spaces are now full (of established rows: a half-open one
+    // would give way).
     assert_eq!(t.rows_for(backends[0]), 100);
+    for i in 0..200u16 {
+        let id = t.by_client(client(i)).expect("row");
+        t.get_mut(id).expect("row").state = RowState::Established;
+    }
     assert_eq!(
         t.open(client(999), LB.into(), backends[0], secs(0)).err(),
         Some(OpenError::PortsExhausted)
@@ -270,4 +275,74 @@ fn a_backend_time_wait_answer_is_reset_and_the_syn_sent_again() {
         crate::raw::nat::Outcome::Forward { .. }
     ));
     assert!(nat.take_pending().is_empty());
+}
+
+#[test]
+fn a_full_port_pool_evicts_its_oldest_half_open_row() {
+    let mut t = NatTable::new(config(10_000, 6000..=6009));
+    let b = addr([10, 0, 0, 11], 80);
+    let other = addr([10, 0, 0, 12], 80);
+    let first = t.open(client(0), LB.into(), b, secs(0)).expect("room").id;
+    t.open(client(100), LB.into(), other, secs(0))
+        .expect("room");
+    for i in 1..10 {
+        t.open(client(i), LB.into(), b, secs(0)).expect("room");
+    }
+    let opened = t.open(client(10), LB.into(), b, secs(0)).expect("evicts");
+    assert_eq!(opened.freed.len(), 1);
+    assert_eq!(opened.freed[0].0.client, client(0));
+    assert_eq!(opened.freed[0].1, FreeReason::Evicted);
+    assert!(t.get(first).is_none());
+    assert_eq!(t.rows_for(other), 1, "another backend's row is not touched");
+    // Established rows never give way.
+    for i in 1..=10 {
+        let id = t.by_client(client(i)).expect("row");
+        t.get_mut(id).expect("row").state = RowState::Established;
+    }
+    assert_eq!(
+        t.open(client(11), LB.into(), b, secs(0)).err(),
+        Some(OpenError::PortsExhausted)
+    );
+}
+
+#[test]
+fn under_pressure_old_half_open_rows_drop_early() {
+    let mut t = NatTable::new(config(10_000, 6000..=6009));
+    let b = addr([10, 0, 0, 11], 80);
+    // 8 of 10 ports: above 3/4. Young rows stay.
+    for i in 0..8 {
+        t.open(client(i), LB.into(), b, Duration::from_millis(100))
+            .expect("room");
+    }
+    let young = t
+        .open(client(8), LB.into(), b, Duration::from_millis(500))
+        .expect("room");
+    assert!(young.freed.is_empty());
+    // A second later the first rows are old: each new SYN frees up to four of them.
+    let later = t
+        .open(client(9), LB.into(), b, Duration::from_millis(1200))
+        .expect("room");
+    let reasons: Vec<FreeReason> = later.freed.iter().map(|(_, r)| *r).collect();
+    assert_eq!(reasons, vec![FreeReason::EarlyDrop; 4]);
+    assert_eq!(t.len(), 6);
+    // Below pressure nothing is dropped early, however old.
+    let calm = t.open(client(10), LB.into(), b, secs(60)).expect("room");
+    assert!(calm.freed.is_empty(), "{:?}", calm.freed);
+}
+
+#[test]
+fn a_table_under_pressure_drops_old_half_open_rows_of_any_backend() {
+    let mut t = NatTable::new(config(8, 6000..=6999));
+    for i in 0..7 {
+        let b = addr([10, 0, 0, 11 + i as u8], 80);
+        t.open(client(i), LB.into(), b, secs(0)).expect("room");
+    }
+    let opened = t
+        .open(client(7), LB.into(), addr([10, 0, 0, 99], 80), secs(2))
+        .expect("room");
+    assert_eq!(opened.freed.len(), 4);
+    assert!(opened
+        .freed
+        .iter()
+        .all(|(_, r)| *r == FreeReason::EarlyDrop));
 }

@@ -1,0 +1,3 @@
+//! Helpers shared by namespace tests that include them with `mod support;`.
+
+pub mod spoof;
