@@ -112,9 +112,10 @@ impl Lab {
             "--log-format",
             "json",
             "--health-interval",
-            "300ms",
+            "1s",
+            // Generous, but shorter than the interval (a check must end before the next).
             "--health-timeout",
-            "2s",
+            "900ms",
             "--fall",
             "2",
             "--rise",
