@@ -132,6 +132,20 @@ pub enum Mark {
     Fault,
 }
 
+/// A fault on a link as it really happened: from the moment it was applied to the moment
+/// it was cleared (or the end of the run), so a report can shade it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FaultWindow {
+    /// The host whose link it was on (`lb`, `client1`, `s2`, ...).
+    pub host: String,
+    /// What it was, in words (`netem delay 50ms (sending)`, `link down`, `drop 5%`).
+    pub what: String,
+    /// When it began, from the run's start.
+    pub from: Duration,
+    /// When it ended (None: still in force at the end of the run).
+    pub until: Option<Duration>,
+}
+
 /// What was left after teardown.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Cleanup {
@@ -172,6 +186,10 @@ pub struct Evidence {
     pub health: Vec<HealthMark>,
     /// Sessions per server over time.
     pub samples: Vec<Sample>,
+    /// Link faults, each with its real start and end.
+    pub fault_windows: Vec<FaultWindow>,
+    /// Seed of the impaired links' randomness (`l4lb run --seed`).
+    pub seed: u64,
     /// Sessions the balancer reported at the end (raw: NAT rows).
     pub open_sessions_end: Option<u32>,
     /// The balancer's stats at the end (Prometheus text), for the report.
@@ -205,6 +223,8 @@ impl Evidence {
             closes: BTreeMap::new(),
             health: Vec::new(),
             samples: Vec::new(),
+            fault_windows: Vec::new(),
+            seed: crate::runner::DEFAULT_SEED,
             open_sessions_end: None,
             stats_end: None,
             balancer_alive_end: false,

@@ -112,6 +112,7 @@ fn program(argv: Vec<String>) -> (PathBuf, Vec<String>) {
 pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> Evidence {
     let start = Instant::now();
     let mut ev = Evidence::new(scenario, kind);
+    ev.seed = opts.seed;
     let spec = TopologySpec {
         clients: scenario.topology.clients,
         servers: scenario.topology.servers,
