@@ -3,7 +3,8 @@
 //! Client -> `lb:port` becomes `source_ip:nat_port -> backend`; backend -> `nat_port`
 //! becomes `lb:port -> client`. Round robin (through a [`Selector`]) decides on a client's
 //! first SYN; a retransmitted SYN reuses its row. Structured events are emitted for
-//! rows created, backends chosen and rows freed, never per packet.
+//! rows created, backends chosen and rows freed, never per packet, and at most
+//! [`ROW_EVENTS_PER_SEC`] a second (beyond it, a summary line a second counts them).
 //!
 //! Before a segment may change anything it must carry a flag combination a TCP sends
 //! (else `invalid_flags`: SYN+FIN, SYN+RST, no flags, FIN without ACK, as conntrack
@@ -48,6 +49,13 @@ use crate::raw::nat::table::{
 };
 use crate::raw::nat::track::{RstVerdict, Sender, Tracking};
 use crate::raw::wire::packet::{self, flags, ChecksumState, DropReason, Rewrite, TcpView};
+
+/// Row events (`row_created`, `row_freed`) logged a second at most, on average; the rest
+/// are counted in one summary line a second. Under a SYN flood every spoofed SYN makes a
+/// row and frees another: logging each one cost the forwarding thread more than the NAT.
+pub const ROW_EVENTS_PER_SEC: u32 = 200;
+/// Row events logged at once after a quiet while.
+pub const ROW_EVENT_BURST: u32 = 1_000;
 
 /// Picks the backend of a new connection (round robin over usable backends).
 pub trait Selector {
@@ -158,6 +166,10 @@ pub struct Nat {
     pending: Vec<(Vec<u8>, Ipv4Addr)>,
     /// Bounds the refusals sent.
     refusals: TokenBucket,
+    /// Bounds the per-row log events (a SYN flood makes a row a packet).
+    row_events: TokenBucket,
+    /// Row events not logged since the last summary.
+    row_events_held: u64,
 }
 
 impl Nat {
@@ -171,6 +183,8 @@ impl Nat {
             counters: Counters::default(),
             pending: Vec::new(),
             refusals: TokenBucket::new(REFUSALS_PER_SEC, REFUSAL_BURST),
+            row_events: TokenBucket::new(ROW_EVENTS_PER_SEC, ROW_EVENT_BURST),
+            row_events_held: 0,
         }
     }
 
@@ -314,14 +328,15 @@ impl Nat {
                     Ok(opened) => {
                         for (row, reason) in opened.freed {
                             self.release_backend(&row, reason);
-                            self.log_freed(&row, reason);
+                            self.log_freed(&row, reason, now);
                         }
                         let wscale = packet::window_scale(buf, seg);
                         if let Some(row) = self.table.get_mut(opened.id) {
                             row.track = Tracking::from_syn(seg, wscale);
                         }
                         self.counters.rows_created += 1;
-                        if let Some(row) = self.table.get(opened.id) {
+                        let logged = self.row_event(now);
+                        if let Some(row) = self.table.get(opened.id).filter(|_| logged) {
                             tracing::info!(
                                 event = "row_created",
                                 client = %row.client,
@@ -376,7 +391,7 @@ impl Nat {
         }
         if changes {
             if let Some(reason) = self.table.observe(id, Direction::ToBackend, seg.flags, now) {
-                self.free(id, reason);
+                self.free(id, reason, now);
             }
         }
         Outcome::Forward {
@@ -453,7 +468,7 @@ impl Nat {
         self.counters.to_client += 1;
         if changes {
             if let Some(reason) = self.table.observe(id, Direction::ToClient, seg.flags, now) {
-                self.free(id, reason);
+                self.free(id, reason, now);
             }
         }
         Outcome::Forward {
@@ -462,14 +477,26 @@ impl Nat {
         }
     }
 
-    fn free(&mut self, id: RowId, reason: FreeReason) {
+    fn free(&mut self, id: RowId, reason: FreeReason, now: Duration) {
         if let Some(row) = self.table.free(id) {
-            self.log_freed(&row, reason);
+            self.log_freed(&row, reason, now);
         }
     }
 
-    fn log_freed(&mut self, row: &Row, reason: FreeReason) {
+    /// Whether a row event may be logged now (else it is counted for the summary).
+    fn row_event(&mut self, now: Duration) -> bool {
+        let allowed = self.row_events.take(now);
+        if !allowed {
+            self.row_events_held += 1;
+        }
+        allowed
+    }
+
+    fn log_freed(&mut self, row: &Row, reason: FreeReason, now: Duration) {
         *self.counters.rows_freed.entry(reason.name()).or_default() += 1;
+        if !self.row_event(now) {
+            return;
+        }
         tracing::info!(
             event = "row_freed",
             client = %row.client,
@@ -525,7 +552,16 @@ impl Nat {
                     self.send_reset(rst, *b.ip(), now);
                 }
             }
-            self.log_freed(&row, reason);
+            self.log_freed(&row, reason, now);
+        }
+        if self.row_events_held > 0 {
+            tracing::info!(
+                event = "row_events_held",
+                count = self.row_events_held,
+                rows = self.table.len(),
+                "row events beyond {ROW_EVENTS_PER_SEC}/s not logged (counters have them all)"
+            );
+            self.row_events_held = 0;
         }
     }
 }

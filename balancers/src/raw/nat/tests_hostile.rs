@@ -299,3 +299,24 @@ fn a_syn_flood_cannot_keep_a_real_client_out() {
     }
     assert_eq!(nat.counters().drops_of(DropReason::PortsExhausted), 0);
 }
+
+/// A flood's row events are logged up to the budget, the rest counted for one summary.
+#[test]
+fn row_events_beyond_the_budget_are_held_for_a_summary() {
+    let mut nat = test_nat(65_536);
+    let mut sel = FixedRoundRobin::new(vec![backend()]);
+    let flood = (0..3000u32)
+        .map(|i| {
+            let src = addr([10, 0, 4, (i % 250) as u8], 1024 + i as u16);
+            seg(src, vip(), f::SYN, i, 0).build()
+        })
+        .collect();
+    run(&mut nat, &mut sel, flood, Duration::from_secs(1));
+    // 3000 rows created and 2000 given way, at one instant: the burst is logged.
+    let events = 3000 + 2000;
+    let burst = u64::from(crate::raw::nat::ROW_EVENT_BURST);
+    assert_eq!(nat.row_events_held, events - burst);
+    nat.expire(Duration::from_secs(1));
+    assert_eq!(nat.row_events_held, 0, "summarised");
+    assert_eq!(nat.counters().rows_freed.get("evicted"), Some(&2000));
+}
