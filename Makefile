@@ -51,7 +51,7 @@ bench: bench-deps build
 FUZZ_SECONDS ?= 60
 fuzz:
 	cd fuzz && mkdir -p corpus/parse_rewrite corpus/scenario_parse && \
-	cargo +nightly fuzz run parse_rewrite corpus/parse_rewrite -- -max_total_time=$(FUZZ_SECONDS) && \
+	cargo +nightly fuzz run parse_rewrite corpus/parse_rewrite seeds/parse_rewrite -- -max_total_time=$(FUZZ_SECONDS) && \
 	cargo +nightly fuzz run scenario_parse corpus/scenario_parse ../scenarios ../tests/bad-scenarios \
 	  -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192
 
