@@ -1,6 +1,9 @@
-//! l4lb: two L4 TCP load balancers and the chat workload they balance.
+//! l4lb-balancers: what runs on hosts: two L4 TCP load balancers and the chat workload
+//! they balance.
 //!
-//! Layout of this crate (the harness that proves it lives in `harness/`):
+//! It depends on `l4lb-contract` (the RST-drop rule, metric and flag names it shares with
+//! the harness) and `l4lb-rawsock` (packet and raw sockets), never on the harness, which
+//! drives these programs through the `l4lb` binary. Layout:
 //! - [`args`]: command-line pieces both balancers flatten (backends, health, logs, admin).
 //! - [`admin`]: the optional stats endpoint (Prometheus text over HTTP).
 //! - [`chat`]: chat server and client, wire-compatible with the original C programs.
@@ -8,7 +11,8 @@
 //!   least connections through a counting guard). Pure logic, no I/O.
 //! - [`health`]: the active health checker both balancers share (the probe only probes).
 //! - [`proxy`]: tokio proxy balancer; each client gets its own upstream connection.
-//! - [`raw`]: pnet full-NAT balancer; packet rewrite as pure functions, NAT table, I/O loop.
+//! - [`raw`]: full-NAT balancer: `wire` (packet views, rewrite), `nat` (table, core),
+//!   `device` (packet socket, pump).
 //! - [`logging`]: tracing set-up shared by every subcommand (text or JSON lines).
 //! - [`shutdown`]: SIGTERM/SIGINT as one future, for every long-running subcommand.
 //! - [`usage`]: the error type that means "the user asked for something invalid" (exit 2).

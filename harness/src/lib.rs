@@ -1,6 +1,8 @@
 //! l4lb-harness: proves the balancers on a real Linux network stack.
 //!
-//! Layout:
+//! It never links the balancers: it starts them as programs (the `l4lb` binary) in
+//! namespaces and reads what they serve; the words both sides share come from
+//! `l4lb-contract`, the packet sockets of its user-space wire from `l4lb-rawsock`. Layout:
 //! - [`topology`]: network namespaces, veth links, bridge, addresses (rtnetlink, netns-rs).
 //! - [`netns`]: entering a namespace safely (on a dedicated thread, or in a child before exec).
 //! - [`privilege`]: the root gate for tests (fail loudly, skip only on request).
@@ -9,7 +11,7 @@
 //! - [`cleanup`]: sweeping what crashed runs left behind (only this project's prefix).
 //! - [`sockets`]: established/listening TCP sockets in a namespace (sock_diag), ground truth.
 //! - [`link`]: link impairments (delay, jitter, loss, queues) emulated in user space.
-//! - [`faults`]: link down/up, packet loss, rate limits, netem detection.
+//! - [`faults`]: link down/up, packet loss on the bridge, rate limits (tc).
 //! - [`scenario`]: the scenario file model, its parser and validation.
 //! - [`runner`]: runs one scenario against one balancer and collects evidence.
 //! - [`report`]: Markdown, JSON and SVG reports of a run.
