@@ -5,24 +5,41 @@ use std::ops::RangeInclusive;
 
 use socket2::SockFilter;
 
+/// One classic BPF instruction: (code, jump if true, jump if false, k).
+type Insn = (u16, u8, u8, u32);
+
+const LD_H_ABS: u16 = 0x28; // A = u16 at k
+const LDX_B_MSH: u16 = 0xb1; // X = 4 * (pkt[k] & 0x0f): the IP header length
+const LD_H_IND: u16 = 0x48; // A = u16 at X + k
+const JEQ_K: u16 = 0x15;
+const JGE_K: u16 = 0x35;
+const JGT_K: u16 = 0x25;
+const JSET_K: u16 = 0x45;
+const RET_K: u16 = 0x06;
+
 /// The classic BPF program: accept a TCP segment whose destination port is `listen` or in
-/// `nat`; everything else stays in the kernel. The IP header starts at byte `base` (0 on
-/// raw IPv4 sockets, 14 after an Ethernet header).
+/// `nat`, and every non-first IP fragment (it carries no ports, so the balancer counts
+/// and drops it as a fragment instead of the filter reading payload bytes as ports);
+/// everything else stays in the kernel. The IP header starts at byte `base` (0 on raw
+/// IPv4 sockets, 14 after an Ethernet header).
 pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>, base: u32) -> Vec<SockFilter> {
-    const LDX_B_MSH: u16 = 0xb1; // X = 4 * (pkt[k] & 0x0f): the IP header length
-    const LD_H_IND: u16 = 0x48; // A = u16 at X + k
-    const JEQ_K: u16 = 0x15;
-    const JGE_K: u16 = 0x35;
-    const JGT_K: u16 = 0x25;
-    const RET_K: u16 = 0x06;
+    port_program(listen, nat, base)
+        .into_iter()
+        .map(|(code, jt, jf, k)| SockFilter::new(code, jt, jf, k))
+        .collect()
+}
+
+fn port_program(listen: u16, nat: &RangeInclusive<u16>, base: u32) -> Vec<Insn> {
     vec![
-        SockFilter::new(LDX_B_MSH, 0, 0, base),
-        SockFilter::new(LD_H_IND, 0, 0, base + 2),
-        SockFilter::new(JEQ_K, 2, 0, u32::from(listen)),
-        SockFilter::new(JGE_K, 0, 2, u32::from(*nat.start())),
-        SockFilter::new(JGT_K, 1, 0, u32::from(*nat.end())),
-        SockFilter::new(RET_K, 0, 0, u32::MAX),
-        SockFilter::new(RET_K, 0, 0, 0),
+        (LD_H_ABS, 0, 0, base + 6), // flags and fragment offset
+        (JSET_K, 5, 0, 0x1fff),     // a non-first fragment: accept
+        (LDX_B_MSH, 0, 0, base),
+        (LD_H_IND, 0, 0, base + 2), // destination port
+        (JEQ_K, 2, 0, u32::from(listen)),
+        (JGE_K, 0, 2, u32::from(*nat.start())),
+        (JGT_K, 1, 0, u32::from(*nat.end())),
+        (RET_K, 0, 0, u32::MAX),
+        (RET_K, 0, 0, 0),
     ]
 }
 
@@ -31,7 +48,6 @@ pub fn port_filter(listen: u16, nat: &RangeInclusive<u16>, base: u32) -> Vec<Soc
 pub fn frame_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
     const LD_W_ABS: u16 = 0x20;
     const LD_B_ABS: u16 = 0x30;
-    const JEQ_K: u16 = 0x15;
     const SKF_AD_OFF: u32 = 0xffff_f000;
     const SKF_AD_PKTTYPE: u32 = SKF_AD_OFF + 4;
     const SKF_AD_HATYPE: u32 = SKF_AD_OFF + 28;
@@ -53,4 +69,79 @@ pub fn frame_filter(listen: u16, nat: &RangeInclusive<u16>) -> Vec<SockFilter> {
     debug_assert_eq!(prog.len(), usize::from(prefix_len));
     prog.extend(ports);
     prog
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the instructions `port_program` uses over `pkt`; returns the accepted length.
+    fn run(prog: &[Insn], pkt: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let half = |at: usize| {
+            pkt.get(at..at + 2)
+                .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+        };
+        loop {
+            let (code, jt, jf, k) = prog[pc];
+            let jump = |cond: bool| pc + 1 + usize::from(if cond { jt } else { jf });
+            pc = match code {
+                LD_H_ABS => match half(k as usize) {
+                    Some(v) => {
+                        a = v;
+                        pc + 1
+                    }
+                    None => return 0,
+                },
+                LDX_B_MSH => {
+                    x = 4 * u32::from(pkt[k as usize] & 0x0f);
+                    pc + 1
+                }
+                LD_H_IND => match half((x + k) as usize) {
+                    Some(v) => {
+                        a = v;
+                        pc + 1
+                    }
+                    None => return 0,
+                },
+                JEQ_K => jump(a == k),
+                JGE_K => jump(a >= k),
+                JGT_K => jump(a > k),
+                JSET_K => jump(a & k != 0),
+                RET_K => return k,
+                other => panic!("opcode {other:#x} not interpreted"),
+            };
+        }
+    }
+
+    fn datagram(dport: u16, frag: u16) -> Vec<u8> {
+        let mut d = vec![0u8; 40];
+        d[0] = 0x45;
+        d[6..8].copy_from_slice(&frag.to_be_bytes());
+        d[9] = 6;
+        d[22..24].copy_from_slice(&dport.to_be_bytes());
+        d
+    }
+
+    #[test]
+    fn passes_our_ports_and_every_non_first_fragment() {
+        let prog = port_program(20000, &(30000..=30999), 0);
+        assert_eq!(run(&prog, &datagram(20000, 0)), u32::MAX);
+        assert_eq!(run(&prog, &datagram(30500, 0)), u32::MAX);
+        assert_eq!(run(&prog, &datagram(22, 0)), 0);
+        assert_eq!(run(&prog, &datagram(31000, 0)), 0);
+        // A first fragment (MF set, offset 0) carries the ports: judged by them.
+        assert_eq!(run(&prog, &datagram(22, 0x2000)), 0);
+        // A non-first fragment's bytes at the port offset are payload: passed whatever
+        // they say, so the balancer counts it.
+        assert_eq!(run(&prog, &datagram(22, 0x0010)), u32::MAX);
+        assert_eq!(run(&prog, &datagram(22, 0x2001)), u32::MAX);
+        // Behind a 14-byte Ethernet header.
+        let mut framed = vec![0u8; 14];
+        framed.extend(datagram(20000, 0));
+        assert_eq!(
+            run(&port_program(20000, &(30000..=30999), 14), &framed),
+            u32::MAX
+        );
+    }
 }
