@@ -2,8 +2,10 @@
 //! (clients, lb, s1..s3 on one bridge), real `l4lb chat-server`/`chat-client` processes,
 //! and ground truth from the servers' kernels (sock_diag), never only the balancer's log.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::path::Path;
 use std::time::Duration;
 
@@ -133,25 +135,11 @@ impl Lab {
 
     /// Prometheus text from the balancer's stats endpoint (inside the lb namespace).
     fn metrics(&self) -> String {
-        self.topo
-            .namespace(Host::Lb)
-            .run(|| -> std::io::Result<String> {
-                let mut c = std::net::TcpStream::connect(ADMIN)?;
-                c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
-                let mut body = String::new();
-                c.read_to_string(&mut body)?;
-                Ok(body)
-            })
-            .expect("enter lb namespace")
-            .expect("admin endpoint")
+        support::stats::fetch(self.topo.namespace(Host::Lb), ADMIN)
     }
 
     fn metric(&self, line_start: &str) -> Option<f64> {
-        self.metrics()
-            .lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        support::stats::sample(&self.metrics(), line_start)
     }
 
     async fn stop(mut self) {
@@ -684,55 +672,27 @@ async fn bulk_100mb_arrives_intact_with_offloads_off() {
 
 #[test]
 fn usage_errors_are_clear_and_exit_2() {
-    let out = std::process::Command::new(BIN)
-        .args(["raw", "10.0.0.1", "10.0.0.11"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("IP PORT"), "{err}");
-    let out = std::process::Command::new(BIN)
-        .args(["raw", "--backend", "10.0.0.11:80"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--source-ip"));
-    let out = std::process::Command::new(BIN)
-        .args([
-            "raw",
-            "--source-ip",
-            "10.0.0.1",
-            "--backend",
-            "10.0.0.11:80",
-        ])
-        .args(["--capture", "raw", "--send", "direct"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--send direct needs --capture packet"),
-        "{err}"
-    );
-    // The shared health check resolve refuses a timeout not below the interval.
-    let out = std::process::Command::new(BIN)
-        .args([
-            "raw",
-            "--source-ip",
-            "10.0.0.1",
-            "--backend",
-            "10.0.0.11:80",
-        ])
-        .args(["--health-timeout", "2s", "--health-interval", "2s"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("must be shorter than --health-interval"),
-        "{err}"
-    );
-    let _ = Ipv4Addr::LOCALHOST;
+    let backend = ["--source-ip", "10.0.0.1", "--backend", "10.0.0.11:80"];
+    for (args, says) in [
+        (&["10.0.0.1", "10.0.0.11"][..], "IP PORT"),
+        (&["--backend", "10.0.0.11:80"][..], "--source-ip"),
+        (
+            &[&backend[..], &["--capture", "raw", "--send", "direct"]].concat()[..],
+            "--send direct needs --capture packet",
+        ),
+        // The shared health check resolve refuses a timeout not below the interval.
+        (
+            &[
+                &backend[..],
+                &["--health-timeout", "2s", "--health-interval", "2s"],
+            ]
+            .concat()[..],
+            "must be shorter than --health-interval",
+        ),
+    ] {
+        let err = usage_error(args);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// Runs `l4lb raw ARGS` expecting a usage error; returns its one line on stderr.

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
@@ -246,17 +245,7 @@ impl Lab {
     }
 
     fn metrics(&self) -> String {
-        self.topo
-            .namespace(Host::Lb)
-            .run(|| -> std::io::Result<String> {
-                let mut c = std::net::TcpStream::connect(ADMIN)?;
-                c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
-                let mut body = String::new();
-                c.read_to_string(&mut body)?;
-                Ok(body)
-            })
-            .expect("enter lb namespace")
-            .expect("admin endpoint")
+        support::stats::fetch(self.topo.namespace(Host::Lb), ADMIN)
     }
 
     /// The value of the sample whose line starts with `line_start` (0 when absent).
@@ -283,12 +272,9 @@ impl Lab {
     }
 }
 
+/// The value of the sample whose line starts with `line_start` (0 when absent).
 fn metric_in(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    support::stats::sample(text, line_start).unwrap_or(0.0)
 }
 
 fn drops_in(text: &str) -> Vec<(String, f64)> {

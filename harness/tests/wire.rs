@@ -94,11 +94,9 @@ fn upload_rate(client: &Namespace, addr: Ipv4Addr, bytes: usize) -> f64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wire_delays_each_way_and_its_removal_restores_the_plain_link() {
-    if !root_or_skip("a_wire_delays_each_way_and_its_removal_restores_the_plain_link") {
-        return;
-    }
+/// One client, the lb with an echo server, one server; the client's namespace and the
+/// lb's address.
+async fn client_and_echoing_lb() -> (Topology, Namespace, Ipv4Addr) {
     let topo = Topology::build(&TopologySpec {
         clients: 1,
         servers: 1,
@@ -110,6 +108,15 @@ async fn a_wire_delays_each_way_and_its_removal_restores_the_plain_link() {
     echo_server(topo.namespace(Host::Lb));
     let client = topo.namespace(Host::Client(0)).clone();
     let lb = topo.addr(Host::Lb);
+    (topo, client, lb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wire_delays_each_way_and_its_removal_restores_the_plain_link() {
+    if !root_or_skip("a_wire_delays_each_way_and_its_removal_restores_the_plain_link") {
+        return;
+    }
+    let (topo, client, lb) = client_and_echoing_lb().await;
     let plain = median_exchange(&client, lb, 20);
     assert!(plain < Duration::from_millis(5), "plain link: {plain:?}");
 
@@ -154,17 +161,7 @@ async fn a_rate_limited_wire_paces_an_upload_and_total_loss_cuts_the_link() {
     if !root_or_skip("a_rate_limited_wire_paces_an_upload_and_total_loss_cuts_the_link") {
         return;
     }
-    let topo = Topology::build(&TopologySpec {
-        clients: 1,
-        servers: 1,
-        rst_drop: false,
-        ..TopologySpec::default()
-    })
-    .await
-    .unwrap();
-    echo_server(topo.namespace(Host::Lb));
-    let client = topo.namespace(Host::Client(0)).clone();
-    let lb = topo.addr(Host::Lb);
+    let (topo, client, lb) = client_and_echoing_lb().await;
     // 8 Mbit/s each way: 1 MB/s; an upload of 2 MB echoed back takes about 2 s.
     let wire = topo
         .interpose_wire(

@@ -21,6 +21,23 @@ fn stand_in_names(lan_if: &str) -> (String, String) {
 }
 
 impl Topology {
+    /// `host`'s link, the switch's netlink handle, and the indexes of the link's bridge
+    /// and of the host's cable (`p-<role>`) there.
+    async fn cable(
+        &self,
+        host: Host,
+    ) -> anyhow::Result<(super::plan::LinkPlan, &rtnetlink::Handle, u32, u32)> {
+        let link = self
+            .plan
+            .link(host)
+            .with_context(|| format!("{host} has no link in this topology"))?
+            .clone();
+        let lan = self.lan_netlink()?;
+        let bridge = link_index(lan, &link.bridge).await?;
+        let cable = link_index(lan, &link.lan_if).await?;
+        Ok((link, lan, bridge, cable))
+    }
+
     /// Puts a wire impaired by `up` (host to switch) and `down` (switch to host) on
     /// `host`'s `eth0` link, its randomness from `seed`.
     pub async fn interpose_wire(
@@ -30,14 +47,7 @@ impl Topology {
         down: Impairment,
         seed: u64,
     ) -> anyhow::Result<Wire> {
-        let link = self
-            .plan
-            .link(host)
-            .with_context(|| format!("{host} has no link in this topology"))?
-            .clone();
-        let lan = self.lan_netlink()?;
-        let bridge = link_index(lan, &link.bridge).await?;
-        let cable = link_index(lan, &link.lan_if).await?;
+        let (link, lan, bridge, cable) = self.cable(host).await?;
         let (wire_if, port_if) = stand_in_names(&link.lan_if);
         let mut pair = LinkVeth::new(&port_if, &wire_if).up().controller(bridge);
         if let Some(mtu) = self.spec.mtu {
@@ -71,12 +81,7 @@ impl Topology {
     /// Stops `wire` and gives `host` its plain link back.
     pub async fn remove_wire(&self, host: Host, wire: Wire) -> anyhow::Result<()> {
         let stopped = wire.stop();
-        let link = self
-            .plan
-            .link(host)
-            .with_context(|| format!("{host} has no link in this topology"))?
-            .clone();
-        let lan = self.lan_netlink()?;
+        let (link, lan, bridge, cable) = self.cable(host).await?;
         let (wire_if, _) = stand_in_names(&link.lan_if);
         let wire_index = link_index(lan, &wire_if).await?;
         lan.link()
@@ -84,8 +89,6 @@ impl Topology {
             .execute()
             .await
             .with_context(|| format!("cannot delete {wire_if}"))?;
-        let bridge = link_index(lan, &link.bridge).await?;
-        let cable = link_index(lan, &link.lan_if).await?;
         lan.link()
             .set(LinkUnspec::new_with_index(cable).controller(bridge).build())
             .execute()
