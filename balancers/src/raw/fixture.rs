@@ -86,6 +86,31 @@ impl Spec {
     }
 }
 
+/// The balancer's address in [`test_nat`].
+pub const LB: [u8; 4] = [10, 0, 0, 1];
+/// The first NAT port [`test_nat`] hands out.
+pub const NAT_PORT: u16 = 21_000;
+
+/// The fixtures' client.
+pub fn client() -> SocketAddrV4 {
+    addr([10, 0, 0, 101], 40_001)
+}
+
+/// The balanced address of [`test_nat`].
+pub fn vip() -> SocketAddrV4 {
+    addr(LB, 20_000)
+}
+
+/// The fixtures' first backend.
+pub fn backend() -> SocketAddrV4 {
+    addr([10, 0, 0, 11], 7_000)
+}
+
+/// The balancer's side of the first NAT row, as the backend sees it.
+pub fn nat_side() -> SocketAddrV4 {
+    addr(LB, NAT_PORT)
+}
+
 /// Shorthand for a socket address.
 pub fn addr(ip: [u8; 4], port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(ip), port)

@@ -48,3 +48,19 @@ impl Device for MemDevice {
         failed
     }
 }
+
+/// Runs `inputs` through one pump batch at `now` on a fresh in-memory device; returns
+/// everything sent, with its destination.
+pub fn pump_batch(
+    nat: &mut crate::raw::nat::Nat,
+    sel: &mut crate::raw::nat::FixedRoundRobin,
+    inputs: Vec<Vec<u8>>,
+    now: std::time::Duration,
+) -> Vec<(Vec<u8>, Ipv4Addr)> {
+    let mut dev = MemDevice::default();
+    let n = inputs.len();
+    dev.inbox.extend(inputs);
+    let mut pump = crate::raw::device::pump::Pump::new(n.max(1), 1500);
+    pump.once(&mut dev, nat, sel, now).expect("mem device");
+    dev.sent
+}

@@ -1,38 +1,12 @@
 //! Refusals: a SYN that cannot be served gets one RST+ACK back, nothing else does.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use crate::raw::device::mem::MemDevice;
-use crate::raw::device::pump::Pump;
-use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::device::mem::pump_batch as run;
+use crate::raw::fixture::{addr, client, test_nat, vip, Spec, LB};
 use crate::raw::nat::reset_bucket::{REFUSALS_PER_SEC, REFUSAL_BURST};
-use crate::raw::nat::{FixedRoundRobin, Nat};
+use crate::raw::nat::FixedRoundRobin;
 use crate::raw::wire::packet::{self, flags as f, DropReason};
-
-const LB: [u8; 4] = [10, 0, 0, 1];
-
-fn client() -> SocketAddrV4 {
-    addr([10, 0, 0, 101], 40_001)
-}
-fn vip() -> SocketAddrV4 {
-    addr(LB, 20_000)
-}
-
-/// Runs `inputs` through one pump batch at `now`; returns everything sent.
-fn run(
-    nat: &mut Nat,
-    sel: &mut FixedRoundRobin,
-    inputs: Vec<Vec<u8>>,
-    now: Duration,
-) -> Vec<(Vec<u8>, Ipv4Addr)> {
-    let mut dev = MemDevice::default();
-    let n = inputs.len();
-    dev.inbox.extend(inputs);
-    let mut pump = Pump::new(n.max(1), 1500);
-    pump.once(&mut dev, nat, sel, now).expect("mem device");
-    dev.sent
-}
 
 /// Bytes in, bytes out: a SYN with options and a payload (as with TCP Fast Open) gets the
 /// kernel's closed-port answer, checked against a reference datagram byte for byte.

@@ -2,46 +2,16 @@
 //! in-memory device: blind resets, bad checksums, invalid flags, SYN floods, idle
 //! eviction.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use crate::raw::device::mem::MemDevice;
-use crate::raw::device::pump::Pump;
-use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::device::mem::pump_batch as run;
+use crate::raw::fixture::{addr, backend, client, nat_side, test_nat, vip, Spec};
 use crate::raw::nat::{FixedRoundRobin, Nat, Outcome};
 use crate::raw::wire::packet::{self, flags as f, ChecksumState, DropReason};
 
-const LB: [u8; 4] = [10, 0, 0, 1];
-const NAT_PORT: u16 = 21_000;
 const CLIENT_ISN: u32 = 1_000;
 const BACKEND_ISN: u32 = 900_000;
-
-fn client() -> SocketAddrV4 {
-    addr([10, 0, 0, 101], 40_001)
-}
-fn vip() -> SocketAddrV4 {
-    addr(LB, 20_000)
-}
-fn backend() -> SocketAddrV4 {
-    addr([10, 0, 0, 11], 7_000)
-}
-fn nat_side() -> SocketAddrV4 {
-    addr(LB, NAT_PORT)
-}
-
-fn run(
-    nat: &mut Nat,
-    sel: &mut FixedRoundRobin,
-    inputs: Vec<Vec<u8>>,
-    now: Duration,
-) -> Vec<(Vec<u8>, Ipv4Addr)> {
-    let mut dev = MemDevice::default();
-    let n = inputs.len();
-    dev.inbox.extend(inputs);
-    let mut pump = Pump::new(n.max(1), 1500);
-    pump.once(&mut dev, nat, sel, now).expect("mem device");
-    dev.sent
-}
 
 fn seg(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, seq: u32, ack: u32) -> Spec {
     let mut s = Spec::new(src, dst, flags);

@@ -1,27 +1,14 @@
 //! Packet fixtures: bytes in, bytes out, through the NAT core on an in-memory device.
 
-use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use crate::raw::device::mem::MemDevice;
 use crate::raw::device::pump::Pump;
-use crate::raw::fixture::{addr, test_nat, Spec};
+use crate::raw::fixture::{addr, backend, client, test_nat, vip, Spec, LB, NAT_PORT};
 use crate::raw::nat::{FixedRoundRobin, Nat};
 use crate::raw::wire::packet::{self, flags as f, DropReason, TcpView};
 
-const LB: [u8; 4] = [10, 0, 0, 1];
-
-fn client() -> SocketAddrV4 {
-    addr([10, 0, 0, 101], 40_001)
-}
-fn vip() -> SocketAddrV4 {
-    addr(LB, 20_000)
-}
-fn backend() -> SocketAddrV4 {
-    addr([10, 0, 0, 11], 7_000)
-}
 /// First NAT port of the test range.
-const NAT_PORT: u16 = 21_000;
 
 /// Runs `input` through a fresh pump; returns what came out.
 fn through(nat: &mut Nat, sel: &mut FixedRoundRobin, input: Vec<u8>) -> Option<Vec<u8>> {
