@@ -8,8 +8,6 @@ use crate::raw::fixture::{addr, backend, client, test_nat, vip, Spec, LB, NAT_PO
 use crate::raw::nat::{FixedRoundRobin, Nat};
 use crate::raw::wire::packet::{self, flags as f, DropReason, TcpView};
 
-/// First NAT port of the test range.
-
 /// Runs `input` through a fresh pump; returns what came out.
 fn through(nat: &mut Nat, sel: &mut FixedRoundRobin, input: Vec<u8>) -> Option<Vec<u8>> {
     let mut dev = MemDevice::default();
