@@ -54,26 +54,12 @@ impl Validator<'_> {
         let r = written.get_ref();
         let span = written.span();
         let line = self.lines.line_of(span.start);
-        let key = match r.key() {
-            Ok(key) => key,
-            Err(present) => {
-                let message = if present.is_empty() {
-                    "this expectation checks nothing".to_string()
-                } else {
-                    format!(
-                        "this expectation has {} kinds ({})",
-                        present.len(),
-                        present.join(", ")
-                    )
-                };
-                self.err(
-                    span,
-                    message,
-                    Some(format!("exactly one of {}", ExpectTable::KEYS.join(", "))),
-                );
-                return None;
-            }
-        };
+        let key = self.exactly_one(
+            r.key(),
+            span.clone(),
+            ("expectation", "this expectation checks nothing", "kinds"),
+            ExpectTable::KEYS,
+        )?;
         if (r.by.is_some() || r.not_by.is_some()) && !matches!(key, ExpectKey::Heard(_)) {
             self.err(
                 span.clone(),

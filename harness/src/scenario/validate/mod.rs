@@ -123,6 +123,39 @@ impl<'a> Validator<'a> {
         self.errors.push(error);
     }
 
+    /// The one key of a table that takes exactly one (a step's action, an expectation's
+    /// kind), or an error naming what was given: `words` is (the table's noun, the
+    /// message for none, the plural of its keys).
+    fn exactly_one<K>(
+        &mut self,
+        key: Result<K, Vec<&'static str>>,
+        span: Range<usize>,
+        words: (&str, &str, &str),
+        keys: &[&str],
+    ) -> Option<K> {
+        match key {
+            Ok(key) => Some(key),
+            Err(present) => {
+                let (noun, none, plural) = words;
+                let message = if present.is_empty() {
+                    none.to_string()
+                } else {
+                    format!(
+                        "this {noun} has {} {plural} ({})",
+                        present.len(),
+                        present.join(", ")
+                    )
+                };
+                self.err(
+                    span,
+                    message,
+                    Some(format!("exactly one of {}", keys.join(", "))),
+                );
+                None
+            }
+        }
+    }
+
     fn duration(&mut self, s: &SStr, what: &str) -> Option<Duration> {
         match humantime::parse_duration(s.get_ref().trim()) {
             Ok(d) if d > MAX_DURATION => {

@@ -17,26 +17,12 @@ impl Validator<'_> {
         let r = written.get_ref();
         let span = written.span();
         let line = self.lines.line_of(span.start);
-        let key = match r.key() {
-            Ok(key) => key,
-            Err(present) => {
-                let message = if present.is_empty() {
-                    "this step has no action".to_string()
-                } else {
-                    format!(
-                        "this step has {} actions ({})",
-                        present.len(),
-                        present.join(", ")
-                    )
-                };
-                self.err(
-                    span,
-                    message,
-                    Some(format!("exactly one of {}", StepTable::KEYS.join(", "))),
-                );
-                return None;
-            }
-        };
+        let key = self.exactly_one(
+            r.key(),
+            span.clone(),
+            ("step", "this step has no action", "actions"),
+            StepTable::KEYS,
+        )?;
         let action_name = key.name();
         for (modifier, mspan, owners) in r.owned_modifiers_given() {
             if !owners.contains(&action_name) {
