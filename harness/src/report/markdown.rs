@@ -10,6 +10,19 @@ fn t(d: Duration) -> String {
     format!("{:>8.3}s", d.as_secs_f64())
 }
 
+/// The longest chat line a report shows whole.
+pub const SHOWN_LINE: usize = 120;
+
+/// `line` as a report shows it: whole up to [`SHOWN_LINE`] characters, else its start and
+/// its size, so a client that sent a huge line does not make a huge report.
+pub fn shown(line: &str) -> String {
+    if line.chars().count() <= SHOWN_LINE {
+        return line.to_string();
+    }
+    let start: String = line.chars().take(SHOWN_LINE).collect();
+    format!("{start}… ({} bytes)", line.len())
+}
+
 /// Escapes `|` for a table cell.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -30,9 +43,12 @@ pub fn render(outcome: &RunOutcome) -> String {
     let _ = writeln!(s, "> {}\n", outcome.purpose);
     let _ = writeln!(
         s,
-        "File `{}` · run took {:.1}s · [JSON](report.json) · [timeline](timeline.svg)\n",
+        "File `{}` · run took {:.1}s · seed {} (`l4lb run --seed {}` repeats its links' \
+         randomness) · [JSON](report.json) · [timeline](timeline.svg)\n",
         outcome.file,
-        ev.duration.as_secs_f64()
+        ev.duration.as_secs_f64(),
+        ev.seed,
+        ev.seed
     );
     if let Some(reason) = &ev.skipped {
         let _ = writeln!(s, "**Skipped:** {reason}\n");
@@ -111,9 +127,28 @@ pub fn render(outcome: &RunOutcome) -> String {
     let _ = writeln!(s, "```");
     for e in &ev.events {
         let origin = e.step_line.map_or("bg".to_string(), |l| format!("L{l}"));
-        let _ = writeln!(s, "{} {:>5}  {}", t(e.at), origin, e.text);
+        let _ = writeln!(s, "{} {:>5}  {}", t(e.at), origin, shown(&e.text));
     }
     let _ = writeln!(s, "```\n\n![sessions per server over time](timeline.svg)\n");
+    if !ev.fault_windows.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Link faults as they happened\n\n| host | fault | from | until |\n|---|---|---|---|"
+        );
+        for w in &ev.fault_windows {
+            let until = w
+                .until
+                .map_or("end of run".to_string(), |u| t(u).trim().to_string());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {until} |",
+                w.host,
+                cell(&w.what),
+                t(w.from).trim()
+            );
+        }
+        let _ = writeln!(s);
+    }
     if let Some(stats) = &ev.stats_end {
         let _ = writeln!(
             s,
@@ -134,10 +169,23 @@ pub fn render(outcome: &RunOutcome) -> String {
                 lines.len()
             );
             for (at, line) in lines.iter().take(200) {
-                let _ = writeln!(s, "{} {line}", t(*at));
+                let _ = writeln!(s, "{} {}", t(*at), shown(line));
             }
             let _ = writeln!(s, "```\n</details>\n");
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_chat_line_is_shown_shortened_with_its_size() {
+        assert_eq!(shown("short"), "short");
+        let huge = "y".repeat(400_000);
+        let s = shown(&huge);
+        assert!(s.len() < 200 && s.ends_with("… (400000 bytes)"), "{s}");
+    }
 }

@@ -329,13 +329,20 @@ fn a_skipped_run_is_not_a_pass() {
 
 #[test]
 fn report_of_a_synthetic_run() {
-    let (s, ev) = crash_evidence(ms(650), false);
+    let (s, mut ev) = crash_evidence(ms(650), false);
+    ev.fault_windows.push(crate::runner::evidence::FaultWindow {
+        host: "s2".into(),
+        what: "netem delay 5ms (sending)".into(),
+        from: ms(100),
+        until: Some(ms(900)),
+    });
     let o = outcome(&s, ev);
     insta::assert_snapshot!("snapshot_crash", crate::report::snapshot::render(&o));
     insta::assert_snapshot!("markdown_crash", crate::report::markdown::render(&o));
     let svg = crate::report::svg::render(&o.evidence);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains(">kill<") && svg.contains(">down<"));
+    assert!(svg.contains(r#"class="fault-window""#) && svg.contains("s2: netem delay 5ms"));
     insta::assert_snapshot!(
         "index",
         crate::report::summary::index(std::slice::from_ref(&o))

@@ -185,6 +185,30 @@ impl Run<'_> {
         self.event_at(at, step, text, mark);
     }
 
+    /// Opens a fault window on `host`'s link now (`what` in words).
+    fn open_fault(&mut self, host: LinkHost, what: String) {
+        let from = self.now();
+        self.ev
+            .fault_windows
+            .push(crate::runner::evidence::FaultWindow {
+                host: host.to_string(),
+                what,
+                from,
+                until: None,
+            });
+    }
+
+    /// Closes every open fault window on `host`'s link whose description `what_matches`
+    /// accepts.
+    fn close_faults(&mut self, host: LinkHost, what_matches: impl Fn(&str) -> bool) {
+        let (name, now) = (host.to_string(), self.now());
+        for w in &mut self.ev.fault_windows {
+            if w.until.is_none() && w.host == name && what_matches(&w.what) {
+                w.until = Some(now);
+            }
+        }
+    }
+
     /// Records an event at `at` (taken when the action happened, e.g. when a signal was
     /// sent, not after waiting for its effect).
     fn event_at(

@@ -119,6 +119,11 @@ impl Run<'_> {
             Action::Server { server, action } => self.server_action(step, *server, *action).await?,
             Action::Link { host: h, up } => {
                 self.topo.set_link(host(*h), *up).await?;
+                if *up {
+                    self.close_faults(*h, |w| w == "link down");
+                } else {
+                    self.open_fault(*h, "link down".into());
+                }
                 self.event(
                     Some(step),
                     format!("link of {h} {}", if *up { "up" } else { "down" }),
@@ -128,6 +133,7 @@ impl Run<'_> {
             Action::Drop { host: h, fraction } => {
                 faults::drop_fraction(&self.topo, host(*h), *fraction).await?;
                 self.drops.push((*h, *fraction));
+                self.open_fault(*h, format!("drop {:.1}%", fraction * 100.0));
                 self.event(
                     Some(step),
                     format!("dropping {:.1}% of packets on {h}", fraction * 100.0),
@@ -138,6 +144,7 @@ impl Run<'_> {
                 let kbit = rate_kbit(rate).map_err(anyhow::Error::msg)?;
                 faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit).await?;
                 self.shaped.push(*h);
+                self.open_fault(*h, format!("rate limit {rate}"));
                 self.event(
                     Some(step),
                     format!("rate limit {rate} on {h}"),
@@ -181,6 +188,15 @@ impl Run<'_> {
                     LinkDirection::Down => "receiving",
                     LinkDirection::Both => "both ways",
                 };
+                // A new impairment of a way replaces the one in force there.
+                let replaced = |w: &str| {
+                    w.starts_with("netem ")
+                        && (*direction == LinkDirection::Both
+                            || w.ends_with(&format!("({way})"))
+                            || w.ends_with("(both ways)"))
+                };
+                self.close_faults(*h, replaced);
+                self.open_fault(*h, format!("netem {args} ({way})"));
                 self.event(
                     Some(step),
                     format!("netem {args} on {h} ({way})"),
@@ -205,6 +221,7 @@ impl Run<'_> {
                 if let Some(wire) = self.wires.remove(h) {
                     self.topo.remove_wire(host(*h), wire).await?;
                 }
+                self.close_faults(*h, |w| w != "link down");
                 self.event(
                     Some(step),
                     format!("faults on {h} cleared"),
