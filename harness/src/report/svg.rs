@@ -76,6 +76,20 @@ fn mark_label(mark: Mark, text: &str) -> String {
     }
 }
 
+/// The counts with one-sample peaks flattened: a count above both its neighbours that
+/// falls back at once is a connection that lived less than a sample (a health check),
+/// not a session.
+fn without_blips(counts: &[usize]) -> Vec<usize> {
+    let mut out = counts.to_vec();
+    for k in 1..counts.len().saturating_sub(1) {
+        let (before, here, after) = (counts[k - 1], counts[k], counts[k + 1]);
+        if here > before && here > after {
+            out[k] = before.max(after);
+        }
+    }
+    out
+}
+
 /// Renders the timeline of a run.
 pub fn render(ev: &Evidence) -> String {
     let servers = ev.servers.max(1);
@@ -176,8 +190,14 @@ pub fn render(ev: &Evidence) -> String {
         let mut points = String::new();
         let mut prev: Option<f64> = None;
         let last = ev.samples.len().saturating_sub(1);
+        let counts = without_blips(
+            &ev.samples
+                .iter()
+                .map(|sample| sample.per_server.get(i).copied().unwrap_or(0))
+                .collect::<Vec<_>>(),
+        );
         for (k, sample) in ev.samples.iter().enumerate() {
-            let count = sample.per_server.get(i).copied().unwrap_or(0) as f64;
+            let count = counts[k] as f64;
             let y = y_of(count);
             let px = x(sample.at.as_secs_f64());
             // A step line: a point where the count changes, and one at the end.
@@ -283,6 +303,14 @@ mod tests {
             }
         }
         assert_eq!(rows, vec![0, 1, 2, 0, 0]);
+    }
+
+    #[test]
+    fn a_one_sample_peak_is_flattened_and_a_lasting_rise_kept() {
+        assert_eq!(without_blips(&[2, 2, 4, 2, 2]), vec![2, 2, 2, 2, 2]);
+        assert_eq!(without_blips(&[2, 4, 4, 2]), vec![2, 4, 4, 2]);
+        assert_eq!(without_blips(&[0, 1, 1]), vec![0, 1, 1]);
+        assert_eq!(without_blips(&[3]), vec![3]);
     }
 
     #[test]
