@@ -35,12 +35,27 @@ pub fn write_run(root: &Path, outcome: &RunOutcome) -> anyhow::Result<PathBuf> {
     write("report.md", markdown::render(outcome))?;
     write(
         "report.json",
-        serde_json::to_string_pretty(&JsonReport::new(outcome))
+        serde_json::to_string_pretty(&JsonReport::new(&with_lines_shown(outcome)))
             .context("cannot serialise the report")?,
     )?;
     write("timeline.svg", svg::render(&outcome.evidence))?;
     write("snapshot.txt", snapshot::render(outcome))?;
     Ok(dir)
+}
+
+/// The outcome with every chat line shortened as the Markdown report shows it
+/// ([`markdown::shown`]), so one huge line cannot make a huge JSON report.
+fn with_lines_shown(outcome: &RunOutcome) -> RunOutcome {
+    let mut o = outcome.clone();
+    for say in &mut o.evidence.says {
+        say.text = markdown::shown(&say.text);
+    }
+    for lines in o.evidence.transcripts.values_mut() {
+        for (_, line) in lines.iter_mut() {
+            *line = markdown::shown(line);
+        }
+    }
+    o
 }
 
 /// Writes `index.md` over every run.
@@ -67,5 +82,43 @@ impl<'a> JsonReport<'a> {
             status: outcome.status(),
             outcome,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_reports_shorten_huge_chat_lines() {
+        let s = crate::scenario::parse_str(
+            Path::new("x.toml"),
+            "name = \"x\"\npurpose = \"y\"\n[[step]]\njoin = [\"a\"]\n",
+        )
+        .unwrap();
+        let mut ev = crate::runner::Evidence::new(&s, crate::scenario::BalancerKind::Proxy);
+        let huge = "z".repeat(400_000);
+        ev.says.push(crate::runner::SayRecord {
+            client: "a".into(),
+            text: huge.clone(),
+            at: std::time::Duration::ZERO,
+        });
+        ev.transcripts
+            .insert("a".into(), vec![(std::time::Duration::ZERO, huge)]);
+        let outcome = RunOutcome {
+            file: "x.toml".into(),
+            purpose: s.purpose.clone(),
+            verdicts: Vec::new(),
+            evidence: ev,
+        };
+        let dir = std::env::temp_dir().join(format!("l4lb-json-{}", std::process::id()));
+        let run = write_run(&dir, &outcome).unwrap();
+        let json = std::fs::metadata(run.join("report.json")).unwrap().len();
+        let md = std::fs::metadata(run.join("report.md")).unwrap().len();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            json < 20_000 && md < 20_000,
+            "json {json} B, markdown {md} B"
+        );
     }
 }
