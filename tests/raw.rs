@@ -44,34 +44,7 @@ impl Lab {
         for i in 0..3 {
             servers.push(Some(start_chat_server(&topo, i).await));
         }
-        let lb_ip = topo.addr(Host::Lb).to_string();
-        let mut args = s(&[
-            "raw",
-            "--source-ip",
-            &lb_ip,
-            "--log-format",
-            "json",
-            // Generous timeout: parallel 100 MB tests load the machine, and a slow check
-            // must not flap a backend (a killed server is refused at once anyway); the
-            // timeout must stay below the interval.
-            "--health-interval",
-            "1s",
-            "--health-timeout",
-            "900ms",
-            "--fall",
-            "2",
-            "--rise",
-            "1",
-            "--fin-linger",
-            "200ms",
-            "--admin",
-            ADMIN,
-        ]);
-        for i in 0..3 {
-            args.push("--backend".into());
-            args.push(format!("{}:{CHAT_PORT}", topo.addr(Host::Server(i))));
-        }
-        args.extend(s(extra));
+        let args = support::raw_lab::raw_args(&topo, 3, CHAT_PORT, ADMIN, extra);
         let lb = NsProcess::spawn(topo.namespace(Host::Lb), Path::new(BIN), &args)
             .await
             .expect("start l4lb raw");

@@ -103,34 +103,10 @@ impl Lab {
         for i in 0..servers {
             procs.push(start_server(&topo, i, backend).await);
         }
-        let lb_ip = topo.addr(Host::Lb).to_string();
-        let mut args = s(&[
-            "raw",
-            "--source-ip",
-            &lb_ip,
-            "--log-format",
-            "json",
-            "--health-interval",
-            "1s",
-            // Generous, but shorter than the interval (a check must end before the next).
-            "--health-timeout",
-            "900ms",
-            "--fall",
-            "2",
-            "--rise",
-            "1",
-            "--fin-linger",
-            "200ms",
-            "--nat-ports",
-            &nat_ports(),
-            "--admin",
-            ADMIN,
-        ]);
-        for i in 0..servers {
-            args.push("--backend".into());
-            args.push(format!("{}:{CHAT_PORT}", topo.addr(Host::Server(i))));
-        }
-        args.extend(s(extra));
+        let nat = nat_ports();
+        let mut flags = vec!["--nat-ports", nat.as_str()];
+        flags.extend_from_slice(extra);
+        let args = support::raw_lab::raw_args(&topo, servers, CHAT_PORT, ADMIN, &flags);
         let lb = spawn_lb(&topo, &args).await;
         let lab = Lab {
             topo,

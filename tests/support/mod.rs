@@ -2,5 +2,6 @@
 //! binary uses only part of them.
 #![allow(dead_code)]
 
+pub mod raw_lab;
 pub mod spoof;
 pub mod stats;
