@@ -83,19 +83,18 @@ pub(super) fn heard(
     if !extra.is_empty() {
         problems.push(format!("wrongly received by {}", join(&extra)));
     }
-    let mut worst_words = String::new();
+    // The measured delays go to the detail: the summary is snapshotted.
+    let mut detail = String::new();
+    let mut in_time = "";
     if let Some(bound) = within {
-        let worst = worst_delay(ev, text, by);
-        match &worst {
+        match worst_delay(ev, text, by) {
             Some((d, who)) => {
-                worst_words = format!("; worst delay {} ({who})", millis(*d));
-                if *d > bound {
+                detail = format!("worst delay {} ({who})", millis(d));
+                if d > bound {
                     ok = false;
-                    problems.push(format!(
-                        "{who} printed it {} after it was said, over {}",
-                        millis(*d),
-                        millis(bound)
-                    ));
+                    problems.push(format!("{who} printed it later than {}", millis(bound)));
+                } else {
+                    in_time = ", each in time";
                 }
             }
             None if missing.is_empty() => {
@@ -119,13 +118,13 @@ pub(super) fn heard(
         ok,
         if ok {
             format!(
-                "received by [{}]{worst_words}",
+                "received by [{}]{in_time}",
                 receivers.iter().cloned().collect::<Vec<_>>().join(", ")
             )
         } else {
-            problems.join("; ") + &worst_words
+            problems.join("; ")
         },
-        String::new(),
+        detail,
     )
 }
 

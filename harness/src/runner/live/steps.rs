@@ -129,7 +129,11 @@ impl Run<'_> {
                 if w.until.is_none() {
                     w.until = Some(now);
                 }
-                format!("{} on {}", w.what, w.host)
+                // `netem delay 5ms (sending)` on lb: the host before the way, as events say.
+                match w.what.rfind(" (") {
+                    Some(i) => format!("{} on {}{}", &w.what[..i], w.host, &w.what[i..]),
+                    None => format!("{} on {}", w.what, w.host),
+                }
             }
             None => "a fault".into(),
         };
