@@ -426,8 +426,10 @@ fn bufferbloat_outcome(d1_delay: Duration) -> RunOutcome {
         at: ms(1000),
     };
     // A line printed before the saying (an earlier identical one) does not count.
-    ev.transcripts
-        .insert("d1".into(), vec![(ms(10), say.wire()), (say.at + d1_delay, say.wire())]);
+    ev.transcripts.insert(
+        "d1".into(),
+        vec![(ms(10), say.wire()), (say.at + d1_delay, say.wire())],
+    );
     ev.transcripts
         .insert("d4".into(), vec![(say.at + ms(20), say.wire())]);
     ev.says.push(say);
