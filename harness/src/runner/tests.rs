@@ -414,3 +414,43 @@ fn a_report_says_in_words_why_a_client_was_not_placed() {
         "{md}"
     );
 }
+
+/// 020's "loud and clear", said by d4 at 1 s and printed by d1 and d4 after `d1_delay`
+/// and 20 ms.
+fn bufferbloat_outcome(d1_delay: Duration) -> RunOutcome {
+    let s = scenario("020-dsl-bufferbloat-within.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Proxy);
+    let say = SayRecord {
+        client: "d4".into(),
+        text: "loud and clear".into(),
+        at: ms(1000),
+    };
+    // A line printed before the saying (an earlier identical one) does not count.
+    ev.transcripts.insert(
+        "d1".into(),
+        vec![(ms(10), say.wire()), (say.at + d1_delay, say.wire())],
+    );
+    ev.transcripts
+        .insert("d4".into(), vec![(say.at + ms(20), say.wire())]);
+    ev.says.push(say);
+    outcome(&s, ev)
+}
+
+#[test]
+fn heard_within_passes_in_time_and_reports_the_worst_delay() {
+    let o = bufferbloat_outcome(ms(300));
+    let v = verdict(&o, "\"loud and clear\"");
+    assert_eq!(v.status, Status::Pass, "{v:?}");
+    assert_eq!(v.summary, "received by [d1, d4], each in time");
+    assert_eq!(v.detail, "worst delay 300.0 ms (d1)");
+    assert!(v.expectation.ends_with("within 750.0 ms"), "{v:?}");
+}
+
+#[test]
+fn heard_later_than_within_fails_and_names_who() {
+    let o = bufferbloat_outcome(ms(900));
+    let v = verdict(&o, "\"loud and clear\"");
+    assert_eq!(v.status, Status::Fail);
+    assert_eq!(v.summary, "d1 printed it later than 750.0 ms");
+    assert_eq!(v.detail, "worst delay 900.0 ms (d1)");
+}

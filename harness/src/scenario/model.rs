@@ -373,14 +373,18 @@ pub enum Action {
         /// tc rate, e.g. "1mbit".
         rate: String,
     },
-    /// netem-style impairments on a host's link, carried out by a user-space wire.
-    Netem {
+    /// Impairments on a host's link (`netem` or `impair`), carried out by a user-space wire.
+    Impair {
         /// Which host.
         host: LinkHost,
-        /// netem arguments (validated by [`crate::link::spec::parse_netem`]).
-        args: String,
         /// Which way of the link they act on.
         direction: LinkDirection,
+        /// What is done to each impaired way.
+        #[serde(skip)]
+        impairment: crate::link::spec::Impairment,
+        /// In words, as events and fault windows name it: `netem delay 50ms` (the netem
+        /// arguments as written) or `impair delay 15ms, loss 2%`.
+        text: String,
     },
     /// Remove every fault from a host's link.
     ClearFaults(LinkHost),
@@ -395,6 +399,21 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The host whose link a fault action acts on (`link_down`, `link_up`, `drop`, `rate`,
+    /// `netem`, `impair`, `clear_faults`).
+    pub fn link_host(&self) -> Option<LinkHost> {
+        match self {
+            Action::Link { host, .. }
+            | Action::Drop { host, .. }
+            | Action::Rate { host, .. }
+            | Action::Impair { host, .. } => Some(*host),
+            Action::ClearFaults(host) => Some(*host),
+            _ => None,
+        }
+    }
+}
+
 /// One step of the timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
@@ -406,6 +425,12 @@ pub struct Step {
     pub action: Action,
     /// Free text.
     pub note: Option<String>,
+    /// A fault's length (`for`): the runner clears it this long after it began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lasts: Option<Duration>,
+    /// A fault's period (`every`, with `for`): it begins again this long after it began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
 }
 
 /// What an expectation checks.
@@ -428,6 +453,9 @@ pub enum ExpectKind {
         by: Vec<String>,
         /// Must not have received it.
         not_by: Vec<String>,
+        /// Each of `by` received it within this of it being said.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        within: Option<Duration>,
     },
     /// Failure noticed within the detection bound; no client placed there after.
     Failover(ServerIdx),

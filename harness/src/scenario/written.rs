@@ -185,7 +185,9 @@ macro_rules! one_of_table {
                 let mut given = Vec::new();
                 $( $(
                     if let Some(value) = &self.$field {
-                        given.push((stringify!($field), value.span(), one_of_table!(@names $owners)));
+                        // A field named like a Rust keyword (`r#for`) is written without `r#`.
+                        let name = stringify!($field).trim_start_matches("r#");
+                        given.push((name, value.span(), one_of_table!(@names $owners)));
                     }
                 )? )*
                 given
@@ -216,8 +218,8 @@ one_of_table! {
         clients for [say]: Spanned<Vec<SStr>>,
         /// A client starts talking periodically.
         chat => Chat: SStr,
-        /// Period of `chat`.
-        every for [chat]: SStr,
+        /// Period of `chat`; for a fault (with `for`), how often it comes back.
+        every for [chat, impair, netem, drop, rate, link_down]: SStr,
         /// A client stops talking.
         silent => Silent: SStr,
         /// Clients quit (`q`).
@@ -244,9 +246,23 @@ one_of_table! {
         clear_faults => ClearFaults: SStr,
         /// Host whose link `drop`/`rate`/`netem` act on.
         link for [drop, rate, netem]: SStr,
-        /// Which way of the link `netem` acts on: "up" (what the host sends, as tc netem
-        /// on its eth0 would; the default), "down" (what it receives) or "both".
-        direction for [netem]: SStr,
+        /// Which way of the link `netem`/`impair` acts on: "up" (what the host sends, as tc
+        /// netem on its eth0 would; the default), "down" (what it receives) or "both".
+        direction for [netem, impair]: SStr,
+        /// Impair this host's link with the keys below (the native form of `netem`).
+        impair => Impair: SStr,
+        /// Fixed one-way delay of `impair`, e.g. "15ms".
+        delay for [impair]: SStr,
+        /// Spread around `delay`, e.g. "10ms".
+        jitter for [impair]: SStr,
+        /// Shape of `jitter`: "uniform", "normal", "pareto" or "paretonormal".
+        distribution for [impair]: SStr,
+        /// Loss of `impair`: "2%", or a table of bursts on the clock.
+        loss for [impair]: Spanned<LossValue>,
+        /// Bound of `impair`'s queue: "100" frames, "64kb" bytes or "50ms".
+        queue for [impair]: SStr,
+        /// How long a fault lasts before the runner clears it, e.g. "2s".
+        r#for for [impair, netem, drop, rate, link_down]: SStr,
         /// Sleep.
         wait => Wait: SStr,
         /// Wait until a condition holds.
@@ -256,6 +272,33 @@ one_of_table! {
         /// Free text for the report.
         note: String,
     }
+}
+
+/// `loss` of an `impair` step: a percentage, or bursts on the clock. (Untagged, so its
+/// parts cannot be spanned: errors point at the whole value.)
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LossValue {
+    /// Random loss, e.g. "2%".
+    Percent(String),
+    /// `{ model = "bursts", good = "2s", bad = "200ms", bad_loss = "50%", good_loss = "0%" }`.
+    Model(LossTable),
+}
+
+/// The table form of `loss`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossTable {
+    /// "bursts" (the only model).
+    pub model: String,
+    /// Mean length of a good period.
+    pub good: String,
+    /// Mean length of a bad period.
+    pub bad: String,
+    /// Loss in the bad state (default 100%).
+    pub bad_loss: Option<String>,
+    /// Loss in the good state (default 0%).
+    pub good_loss: Option<String>,
 }
 
 one_of_table! {
@@ -293,6 +336,8 @@ one_of_table! {
         by: Vec<SStr>,
         /// Clients that must not have received `heard`.
         not_by: Vec<SStr>,
+        /// Each of `by` received `heard` within this of it being said.
+        within for [heard]: SStr,
         /// The balancer noticed this server failing within the bound and sent no client there after.
         failover => Failover: SStr,
         /// The balancer noticed this server back within the bound and sent clients there again.
@@ -328,7 +373,7 @@ mod tests {
                 assert!(StepTable::KEYS.contains(owner), "{owner}");
             }
         }
-        assert_eq!(StepTable::KEYS.len(), 17);
+        assert_eq!(StepTable::KEYS.len(), 18);
         assert_eq!(ExpectTable::KEYS.len(), 14);
     }
 

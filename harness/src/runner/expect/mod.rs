@@ -141,7 +141,12 @@ pub fn check(e: &Expectation, ev: &Evidence) -> Judgement {
         ExpectKind::Balanced(bound) => placement::balanced(line, ev, *bound),
         ExpectKind::NotOn(map) => placement::not_on(line, ev, map),
         ExpectKind::ChatIsolation => chat::chat_isolation(line, ev),
-        ExpectKind::Heard { text, by, not_by } => chat::heard(line, ev, text, by, not_by),
+        ExpectKind::Heard {
+            text,
+            by,
+            not_by,
+            within,
+        } => chat::heard(line, ev, text, by, not_by, *within),
         ExpectKind::Failover(s) => health::transition(line, ev, *s, &health::FAILOVER),
         ExpectKind::Recovery(s) => health::transition(line, ev, *s, &health::RECOVERY),
         ExpectKind::Kept(clients) => sessions::kept(line, ev, clients),

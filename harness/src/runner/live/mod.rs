@@ -87,6 +87,31 @@ struct Run<'a> {
     wires: BTreeMap<LinkHost, crate::link::wire::Wire>,
     /// Seed of the wires.
     seed: u64,
+    /// Faults with a `for` (and perhaps an `every`): when each ends or comes back.
+    timers: Vec<FaultTimer>,
+}
+
+/// A fault that ends after its `for` and perhaps comes back every `every`.
+struct FaultTimer {
+    /// The step that put it in force (its action, `lasts` and `every`).
+    step: Step,
+    /// When it began this time (as scheduled), from the run's start.
+    began: Duration,
+    /// Its window in the evidence, while in force.
+    window: Option<usize>,
+    /// Ended, waiting for `every` to bring it back.
+    cleared: bool,
+}
+
+impl FaultTimer {
+    /// When it next ends or comes back.
+    fn due(&self) -> Duration {
+        if self.cleared {
+            self.began + self.step.every.unwrap_or(Duration::MAX / 4)
+        } else {
+            self.began + self.step.lasts.unwrap_or(Duration::MAX / 4)
+        }
+    }
 }
 
 fn host(h: LinkHost) -> Host {
@@ -157,6 +182,7 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         shaped: Vec::new(),
         wires: BTreeMap::new(),
         seed: opts.seed,
+        timers: Vec::new(),
     };
     run.describe_topology();
     match run.set_up().await {
@@ -414,6 +440,12 @@ impl Run<'_> {
 
     /// Reads the end state while everything still runs.
     async fn finish(&mut self) {
+        // Faults still in force end with the run.
+        let end = self.now();
+        for w in &mut self.ev.fault_windows {
+            w.until.get_or_insert(end);
+        }
+        self.timers.clear();
         for c in self.clients.values_mut() {
             if let Some(t) = c.chatter.take() {
                 t.abort();

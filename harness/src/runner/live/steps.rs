@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::join::closed;
-use super::{host, lock, Run};
+use super::{host, lock, FaultTimer, Run};
 use crate::faults;
 use crate::link::shaper::Way;
 use crate::link::spec::Impairment;
@@ -18,12 +18,136 @@ use crate::scenario::{
 
 impl Run<'_> {
     pub(super) async fn step(&mut self, step: &Step) -> anyhow::Result<()> {
-        if let Some(at) = step.at {
+        // `at` is "no earlier than"; faults that end or come back meanwhile do so on time.
+        self.sleep_serving(step.at.unwrap_or_default()).await?;
+        let (events, windows, began) = (
+            self.ev.events.len(),
+            self.ev.fault_windows.len(),
+            self.now(),
+        );
+        self.act(step).await?;
+        if let Some(lasts) = step.lasts {
+            let suffix = timing_words(lasts, step.every);
+            for e in &mut self.ev.events[events..] {
+                e.text += &suffix;
+            }
+            let window =
+                (self.ev.fault_windows.len() > windows).then(|| self.ev.fault_windows.len() - 1);
+            self.timers.push(FaultTimer {
+                step: step.clone(),
+                began,
+                window,
+                cleared: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sleeps until `until` (from the run's start), ending and bringing back timed faults
+    /// when they are due; returns at once when `until` has passed (after the due ones).
+    pub(super) async fn sleep_serving(&mut self, until: Duration) -> anyhow::Result<()> {
+        loop {
+            self.fire_due().await?;
             let now = self.now();
-            if at > now {
-                tokio::time::sleep(at - now).await;
+            if now >= until {
+                return Ok(());
+            }
+            let next = self
+                .timers
+                .iter()
+                .map(FaultTimer::due)
+                .min()
+                .map_or(until, |d| d.min(until));
+            tokio::time::sleep(next.saturating_sub(now)).await;
+        }
+    }
+
+    /// Ends the timed faults whose `for` has passed and brings back those whose `every`
+    /// has come.
+    async fn fire_due(&mut self) -> anyhow::Result<()> {
+        loop {
+            let now = self.now();
+            let Some(i) = self.timers.iter().position(|t| t.due() <= now) else {
+                return Ok(());
+            };
+            let mut t = self.timers.remove(i);
+            let (lasts, every) = (t.step.lasts.unwrap_or_default(), t.step.every);
+            if !t.cleared {
+                self.clear_fault(&t, lasts).await?;
+                t.cleared = true;
+                if every.is_some() {
+                    self.timers.push(t);
+                }
+            } else {
+                t.began += every.unwrap_or_default();
+                let (events, windows) = (self.ev.events.len(), self.ev.fault_windows.len());
+                self.apply_fault(&t.step).await?;
+                let suffix = timing_words(lasts, every);
+                for e in &mut self.ev.events[events..] {
+                    e.text += &suffix;
+                }
+                t.window = (self.ev.fault_windows.len() > windows)
+                    .then(|| self.ev.fault_windows.len() - 1);
+                t.cleared = false;
+                self.timers.push(t);
             }
         }
+    }
+
+    /// Undoes one timed fault (its `for` has passed) and closes its window.
+    async fn clear_fault(&mut self, t: &FaultTimer, lasts: Duration) -> anyhow::Result<()> {
+        match &t.step.action {
+            Action::Link { host: h, up: false } => self.topo.set_link(host(*h), true).await?,
+            Action::Drop { host: h, fraction } => {
+                faults::remove_drop_fraction(&self.topo, host(*h), *fraction).await?;
+                if let Some(i) = self.drops.iter().position(|d| d == &(*h, *fraction)) {
+                    self.drops.remove(i);
+                }
+            }
+            Action::Rate { host: h, .. } => {
+                let ns = self.topo.namespace(host(*h)).clone();
+                faults::clear_qdisc(&ns, "eth0").await?;
+                self.shaped.retain(|x| x != h);
+            }
+            Action::Impair {
+                host: h, direction, ..
+            } => {
+                if let Some(wire) = self.wires.get(h) {
+                    if direction.up() {
+                        wire.set(Way::Up, Impairment::default())?;
+                    }
+                    if direction.down() {
+                        wire.set(Way::Down, Impairment::default())?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        let now = self.now();
+        let what = match t.window.and_then(|i| self.ev.fault_windows.get_mut(i)) {
+            Some(w) => {
+                if w.until.is_none() {
+                    w.until = Some(now);
+                }
+                // `netem delay 5ms (sending)` on lb: the host before the way, as events say.
+                match w.what.rfind(" (") {
+                    Some(i) => format!("{} on {}{}", &w.what[..i], w.host, &w.what[i..]),
+                    None => format!("{} on {}", w.what, w.host),
+                }
+            }
+            None => "a fault".into(),
+        };
+        self.event_at(
+            now,
+            Some(&t.step),
+            format!("end of {what}, after {}", humantime::format_duration(lasts)),
+            Some(Mark::Fault),
+        );
+        Ok(())
+    }
+
+    /// Carries out one action.
+    async fn act(&mut self, step: &Step) -> anyhow::Result<()> {
         match &step.action {
             Action::Join(names) => {
                 for name in names {
@@ -117,93 +241,14 @@ impl Run<'_> {
                 }
             }
             Action::Server { server, action } => self.server_action(step, *server, *action).await?,
-            Action::Link { host: h, up } => {
-                self.topo.set_link(host(*h), *up).await?;
-                if *up {
-                    self.close_faults(*h, |w| w == "link down");
-                } else {
-                    self.open_fault(*h, "link down".into());
-                }
-                self.event(
-                    Some(step),
-                    format!("link of {h} {}", if *up { "up" } else { "down" }),
-                    Some(Mark::Fault),
-                );
-            }
-            Action::Drop { host: h, fraction } => {
-                faults::drop_fraction(&self.topo, host(*h), *fraction).await?;
-                self.drops.push((*h, *fraction));
-                self.open_fault(*h, format!("drop {:.1}%", fraction * 100.0));
-                self.event(
-                    Some(step),
-                    format!("dropping {:.1}% of packets on {h}", fraction * 100.0),
-                    Some(Mark::Fault),
-                );
-            }
-            Action::Rate { host: h, rate } => {
-                let kbit = rate_kbit(rate).map_err(anyhow::Error::msg)?;
-                faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit).await?;
-                self.shaped.push(*h);
-                self.open_fault(*h, format!("rate limit {rate}"));
-                self.event(
-                    Some(step),
-                    format!("rate limit {rate} on {h}"),
-                    Some(Mark::Fault),
-                );
-            }
-            Action::Netem {
-                host: h,
-                args,
-                direction,
-            } => {
-                let spec = crate::link::spec::parse_netem(args)
-                    .map_err(|e| anyhow::anyhow!("netem {args:?}: {e}"))?;
-                let up = if direction.up() {
-                    spec
-                } else {
-                    Impairment::default()
-                };
-                let down = if direction.down() {
-                    spec
-                } else {
-                    Impairment::default()
-                };
-                match self.wires.get(h) {
-                    Some(wire) => {
-                        if direction.up() {
-                            wire.set(Way::Up, up)?;
-                        }
-                        if direction.down() {
-                            wire.set(Way::Down, down)?;
-                        }
-                    }
-                    None => {
-                        let seed = link_seed(self.seed, *h);
-                        let wire = self.topo.interpose_wire(host(*h), up, down, seed).await?;
-                        self.wires.insert(*h, wire);
-                    }
-                }
-                let way = match direction {
-                    LinkDirection::Up => "sending",
-                    LinkDirection::Down => "receiving",
-                    LinkDirection::Both => "both ways",
-                };
-                // A new impairment of a way replaces the one in force there.
-                let replaced = |w: &str| {
-                    w.starts_with("netem ")
-                        && (*direction == LinkDirection::Both
-                            || w.ends_with(&format!("({way})"))
-                            || w.ends_with("(both ways)"))
-                };
-                self.close_faults(*h, replaced);
-                self.open_fault(*h, format!("netem {args} ({way})"));
-                self.event(
-                    Some(step),
-                    format!("netem {args} on {h} ({way})"),
-                    Some(Mark::Fault),
-                );
-            }
+            Action::Link { .. }
+            | Action::Drop { .. }
+            | Action::Rate { .. }
+            | Action::Impair { .. } => self.apply_fault(step).await?,
             Action::ClearFaults(h) => {
+                // Its timed faults end here and do not come back.
+                self.timers
+                    .retain(|t| t.step.action.link_host() != Some(*h));
                 let ns = self.topo.namespace(host(*h)).clone();
                 let mut keep = Vec::new();
                 for (dh, f) in std::mem::take(&mut self.drops) {
@@ -229,7 +274,8 @@ impl Run<'_> {
                 );
             }
             Action::Wait(d) => {
-                tokio::time::sleep(*d).await;
+                let until = self.now() + *d;
+                self.sleep_serving(until).await?;
                 self.event(
                     Some(step),
                     format!("waited {}", humantime::format_duration(*d)),
@@ -270,9 +316,105 @@ impl Run<'_> {
                             humantime::format_duration(*deadline)
                         );
                     }
-                    tokio::time::sleep(POLL).await;
+                    let until = self.now() + POLL;
+                    self.sleep_serving(until).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Puts a link fault in force (`link_down`/`link_up`, `drop`, `rate`, `netem`,
+    /// `impair`), with its fault window and event.
+    async fn apply_fault(&mut self, step: &Step) -> anyhow::Result<()> {
+        match &step.action {
+            Action::Link { host: h, up } => {
+                self.topo.set_link(host(*h), *up).await?;
+                if *up {
+                    self.close_faults(*h, |w| w == "link down");
+                } else {
+                    self.open_fault(*h, "link down".into());
+                }
+                self.event(
+                    Some(step),
+                    format!("link of {h} {}", if *up { "up" } else { "down" }),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::Drop { host: h, fraction } => {
+                faults::drop_fraction(&self.topo, host(*h), *fraction).await?;
+                self.drops.push((*h, *fraction));
+                self.open_fault(*h, format!("drop {:.1}%", fraction * 100.0));
+                self.event(
+                    Some(step),
+                    format!("dropping {:.1}% of packets on {h}", fraction * 100.0),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::Rate { host: h, rate } => {
+                let kbit = rate_kbit(rate).map_err(anyhow::Error::msg)?;
+                faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit).await?;
+                self.shaped.push(*h);
+                self.open_fault(*h, format!("rate limit {rate}"));
+                self.event(
+                    Some(step),
+                    format!("rate limit {rate} on {h}"),
+                    Some(Mark::Fault),
+                );
+            }
+            Action::Impair {
+                host: h,
+                direction,
+                impairment,
+                text,
+            } => {
+                let spec = *impairment;
+                let up = if direction.up() {
+                    spec
+                } else {
+                    Impairment::default()
+                };
+                let down = if direction.down() {
+                    spec
+                } else {
+                    Impairment::default()
+                };
+                match self.wires.get(h) {
+                    Some(wire) => {
+                        if direction.up() {
+                            wire.set(Way::Up, up)?;
+                        }
+                        if direction.down() {
+                            wire.set(Way::Down, down)?;
+                        }
+                    }
+                    None => {
+                        let seed = link_seed(self.seed, *h);
+                        let wire = self.topo.interpose_wire(host(*h), up, down, seed).await?;
+                        self.wires.insert(*h, wire);
+                    }
+                }
+                let way = match direction {
+                    LinkDirection::Up => "sending",
+                    LinkDirection::Down => "receiving",
+                    LinkDirection::Both => "both ways",
+                };
+                // A new impairment of a way replaces the one in force there.
+                let replaced = |w: &str| {
+                    (w.starts_with("netem ") || w.starts_with("impair "))
+                        && (*direction == LinkDirection::Both
+                            || w.ends_with(&format!("({way})"))
+                            || w.ends_with("(both ways)"))
+                };
+                self.close_faults(*h, replaced);
+                self.open_fault(*h, format!("{text} ({way})"));
+                self.event(
+                    Some(step),
+                    format!("{text} on {h} ({way})"),
+                    Some(Mark::Fault),
+                );
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -346,6 +488,15 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// `for 2s` or `for 2s, every 5s`, as events say it.
+fn timing_words(lasts: Duration, every: Option<Duration>) -> String {
+    let mut w = format!(" for {}", humantime::format_duration(lasts));
+    if let Some(e) = every {
+        w += &format!(", every {}", humantime::format_duration(e));
+    }
+    w
 }
 
 /// The seed of one host's wire: the run's seed mixed with the host, so links differ and

@@ -123,3 +123,4 @@ fn layout_and_offloads_are_shown_as_the_file_names_them() {
 }
 
 mod hostile;
+mod links;

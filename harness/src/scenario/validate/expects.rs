@@ -67,6 +67,18 @@ impl Validator<'_> {
                 Some("`heard = \"line\"` with `by`/`not_by`".into()),
             );
         }
+        for (modifier, mspan, owners) in r.owned_modifiers_given() {
+            if !owners.contains(&key.name()) {
+                self.err(
+                    mspan,
+                    format!(
+                        "`{modifier}` does not belong to a `{}` expectation",
+                        key.name()
+                    ),
+                    Some(format!("`{modifier}` only with {}", owners.join(" or "))),
+                );
+            }
+        }
         if r.tolerance.is_some() && !matches!(key, ExpectKey::IdleClosed(_)) {
             self.err(
                 span.clone(),
@@ -134,10 +146,25 @@ impl Validator<'_> {
                         Some("`by = [...]` and/or `not_by = [...]`".into()),
                     );
                 }
+                let within = match &r.within {
+                    Some(w) => {
+                        let d = self.positive(w, "within")?;
+                        if by.is_empty() {
+                            self.err(
+                                w.span(),
+                                "`within` bounds the delay of `by`, and this expectation has none",
+                                Some("`by = [...]`: who must receive the line in time".into()),
+                            );
+                        }
+                        Some(d)
+                    }
+                    None => None,
+                };
                 ExpectKind::Heard {
                     text: text.get_ref().clone(),
                     by,
                     not_by,
+                    within,
                 }
             }
             ExpectKey::Failover(s) => ExpectKind::Failover(self.server(s, topo)?),

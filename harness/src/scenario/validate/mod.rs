@@ -12,6 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod expects;
+mod faults;
 mod steps;
 
 use crate::scenario::error::{LineIndex, ScenarioError, ScenarioErrors};

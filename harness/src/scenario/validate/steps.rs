@@ -17,14 +17,23 @@ impl Validator<'_> {
         let r = written.get_ref();
         let span = written.span();
         let line = self.lines.line_of(span.start);
+        // `rate` is an action of its own and, beside `impair`, one of its keys.
+        let given = match (r.key(), &r.impair) {
+            (Err(keys), Some(impair)) if keys == ["rate", "impair"] => Ok(StepKey::Impair(impair)),
+            (given, _) => given,
+        };
         let key = self.exactly_one(
-            r.key(),
+            given,
             span.clone(),
             ("step", "this step has no action", "actions"),
             StepTable::KEYS,
         )?;
         let action_name = key.name();
-        for (modifier, mspan, owners) in r.owned_modifiers_given() {
+        let mut modifiers = r.owned_modifiers_given();
+        if let (StepKey::Impair(_), Some(rate)) = (key, &r.rate) {
+            modifiers.push(("rate", rate.span(), &["impair"]));
+        }
+        for (modifier, mspan, owners) in modifiers {
             if !owners.contains(&action_name) {
                 self.err(
                     mspan,
@@ -212,34 +221,37 @@ impl Validator<'_> {
                 }
             }
             StepKey::Netem(args) => {
-                if let Err(e) = crate::link::spec::parse_netem(args.get_ref()) {
-                    // The string's text starts after its opening quote.
-                    let span = args.span();
-                    let at = (span.start + 1 + e.offset).min(span.end.saturating_sub(1));
-                    self.err(
-                        at..(at + 1).min(span.end),
-                        format!("netem arguments {:?} are not understood", args.get_ref()),
-                        Some(e.expected),
-                    );
-                }
-                let direction = match r.direction.as_ref().map(|d| (d, d.get_ref().as_str())) {
-                    None => LinkDirection::Up,
-                    Some((_, "up")) => LinkDirection::Up,
-                    Some((_, "down")) => LinkDirection::Down,
-                    Some((_, "both")) => LinkDirection::Both,
-                    Some((d, other)) => {
+                let impairment = match crate::link::spec::parse_netem(args.get_ref()) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        // The string's text starts after its opening quote.
+                        let span = args.span();
+                        let at = (span.start + 1 + e.offset).min(span.end.saturating_sub(1));
                         self.err(
-                            d.span(),
-                            format!("unknown direction {other:?}"),
-                            Some("\"up\", \"down\" or \"both\"".into()),
+                            at..(at + 1).min(span.end),
+                            format!("netem arguments {:?} are not understood", args.get_ref()),
+                            Some(e.expected),
                         );
-                        LinkDirection::Up
+                        Default::default()
                     }
                 };
-                Action::Netem {
+                let direction = self.direction(r);
+                Action::Impair {
                     host: link_host(self)?,
-                    args: args.get_ref().clone(),
                     direction,
+                    impairment,
+                    text: format!("netem {}", args.get_ref()),
+                }
+            }
+            StepKey::Impair(h) => {
+                let host = self.host(h, topo);
+                let direction = self.direction(r);
+                let (impairment, text) = self.impairment(r, span.clone())?;
+                Action::Impair {
+                    host: host?,
+                    direction,
+                    impairment,
+                    text,
                 }
             }
             StepKey::ClearFaults(h) => Action::ClearFaults(self.host(h, topo)?),
@@ -292,11 +304,14 @@ impl Validator<'_> {
                 }
             }
         };
+        let (lasts, every) = self.fault_timing(r, &action, span)?;
         Some(Step {
             line,
             at,
             action,
             note: r.note.clone(),
+            lasts,
+            every,
         })
     }
 
