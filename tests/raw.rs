@@ -706,18 +706,24 @@ fn a_source_ip_that_is_not_this_hosts_is_a_usage_error() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refuses_without_the_rst_drop_rule_and_installs_and_removes_it_when_asked() {
-    if !root_or_skip("refuses_without_the_rst_drop_rule") {
-        return;
-    }
+/// One client, the lb and one server, without the RST-drop rule (the firewall tests check
+/// what the balancer itself installs).
+async fn one_server_without_rst_drop() -> Topology {
     let spec = TopologySpec {
         clients: 1,
         servers: 1,
         rst_drop: false,
         ..TopologySpec::default()
     };
-    let topo = Topology::build(&spec).await.expect("topology");
+    Topology::build(&spec).await.expect("topology")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_without_the_rst_drop_rule_and_installs_and_removes_it_when_asked() {
+    if !root_or_skip("refuses_without_the_rst_drop_rule") {
+        return;
+    }
+    let topo = one_server_without_rst_drop().await;
     let lb_ip = topo.addr(Host::Lb).to_string();
     let backend = format!("{}:{CHAT_PORT}", topo.addr(Host::Server(0)));
     let base = s(&["raw", "--source-ip", &lb_ip, "--backend", &backend]);
@@ -814,13 +820,7 @@ async fn rules_of_a_killed_balancer_are_removed_by_the_next_start() {
     if !root_or_skip("rules_of_a_killed_balancer_are_removed_by_the_next_start") {
         return;
     }
-    let spec = TopologySpec {
-        clients: 1,
-        servers: 1,
-        rst_drop: false,
-        ..TopologySpec::default()
-    };
-    let topo = Topology::build(&spec).await.expect("topology");
+    let topo = one_server_without_rst_drop().await;
     let server = start_chat_server(&topo, 0).await;
     let lb_ns = topo.namespace(Host::Lb).clone();
     let lb_ip = topo.addr(Host::Lb).to_string();
