@@ -25,9 +25,11 @@ pub struct RunArgs {
     /// Where reports go.
     #[arg(long, value_name = "DIR", default_value = "target/l4lb-report")]
     pub report_dir: PathBuf,
-    /// Only this balancer (default: each scenario's own list).
-    #[arg(long, value_enum)]
-    pub balancer: Option<BalancerArg>,
+    /// Only these balancers (comma-separated or repeated; default: each scenario's own
+    /// list). A peer (haproxy, nginx, nat) runs every scenario that does not list its
+    /// balancers; `own` runs those with an `[own_balancer]` table.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub balancer: Vec<BalancerArg>,
     /// Capture the balancer namespace's traffic to `capture.pcap` in each report.
     #[arg(long)]
     pub pcap: bool,
@@ -47,6 +49,14 @@ pub enum BalancerArg {
     Raw,
     /// The proxy balancer.
     Proxy,
+    /// HAProxy, `mode tcp`, active checks.
+    Haproxy,
+    /// nginx `stream`, passive checks only.
+    Nginx,
+    /// Kernel NAT (iptables DNAT round robin), no checks.
+    Nat,
+    /// The scenario's `[own_balancer]` program.
+    Own,
 }
 
 impl From<BalancerArg> for BalancerKind {
@@ -54,8 +64,30 @@ impl From<BalancerArg> for BalancerKind {
         match b {
             BalancerArg::Raw => BalancerKind::Raw,
             BalancerArg::Proxy => BalancerKind::Proxy,
+            BalancerArg::Haproxy => BalancerKind::Haproxy,
+            BalancerArg::Nginx => BalancerKind::Nginx,
+            BalancerArg::Nat => BalancerKind::Nat,
+            BalancerArg::Own => BalancerKind::Own,
         }
     }
+}
+
+/// The balancers `scenario` runs against when `asked` (empty: its own list).
+pub fn balancers_for(scenario: &Scenario, asked: &[BalancerKind]) -> Vec<BalancerKind> {
+    if asked.is_empty() {
+        return scenario.balancers.clone();
+    }
+    BalancerKind::EVERY
+        .into_iter()
+        .filter(|b| asked.contains(b))
+        .filter(|b| {
+            scenario.balancers.contains(b)
+                || match b {
+                    BalancerKind::Own => scenario.own_balancer.is_some(),
+                    b => !b.is_ours() && !scenario.balancers_listed,
+                }
+        })
+        .collect()
 }
 
 /// Loads every file; all errors are printed before anything runs.
@@ -99,13 +131,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let s = Arc::new(s);
-        for b in &s.balancers {
-            if args
-                .balancer
-                .is_none_or(|only| BalancerKind::from(only) == *b)
-            {
-                jobs.push((s.clone(), *b));
-            }
+        let asked: Vec<BalancerKind> = args.balancer.iter().map(|b| (*b).into()).collect();
+        for b in balancers_for(&s, &asked) {
+            jobs.push((s.clone(), b));
         }
     }
     if jobs.is_empty() {
