@@ -152,7 +152,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcomes = runtime.block_on(run_jobs(jobs, parallel, l4lb, &args))?;
     let index = report::write_index(&args.report_dir, &outcomes)?;
     println!("\n{}", report::summary::table(&outcomes));
-    println!("reports: {}", index.display());
+    println!(
+        "reports: {} (in a browser: {})",
+        index.display(),
+        index.with_extension("html").display()
+    );
     let failed = outcomes
         .iter()
         .filter(|o| o.status() == Status::Fail)
