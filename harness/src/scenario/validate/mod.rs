@@ -299,9 +299,9 @@ impl<'a> Validator<'a> {
         {
             self.err(
                 list.span(),
-                "only one of our balancers is listed, and `balancers_why` does not say why",
+                "one of our balancers (`raw`, `proxy`) is left out, and `balancers_why` does not say why",
                 Some(
-                    "`balancers_why = \"...\"` explaining why the other balancer is left out"
+                    "`balancers_why = \"...\"` explaining why it is left out"
                         .into(),
                 ),
             );
