@@ -230,3 +230,58 @@ async fn run_jobs(
     outcomes.sort_by_key(|(i, _)| *i);
     Ok(outcomes.into_iter().map(|(_, o)| o).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(balancers: &str, own: bool) -> Scenario {
+        let own = if own {
+            "[own_balancer]\ncommand = \"exec my-lb {port} {backends}\"\n"
+        } else {
+            ""
+        };
+        crate::scenario::parse_str(
+            std::path::Path::new("t.toml"),
+            &format!("name = \"t\"\npurpose = \"p\"\n{balancers}\n{own}[[step]]\njoin = [\"a\"]\n"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn peers_run_every_scenario_that_does_not_list_its_balancers() {
+        use BalancerKind::*;
+        let plain = scenario("", false);
+        assert_eq!(balancers_for(&plain, &[]), vec![Raw, Proxy]);
+        assert_eq!(balancers_for(&plain, &[Nat, Haproxy]), vec![Haproxy, Nat]);
+        assert_eq!(balancers_for(&plain, &[Proxy, Nginx]), vec![Proxy, Nginx]);
+        // No `[own_balancer]`: nothing to start.
+        assert!(balancers_for(&plain, &[Own]).is_empty());
+        let listed = scenario(
+            "balancers = [\"proxy\"]\nbalancers_why = \"least connections\"",
+            false,
+        );
+        assert!(balancers_for(&listed, &[Haproxy]).is_empty());
+        assert_eq!(balancers_for(&listed, &[Proxy]), vec![Proxy]);
+        let own = scenario("", true);
+        assert_eq!(balancers_for(&own, &[Own, Raw]), vec![Raw, Own]);
+    }
+
+    #[test]
+    fn an_unknown_balancer_is_refused_with_the_list() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let e = <Cli as clap::Parser>::try_parse_from(["l4lb", "x.toml", "--balancer", "envoy"])
+            .err()
+            .expect("envoy is refused");
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(text.contains("haproxy") && text.contains("own"), "{text}");
+        let ok = <Cli as clap::Parser>::try_parse_from(["l4lb", "x.toml", "--balancer", "nat,raw"])
+            .expect("a list");
+        assert_eq!(ok.run.balancer.len(), 2);
+    }
+}

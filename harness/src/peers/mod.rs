@@ -30,6 +30,9 @@ pub struct Traits {
     pub no_idle_close: Option<String>,
     /// Why it keeps sending clients to a dead server (None: it takes dead ones out).
     pub no_failover: Option<String>,
+    /// Why it keeps sending clients to a hung (stopped) server while it takes a crashed
+    /// one out (None: it takes both out, or neither: see `no_failover`).
+    pub no_hang_failover: Option<String>,
     /// Why it never ends an idle session, neither closing it nor forgetting it (None:
     /// it does one or the other).
     pub no_idle_timeout: Option<String>,
@@ -43,6 +46,10 @@ pub const NGINX_PASSIVE: &str = "open-source nginx has only passive checks (max_
      fail_timeout: a server is skipped after real client connections to it fail) and no \
      view of backend health to read";
 
+/// Why nginx keeps sending clients to a hung server.
+pub const NGINX_HANG: &str = "nginx's passive checks count failed connections only, and a \
+     hung server's kernel still accepts them";
+
 /// The traits of `kind` in `scenario`.
 pub fn traits(kind: BalancerKind, scenario: &Scenario) -> Traits {
     let algorithm = kind.algorithm(scenario);
@@ -52,6 +59,7 @@ pub fn traits(kind: BalancerKind, scenario: &Scenario) -> Traits {
         no_health_view: None,
         no_idle_close: None,
         no_failover: None,
+        no_hang_failover: None,
         no_idle_timeout: None,
     };
     match kind {
@@ -63,6 +71,7 @@ pub fn traits(kind: BalancerKind, scenario: &Scenario) -> Traits {
         BalancerKind::Nginx => {
             t.active_checks = false;
             t.no_health_view = Some(NGINX_PASSIVE.into());
+            t.no_hang_failover = Some(NGINX_HANG.into());
         }
         BalancerKind::Nat => {
             t.active_checks = false;
@@ -159,6 +168,7 @@ mod tests {
         let nginx = traits(BalancerKind::Nginx, &s);
         assert!(nginx.no_health_view.unwrap().contains("passive"));
         assert!(nginx.no_failover.is_none() && nginx.no_idle_close.is_none());
+        assert!(nginx.no_hang_failover.unwrap().contains("still accepts"));
         let h = traits(BalancerKind::Haproxy, &s);
         assert!(h.active_checks && h.no_health_view.is_none() && h.no_idle_close.is_none());
     }

@@ -144,7 +144,7 @@ fn run(s: &mut String, o: &RunOutcome) {
     if let Some(reason) = &ev.skipped {
         let _ = writeln!(s, "<p class=\"skip\"><b>Skipped:</b> {}</p>", esc(reason));
     }
-    let f = matrix::figures_text(&matrix::figures(&ev));
+    let f = matrix::figures_text(&matrix::figures(ev));
     if !f.is_empty() {
         let _ = writeln!(s, "<p class=\"figures\">{}</p>", esc(&f.join(" · ")));
     }

@@ -12,7 +12,8 @@ use crate::scenario::{BalancerKind, ServerAction};
 /// The key figures of one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Figures {
-    /// From the first kill or stop to the balancer reporting that server down.
+    /// From the last kill or stop to the balancer reporting that server down (as the
+    /// `failover` expectation times it).
     pub detection: Option<Duration>,
     /// From the last cont or restart to the balancer reporting that server up.
     pub recovery: Option<Duration>,
@@ -28,16 +29,15 @@ pub struct Figures {
 
 /// The key figures of a run.
 pub fn figures(ev: &Evidence) -> Figures {
-    let cause = |actions: &[ServerAction], last: bool| {
-        let mut it = ev.events.iter().filter_map(|e| match e.mark {
-            Some(Mark::Server(s, a)) if actions.contains(&a) => Some((s, e.at)),
-            _ => None,
-        });
-        if last {
-            it.last()
-        } else {
-            it.next()
-        }
+    // The last cause, as the `failover` and `recovery` expectations time it.
+    let cause = |actions: &[ServerAction]| {
+        ev.events
+            .iter()
+            .filter_map(|e| match e.mark {
+                Some(Mark::Server(s, a)) if actions.contains(&a) => Some((s, e.at)),
+                _ => None,
+            })
+            .next_back()
     };
     let reported = |(s, at): (usize, Duration), up: bool| {
         ev.health
@@ -46,9 +46,9 @@ pub fn figures(ev: &Evidence) -> Figures {
             .map(|h| h.at.saturating_sub(at))
     };
     let detection =
-        cause(&[ServerAction::Kill, ServerAction::Stop], false).and_then(|c| reported(c, false));
+        cause(&[ServerAction::Kill, ServerAction::Stop]).and_then(|c| reported(c, false));
     let recovery =
-        cause(&[ServerAction::Cont, ServerAction::Restart], true).and_then(|c| reported(c, true));
+        cause(&[ServerAction::Cont, ServerAction::Restart]).and_then(|c| reported(c, true));
     let refused = ev
         .joins
         .iter()

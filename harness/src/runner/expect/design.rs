@@ -7,7 +7,8 @@
 //!   NAT): an `open_sessions` count that fails.
 //! - No health checks at all (kernel NAT): after a server fault it keeps sending clients
 //!   to the dead server, so placement and refusal expectations that fail after one are
-//!   not applicable; those that hold are passed as for any balancer.
+//!   not applicable; those that hold are passed as for any balancer. The same after a
+//!   stop (a hang) for passive checks only (nginx): a hung server's kernel still accepts.
 
 use super::{Judgement, Status};
 use crate::runner::evidence::{Evidence, JoinOutcome, Mark};
@@ -32,10 +33,14 @@ pub(super) fn by_design(e: &Expectation, ev: &Evidence, judged: Judgement) -> Ju
         | ExpectKind::NotOn(_)
         | ExpectKind::Refused(_)
         | ExpectKind::NoRefused
-            if judged.status == Status::Fail && server_fault(ev) =>
+            if judged.status == Status::Fail =>
         {
+            let crash = server_fault(ev, &[ServerAction::Kill, ServerAction::Stop]);
+            let hang = server_fault(ev, &[ServerAction::Stop]);
             t.no_failover
                 .clone()
+                .filter(|_| crash)
+                .or(t.no_hang_failover.clone().filter(|_| hang))
                 .map(|r| (r, after_fault_text(ev, None)))
         }
         _ => None,
@@ -64,14 +69,11 @@ pub(super) fn by_design(e: &Expectation, ev: &Evidence, judged: Judgement) -> Ju
     }
 }
 
-/// Whether a server was killed or stopped during the run.
-fn server_fault(ev: &Evidence) -> bool {
-    ev.events.iter().any(|e| {
-        matches!(
-            e.mark,
-            Some(Mark::Server(_, ServerAction::Kill | ServerAction::Stop))
-        )
-    })
+/// Whether a server was killed or stopped (one of `actions`) during the run.
+fn server_fault(ev: &Evidence, actions: &[ServerAction]) -> bool {
+    ev.events
+        .iter()
+        .any(|e| matches!(e.mark, Some(Mark::Server(_, a)) if actions.contains(&a)))
 }
 
 /// What became of the joins after the first kill or stop (of `server`, or any): the

@@ -87,7 +87,7 @@ fn judgement(
 
 /// Checks every expectation that applies to the evidence's balancer (named for it, or
 /// for its algorithm, or for any), turning what it cannot do by design into "not
-/// applicable" ([`design`]), then the
+/// applicable" (see `expect/design.rs`), then the
 /// harness's own: the timeline ran to its end, and everything was cleaned up.
 pub fn evaluate(expectations: &[Expectation], ev: &Evidence) -> Vec<Judgement> {
     if let Some(reason) = &ev.skipped {
