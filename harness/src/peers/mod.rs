@@ -26,7 +26,8 @@ pub struct Traits {
     pub active_checks: bool,
     /// Whether the harness can read its view of backend health; None: why not.
     pub no_health_view: Option<String>,
-    /// Whether it closes a session after the idle timeout; None: it does; Some: why not.
+    /// Whether it closes a session on time after the idle timeout; None: it does; Some:
+    /// why not.
     pub no_idle_close: Option<String>,
     /// Why it keeps sending clients to a dead server (None: it takes dead ones out).
     pub no_failover: Option<String>,
@@ -64,8 +65,11 @@ pub fn traits(kind: BalancerKind, scenario: &Scenario) -> Traits {
     };
     match kind {
         BalancerKind::Raw => {
-            t.no_idle_close =
-                Some("the raw balancer frees an idle flow's NAT row and closes neither end".into())
+            t.no_idle_close = Some(
+                "the raw balancer frees idle rows on a sweep once a second (resetting both \
+                 ends), so its close comes up to 1 s after the idle timeout and is not timed"
+                    .into(),
+            )
         }
         BalancerKind::Proxy | BalancerKind::Haproxy => {}
         BalancerKind::Nginx => {
