@@ -82,6 +82,7 @@ pub fn render(outcomes: &[RunOutcome]) -> String {
                     let st = o.status();
                     let mut parts = matrix::figures_text(&matrix::figures(&o.evidence));
                     let counts = matrix::verdict_counts(o);
+                    let has_na = counts.contains("N/A");
                     if !counts.is_empty() {
                         parts.push(counts);
                     }
@@ -90,8 +91,14 @@ pub fn render(outcomes: &[RunOutcome]) -> String {
                     }
                     let _ = write!(
                         s,
-                        "<td class=\"{}\"><a href=\"#{}\"><b>{}</b></a><br><span class=\"figures\">{}</span></td>",
+                        "<td class=\"{}{}\"><a href=\"#{}\"><b>{}</b></a><br><span class=\"figures\">{}</span></td>",
                         status_class(st),
+                        // A pass with N/A verdicts is shaded as N/A, so it stands out.
+                        if st == Status::Pass && has_na {
+                            " na"
+                        } else {
+                            ""
+                        },
                         esc(&anchor(o)),
                         st.label(),
                         esc(&parts.join(", "))
