@@ -104,18 +104,32 @@ pub fn traits(kind: BalancerKind, scenario: &Scenario) -> Traits {
 /// what to install).
 pub fn installed(kind: BalancerKind) -> Result<(), String> {
     use crate::bench::paths::{which, NGINX_STREAM_MODULE};
+    installed_with(
+        kind,
+        |p| which(p).is_some(),
+        || std::path::Path::new(NGINX_STREAM_MODULE).exists(),
+    )
+}
+
+/// [`installed`] with the look-ups given: `program` finds a program, `stream_module`
+/// says whether nginx's stream module is there.
+pub fn installed_with(
+    kind: BalancerKind,
+    program: impl Fn(&str) -> bool,
+    stream_module: impl Fn() -> bool,
+) -> Result<(), String> {
     let missing = |what: &str, package: &str| {
         Err(format!(
             "not installed: {what} (apt-get install {package}, or `make bench-deps`)"
         ))
     };
     match kind {
-        BalancerKind::Haproxy if which("haproxy").is_none() => missing("haproxy", "haproxy"),
-        BalancerKind::Nginx if which("nginx").is_none() => missing("nginx", "nginx"),
-        BalancerKind::Nginx if !std::path::Path::new(NGINX_STREAM_MODULE).exists() => {
+        BalancerKind::Haproxy if !program("haproxy") => missing("haproxy", "haproxy"),
+        BalancerKind::Nginx if !program("nginx") => missing("nginx", "nginx"),
+        BalancerKind::Nginx if !stream_module() => {
             missing("the nginx stream module", "libnginx-mod-stream")
         }
-        BalancerKind::Nat if which("iptables").is_none() => missing("iptables", "iptables"),
+        BalancerKind::Nat if !program("iptables") => missing("iptables", "iptables"),
         _ => Ok(()),
     }
 }
@@ -175,5 +189,26 @@ mod tests {
         assert!(nginx.no_hang_failover.unwrap().contains("still accepts"));
         let h = traits(BalancerKind::Haproxy, &s);
         assert!(h.active_checks && h.no_health_view.is_none() && h.no_idle_close.is_none());
+    }
+
+    #[test]
+    fn a_missing_peer_is_not_installed_with_what_to_install() {
+        let none = |_: &str| false;
+        let e = installed_with(BalancerKind::Haproxy, none, || true).unwrap_err();
+        assert!(
+            e.starts_with("not installed: haproxy") && e.contains("make bench-deps"),
+            "{e}"
+        );
+        let e = installed_with(BalancerKind::Nginx, |_| true, || false).unwrap_err();
+        assert!(e.contains("libnginx-mod-stream"), "{e}");
+        assert!(installed_with(BalancerKind::Nat, none, || true).is_err());
+        // Ours and a user's own program need nothing more.
+        for b in [BalancerKind::Raw, BalancerKind::Proxy, BalancerKind::Own] {
+            assert_eq!(installed_with(b, none, || false), Ok(()));
+        }
+        assert_eq!(
+            installed_with(BalancerKind::Nginx, |_| true, || true),
+            Ok(())
+        );
     }
 }
