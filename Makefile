@@ -4,7 +4,7 @@ CARGO ?= cargo
 export INSTA_UPDATE ?= no
 export CI ?= true
 
-.PHONY: deps bench-deps build run test unit bench clean lint fuzz
+.PHONY: deps bench-deps test-deps build run test unit bench clean lint fuzz
 
 ## deps: install what a bare Debian machine lacks (iproute2, iptables, ethtool)
 deps:
@@ -29,6 +29,12 @@ bench-deps: deps
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+## test-deps: what the peer tests add: headless Chromium renders index.html (tests/peers.rs)
+test-deps: bench-deps
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing: chromium"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 build:
 	$(CARGO) build --release --workspace
 
@@ -36,8 +42,8 @@ build:
 run: deps build
 	./target/release/l4lb run scenarios/ --report-dir target/l4lb-report
 
-## test: unit tests, namespace tests and the scenario suite (root)
-test: deps bench-deps
+## test: unit tests, namespace tests, the scenario suite and the peers (root)
+test: deps test-deps
 	$(CARGO) test --workspace --no-fail-fast
 
 ## unit: only tests that need no root

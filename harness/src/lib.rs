@@ -13,6 +13,7 @@
 //! - [`link`]: link impairments (delay, jitter, loss, queues) emulated in user space.
 //! - [`faults`]: link down/up, packet loss on the bridge, rate limits (tc).
 //! - [`scenario`]: the scenario file model, its parser and validation.
+//! - [`peers`]: HAProxy, nginx, kernel NAT and a user's own balancer for scenarios.
 //! - [`runner`]: runs one scenario against one balancer and collects evidence.
 //! - [`report`]: Markdown, JSON and SVG reports of a run.
 //! - [`mod@bench`]: `l4lb bench`, balancers against direct, kernel NAT, HAProxy, nginx.
@@ -26,6 +27,7 @@ pub mod faults;
 pub mod firewall;
 pub mod link;
 pub mod netns;
+pub mod peers;
 pub mod privilege;
 pub mod process;
 pub mod report;

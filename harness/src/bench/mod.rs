@@ -6,14 +6,15 @@
 //! - [`servers`]: the backends, served by tokio tasks on sockets made in server namespaces.
 //! - [`load`]: the load generator (tokio, in the client's namespace), bounded in time and count.
 //! - [`paths`]: the paths (direct, nat, haproxy-rr, haproxy-lc, nginx, raw, proxy), tools.
-//! - [`configs`]: kernel NAT rules, HAProxy and nginx configurations (pure).
+//! - [`configs`]: kernel NAT rules, HAProxy and nginx configurations (pure, shared with
+//!   the scenarios' peers: [`crate::peers::config`]).
 //! - [`launch`]: starting, probing and stopping one path in the balancer's namespace.
 //! - [`cpu`]: CPU placement (balancer on one core, load and backends on the other).
 //! - [`mod@run`]: the run itself: topology, tuning, interleaved rounds, teardown.
 //! - [`stats`], [`results`], [`report`], [`svg`]: medians and spreads, samples, the
 //!   Markdown/JSON report with ratios and goals, the bar chart.
 
-pub mod configs;
+pub use crate::peers::config as configs;
 pub mod cpu;
 pub mod launch;
 pub mod load;

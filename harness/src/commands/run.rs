@@ -25,9 +25,11 @@ pub struct RunArgs {
     /// Where reports go.
     #[arg(long, value_name = "DIR", default_value = "target/l4lb-report")]
     pub report_dir: PathBuf,
-    /// Only this balancer (default: each scenario's own list).
-    #[arg(long, value_enum)]
-    pub balancer: Option<BalancerArg>,
+    /// Only these balancers (comma-separated or repeated; default: each scenario's own
+    /// list). A peer (haproxy, nginx, nat) runs every scenario that does not list its
+    /// balancers; `own` runs those with an `[own_balancer]` table.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub balancer: Vec<BalancerArg>,
     /// Capture the balancer namespace's traffic to `capture.pcap` in each report.
     #[arg(long)]
     pub pcap: bool,
@@ -47,6 +49,14 @@ pub enum BalancerArg {
     Raw,
     /// The proxy balancer.
     Proxy,
+    /// HAProxy, `mode tcp`, active checks.
+    Haproxy,
+    /// nginx `stream`, passive checks only.
+    Nginx,
+    /// Kernel NAT (iptables DNAT round robin), no checks.
+    Nat,
+    /// The scenario's `[own_balancer]` program.
+    Own,
 }
 
 impl From<BalancerArg> for BalancerKind {
@@ -54,8 +64,30 @@ impl From<BalancerArg> for BalancerKind {
         match b {
             BalancerArg::Raw => BalancerKind::Raw,
             BalancerArg::Proxy => BalancerKind::Proxy,
+            BalancerArg::Haproxy => BalancerKind::Haproxy,
+            BalancerArg::Nginx => BalancerKind::Nginx,
+            BalancerArg::Nat => BalancerKind::Nat,
+            BalancerArg::Own => BalancerKind::Own,
         }
     }
+}
+
+/// The balancers `scenario` runs against when `asked` (empty: its own list).
+pub fn balancers_for(scenario: &Scenario, asked: &[BalancerKind]) -> Vec<BalancerKind> {
+    if asked.is_empty() {
+        return scenario.balancers.clone();
+    }
+    BalancerKind::EVERY
+        .into_iter()
+        .filter(|b| asked.contains(b))
+        .filter(|b| {
+            scenario.balancers.contains(b)
+                || match b {
+                    BalancerKind::Own => scenario.own_balancer.is_some(),
+                    b => !b.is_ours() && !scenario.balancers_listed,
+                }
+        })
+        .collect()
 }
 
 /// Loads every file; all errors are printed before anything runs.
@@ -99,13 +131,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let s = Arc::new(s);
-        for b in &s.balancers {
-            if args
-                .balancer
-                .is_none_or(|only| BalancerKind::from(only) == *b)
-            {
-                jobs.push((s.clone(), *b));
-            }
+        let asked: Vec<BalancerKind> = args.balancer.iter().map(|b| (*b).into()).collect();
+        for b in balancers_for(&s, &asked) {
+            jobs.push((s.clone(), b));
         }
     }
     if jobs.is_empty() {
@@ -124,7 +152,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcomes = runtime.block_on(run_jobs(jobs, parallel, l4lb, &args))?;
     let index = report::write_index(&args.report_dir, &outcomes)?;
     println!("\n{}", report::summary::table(&outcomes));
-    println!("reports: {}", index.display());
+    println!(
+        "reports: {} (in a browser: {})",
+        index.display(),
+        index.with_extension("html").display()
+    );
     let failed = outcomes
         .iter()
         .filter(|o| o.status() == Status::Fail)
@@ -197,4 +229,59 @@ async fn run_jobs(
     total.finish_and_clear();
     outcomes.sort_by_key(|(i, _)| *i);
     Ok(outcomes.into_iter().map(|(_, o)| o).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(balancers: &str, own: bool) -> Scenario {
+        let own = if own {
+            "[own_balancer]\ncommand = \"exec my-lb {port} {backends}\"\n"
+        } else {
+            ""
+        };
+        crate::scenario::parse_str(
+            std::path::Path::new("t.toml"),
+            &format!("name = \"t\"\npurpose = \"p\"\n{balancers}\n{own}[[step]]\njoin = [\"a\"]\n"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn peers_run_every_scenario_that_does_not_list_its_balancers() {
+        use BalancerKind::*;
+        let plain = scenario("", false);
+        assert_eq!(balancers_for(&plain, &[]), vec![Raw, Proxy]);
+        assert_eq!(balancers_for(&plain, &[Nat, Haproxy]), vec![Haproxy, Nat]);
+        assert_eq!(balancers_for(&plain, &[Proxy, Nginx]), vec![Proxy, Nginx]);
+        // No `[own_balancer]`: nothing to start.
+        assert!(balancers_for(&plain, &[Own]).is_empty());
+        let listed = scenario(
+            "balancers = [\"proxy\"]\nbalancers_why = \"least connections\"",
+            false,
+        );
+        assert!(balancers_for(&listed, &[Haproxy]).is_empty());
+        assert_eq!(balancers_for(&listed, &[Proxy]), vec![Proxy]);
+        let own = scenario("", true);
+        assert_eq!(balancers_for(&own, &[Own, Raw]), vec![Raw, Own]);
+    }
+
+    #[test]
+    fn an_unknown_balancer_is_refused_with_the_list() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let e = <Cli as clap::Parser>::try_parse_from(["l4lb", "x.toml", "--balancer", "envoy"])
+            .err()
+            .expect("envoy is refused");
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(text.contains("haproxy") && text.contains("own"), "{text}");
+        let ok = <Cli as clap::Parser>::try_parse_from(["l4lb", "x.toml", "--balancer", "nat,raw"])
+            .expect("a list");
+        assert_eq!(ok.run.balancer.len(), 2);
+    }
 }

@@ -5,8 +5,12 @@
 //! - [`svg`]: sessions per server over time, with kill/revive and health marks.
 //! - [`snapshot`]: the deterministic part (placements, verdicts, event order).
 //! - [`summary`]: the index over all runs and the terminal table.
+//! - [`matrix`]: scenario x balancer, key figures side by side, where they differ.
+//! - [`html`]: `index.html`, one self-contained page of every run for a browser.
 
+pub mod html;
 pub mod markdown;
+pub mod matrix;
 pub mod snapshot;
 pub mod summary;
 pub mod svg;
@@ -58,13 +62,16 @@ fn with_lines_shown(outcome: &RunOutcome) -> RunOutcome {
     o
 }
 
-/// Writes `index.md` over every run.
+/// Writes `index.md` and `index.html` over every run; returns the path of `index.md`.
 pub fn write_index(root: &Path, outcomes: &[RunOutcome]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(root)
         .with_context(|| format!("cannot create the report directory {}", root.display()))?;
     let path = root.join("index.md");
     std::fs::write(&path, summary::index(outcomes))
         .with_context(|| format!("cannot write {}", path.display()))?;
+    let page = root.join("index.html");
+    std::fs::write(&page, html::render(outcomes))
+        .with_context(|| format!("cannot write {}", page.display()))?;
     Ok(path)
 }
 

@@ -1,9 +1,9 @@
-//! The index over all runs (Markdown) and the final table printed by `l4lb run`.
+//! The index over all runs (Markdown: the matrix of [`super::matrix`], then every run)
+//! and the final table printed by `l4lb run`.
 
 use std::fmt::Write;
 
 use crate::runner::{RunOutcome, Status};
-use crate::scenario::BalancerKind;
 
 /// `index.md`: one row a scenario x balancer, linking to its report.
 pub fn index(outcomes: &[RunOutcome]) -> String {
@@ -24,34 +24,17 @@ pub fn index(outcomes: &[RunOutcome]) -> String {
     );
     let _ = writeln!(
         s,
-        "## Side by side\n\nThe same steps against each balancer.\n"
+        "## Side by side\n\nThe same steps against each balancer: verdict, then detection \
+         time (kill or stop to the balancer's down report), recovery time (cont or restart to \
+         its up report), refused joins and idle close time, where the run has them.\n"
     );
-    let _ = writeln!(s, "| scenario | raw | proxy |\n|---|---|---|");
-    let mut stems: Vec<&str> = Vec::new();
-    for o in outcomes {
-        if !stems.contains(&o.evidence.file_stem.as_str()) {
-            stems.push(&o.evidence.file_stem);
+    s += &super::matrix::markdown(outcomes);
+    let diffs = super::matrix::differences(outcomes);
+    if !diffs.is_empty() {
+        let _ = writeln!(s, "\n### Where they differ\n");
+        for d in diffs {
+            let _ = writeln!(s, "- {d}");
         }
-    }
-    for stem in stems {
-        let cell = |b: BalancerKind| {
-            outcomes
-                .iter()
-                .find(|o| o.evidence.file_stem == stem && o.evidence.balancer == b)
-                .map_or("not run".to_string(), |o| {
-                    format!(
-                        "**{}** {}",
-                        o.status().label(),
-                        o.key_figures().replace('|', "\\|")
-                    )
-                })
-        };
-        let _ = writeln!(
-            s,
-            "| {stem} | {} | {} |",
-            cell(BalancerKind::Raw),
-            cell(BalancerKind::Proxy)
-        );
     }
     let _ = writeln!(s, "\n## Every run\n");
     let _ = writeln!(

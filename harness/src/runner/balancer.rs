@@ -18,7 +18,8 @@ fn dur(d: std::time::Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
 
-/// Arguments after the binary: `raw ...` or `proxy ...`.
+/// Arguments after the binary: `raw ...` or `proxy ...` (`kind` is one of ours; the
+/// peers are started by [`crate::peers`]).
 pub fn args(
     kind: BalancerKind,
     settings: &BalancerSettings,
@@ -32,7 +33,7 @@ pub fn args(
             a.extend([flag(flags::SOURCE_IP), source_ip.to_string()]);
             a.extend([flag(flags::PORT), settings.port.to_string()]);
         }
-        BalancerKind::Proxy => {
+        _ => {
             a.extend([
                 flag(flags::LISTEN),
                 SocketAddrV4::new(lb_addr, settings.port).to_string(),

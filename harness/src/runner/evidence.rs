@@ -166,6 +166,8 @@ pub struct Evidence {
     pub file_stem: String,
     /// Balancer.
     pub balancer: BalancerKind,
+    /// What it can do by design (algorithm, checks, health view, idle closes).
+    pub traits: crate::peers::Traits,
     /// Health settings used.
     pub settings: BalancerSettings,
     /// Number of servers.
@@ -213,6 +215,7 @@ impl Evidence {
             scenario: scenario.name.clone(),
             file_stem: scenario.file_stem(),
             balancer,
+            traits: crate::peers::traits(balancer, scenario),
             settings: scenario.health.clone(),
             servers: scenario.topology.servers,
             topology: Vec::new(),

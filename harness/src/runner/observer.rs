@@ -3,14 +3,15 @@
 //! balancer's stats (health of each backend, sessions held).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::evidence::{HealthMark, Sample};
-use super::probe::{self, Stats};
+use super::probe::Stats;
 use crate::netns::Namespace;
+use crate::peers::view::HealthView;
 
 /// How often the threads look.
 pub const POLL: Duration = Duration::from_millis(25);
@@ -67,12 +68,13 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Starts one thread a server namespace and one in the balancer's.
+    /// Starts one thread a server namespace and one in the balancer's, which reads
+    /// `view` (with no view, the sessions it reports are the servers' sockets).
     pub fn start(
         start: Instant,
         servers: Vec<(Namespace, u16)>,
         lb: Namespace,
-        admin: SocketAddr,
+        view: HealthView,
         backends: Vec<SocketAddrV4>,
     ) -> Observer {
         let n = servers.len();
@@ -115,12 +117,20 @@ impl Observer {
                 .run_async(move || {
                     let mut last_sample = None::<Instant>;
                     while !stop2.load(Ordering::Relaxed) {
-                        let result = probe::fetch_metrics(admin, Duration::from_millis(300));
+                        let result = view
+                            .exists()
+                            .then(|| view.read(&backends, Duration::from_millis(300)));
                         let now = Instant::now();
                         let mut s = seen2.lock().unwrap_or_else(|p| p.into_inner());
                         match result {
-                            Ok(text) => {
-                                let stats = probe::parse_metrics(&text);
+                            None => {
+                                let sessions = s.conns.iter().map(|m| m.len() as u32).sum();
+                                s.stats = Some(Stats {
+                                    sessions: Some(sessions),
+                                    ..Stats::default()
+                                });
+                            }
+                            Some(Ok((text, stats))) => {
                                 for (i, b) in backends.iter().enumerate() {
                                     let Some(&up) = stats.up.get(&b.to_string()) else {
                                         continue;
@@ -139,7 +149,7 @@ impl Observer {
                                 s.stats_text = Some(text);
                                 s.stats_error = None;
                             }
-                            Err(e) => s.stats_error = Some(e.to_string()),
+                            Some(Err(e)) => s.stats_error = Some(e.to_string()),
                         }
                         if last_sample.is_none_or(|t| now - t >= SAMPLE_EVERY) {
                             let per_server = s.conns.iter().map(|m| m.len()).collect();

@@ -43,7 +43,7 @@ impl RunOutcome {
             .collect();
         let mut parts = vec![format!("placed {}", counts.join("/"))];
         for v in &self.verdicts {
-            if !v.detail.is_empty() {
+            if !v.detail.is_empty() && v.status != Status::NotApplicable {
                 parts.push(
                     v.detail
                         .split(" (bound")

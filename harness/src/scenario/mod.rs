@@ -3,10 +3,12 @@
 //! - [`written`]: the file as written (serde, unknown keys rejected, values spanned).
 //! - [`validate`]: [`written`] -> [`Scenario`], every problem located by file, line and column.
 //! - [`model`]: the validated scenario the runner executes.
+//! - [`balancers`]: which balancers a scenario runs against, and a user's own.
 //! - [`error`]: [`ScenarioError`] and its rustc-like display.
 //!
 //! [`load`] reads and validates one file; [`discover`] expands directories.
 
+pub mod balancers;
 pub mod error;
 pub mod model;
 pub mod validate;
@@ -14,6 +16,7 @@ pub mod written;
 
 use std::path::{Path, PathBuf};
 
+pub use balancers::*;
 pub use error::{ScenarioError, ScenarioErrors};
 pub use model::*;
 pub use validate::parse_str;

@@ -50,34 +50,7 @@ impl LinkDirection {
     }
 }
 
-/// Which balancer a run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BalancerKind {
-    /// `l4lb raw`: full NAT on a raw socket, round robin.
-    Raw,
-    /// `l4lb proxy`: a proxy, least connections.
-    Proxy,
-}
-
-impl BalancerKind {
-    /// Both, in report order.
-    pub const ALL: [BalancerKind; 2] = [BalancerKind::Raw, BalancerKind::Proxy];
-
-    /// `raw` or `proxy`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BalancerKind::Raw => "raw",
-            BalancerKind::Proxy => "proxy",
-        }
-    }
-}
-
-impl std::fmt::Display for BalancerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use super::balancers::{Algorithm, BalancerKind, OwnBalancer, OwnHealth};
 
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,8 +63,14 @@ pub struct Scenario {
     pub purpose: String,
     /// Balancers it runs against.
     pub balancers: Vec<BalancerKind>,
+    /// Whether the file lists its balancers (if not, any peer may run it too).
+    pub balancers_listed: bool,
     /// Why not both (when only one).
     pub balancers_why: Option<String>,
+    /// The algorithm HAProxy and nginx balance by (`[balancer] algorithm`; None: round robin).
+    pub algorithm: Option<Algorithm>,
+    /// The user's own balancer (`[own_balancer]`), when the file describes one.
+    pub own_balancer: Option<OwnBalancer>,
     /// Outside the fast suite.
     pub slow: bool,
     /// The network.
@@ -489,6 +468,8 @@ pub struct Expectation {
     pub line: usize,
     /// Only for this balancer (None: both).
     pub only: Option<BalancerKind>,
+    /// Only for balancers that use this algorithm (None: any).
+    pub algorithm: Option<Algorithm>,
     /// Why it should hold (for the report).
     pub why: Option<String>,
     /// What.

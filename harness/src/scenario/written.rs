@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::BalancerKind;
+use super::model::{Algorithm, BalancerKind};
 
 /// Spanned string.
 pub type SStr = Spanned<String>;
@@ -39,6 +39,8 @@ pub struct ScenarioTable {
     pub balancer: Option<Spanned<BalancerTable>>,
     /// Programs replacing the default chat server/client.
     pub programs: Option<Spanned<ProgramsTable>>,
+    /// The user's own balancer (`own` in `balancers`).
+    pub own_balancer: Option<Spanned<OwnBalancerTable>>,
     /// The timeline, in order.
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<StepTable>>,
@@ -91,8 +93,33 @@ pub struct BalancerTable {
     pub health_send: Option<SStr>,
     /// Prefix the server's reply to `health_send` must start with.
     pub health_expect: Option<SStr>,
+    /// The algorithm of HAProxy and nginx (ours have a fixed one).
+    pub algorithm: Option<Spanned<Algorithm>>,
 }
 
+/// `[own_balancer]`: a user's own balancer program.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnBalancerTable {
+    /// Name shown in reports.
+    pub name: Option<SStr>,
+    /// The command (placeholders `{port}`, `{backends}`, ...).
+    pub command: Spanned<CommandValue>,
+    /// The algorithm it balances by.
+    pub algorithm: Option<Spanned<Algorithm>>,
+    /// Its health view: `none` (default), `prometheus` or `haproxy`.
+    pub health: Option<SStr>,
+    /// `prometheus`: the endpoint, `http://127.0.0.1:PORT/PATH` in the balancer's namespace.
+    pub metrics_url: Option<SStr>,
+    /// `prometheus`: the metric that is 1 for a backend in use and 0 for one taken out.
+    pub up_metric: Option<SStr>,
+    /// `prometheus`: the label naming the backend as `ip:port` (default `backend`).
+    pub backend_label: Option<SStr>,
+    /// `prometheus`: a metric of live sessions per backend.
+    pub sessions_metric: Option<SStr>,
+    /// `haproxy`: the stats socket's path (`{dir}` allowed).
+    pub stats_socket: Option<SStr>,
+}
 /// A command: a string (run by `sh -c`) or a list of arguments.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -320,6 +347,8 @@ one_of_table! {
     pub struct ExpectTable, key ExpectKey {
         /// Only for this balancer.
         balancer: Spanned<BalancerKind>,
+        /// Only for balancers that use this algorithm.
+        algorithm: Spanned<Algorithm>,
         /// Why this expectation holds (free text for the report).
         why: String,
         /// Exact placement: server -> clients.

@@ -16,6 +16,7 @@ use super::evidence::Evidence;
 use crate::scenario::{ExpectKind, Expectation};
 
 mod chat;
+mod design;
 mod health;
 mod placement;
 mod sessions;
@@ -32,15 +33,19 @@ pub enum Status {
     Fail,
     /// It could not be checked here (reason in the summary).
     Skipped,
+    /// The balancer cannot meet it by design (reason in the summary; not a failure).
+    #[serde(rename = "not_applicable")]
+    NotApplicable,
 }
 
 impl Status {
-    /// PASS, FAIL or SKIP.
+    /// PASS, FAIL, SKIP or N/A.
     pub fn label(self) -> &'static str {
         match self {
             Status::Pass => "PASS",
             Status::Fail => "FAIL",
             Status::Skipped => "SKIP",
+            Status::NotApplicable => "N/A",
         }
     }
 }
@@ -80,7 +85,9 @@ fn judgement(
     }
 }
 
-/// Checks every expectation that applies to the evidence's balancer, then the
+/// Checks every expectation that applies to the evidence's balancer (named for it, or
+/// for its algorithm, or for any), turning what it cannot do by design into "not
+/// applicable" (see `expect/design.rs`), then the
 /// harness's own: the timeline ran to its end, and everything was cleaned up.
 pub fn evaluate(expectations: &[Expectation], ev: &Evidence) -> Vec<Judgement> {
     if let Some(reason) = &ev.skipped {
@@ -95,7 +102,8 @@ pub fn evaluate(expectations: &[Expectation], ev: &Evidence) -> Vec<Judgement> {
     let mut out: Vec<Judgement> = expectations
         .iter()
         .filter(|e| e.only.is_none_or(|b| b == ev.balancer))
-        .map(|e| check(e, ev))
+        .filter(|e| e.algorithm.is_none_or(|a| a == ev.traits.algorithm))
+        .map(|e| design::by_design(e, ev, check(e, ev)))
         .collect();
     out.push(judgement(
         None,

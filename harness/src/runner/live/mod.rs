@@ -7,13 +7,14 @@
 //! nothing is left. Any failure is recorded as evidence and the run goes on to teardown.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+mod blind;
 mod join;
 mod steps;
 
@@ -21,7 +22,7 @@ use join::closed;
 
 use super::evidence::*;
 use super::observer::{Observer, POLL};
-use super::{balancer, probe};
+use crate::peers::view::HealthView;
 use crate::process::NsProcess;
 use crate::scenario::{server_name, BalancerKind, LinkHost, Scenario, Step};
 use crate::topology::{Host, Layout, Topology, TopologySpec};
@@ -75,6 +76,10 @@ struct Run<'a> {
     servers: Vec<Option<NsProcess>>,
     backends: Vec<SocketAddrV4>,
     balancer: Option<NsProcess>,
+    /// Where the balancer's health view is read (none for kernel NAT and nginx).
+    view: HealthView,
+    /// The balancer's own directory (configuration, stats socket, logs).
+    balancer_dir: PathBuf,
     capture: Option<NsProcess>,
     clients: BTreeMap<String, Client>,
     /// Every line the clients said; the chatter tasks write it too.
@@ -138,6 +143,11 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
     let start = Instant::now();
     let mut ev = Evidence::new(scenario, kind);
     ev.seed = opts.seed;
+    if let Err(reason) = crate::peers::installed(kind) {
+        ev.skipped = Some(reason);
+        ev.duration = start.elapsed();
+        return ev;
+    }
     let spec = TopologySpec {
         clients: scenario.topology.clients,
         servers: scenario.topology.servers,
@@ -164,6 +174,7 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
             )
         })
         .collect();
+    let balancer_dir = std::env::temp_dir().join(format!("{}balancer", topo.prefix()));
     let mut run = Run {
         scenario,
         kind,
@@ -174,6 +185,8 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         servers: (0..spec.servers).map(|_| None).collect(),
         backends,
         balancer: None,
+        view: HealthView::None,
+        balancer_dir,
         capture: None,
         clients: BTreeMap::new(),
         says: Arc::new(Mutex::new(Vec::new())),
@@ -259,9 +272,14 @@ impl Run<'_> {
                 t.offloads
             ),
             format!(
-                "balancer `{}` on {lb}:{} (namespace lb){}",
+                "balancer `{}`{} on {lb}:{} (namespace lb), {}{}",
                 self.kind,
+                match (&self.scenario.own_balancer, self.kind) {
+                    (Some(own), BalancerKind::Own) => format!(" ({})", own.name),
+                    _ => String::new(),
+                },
                 self.scenario.health.port,
+                self.ev.traits.algorithm,
                 if self.kind == BalancerKind::Raw {
                     ", RST-drop rule installed"
                 } else {
@@ -356,42 +374,22 @@ impl Run<'_> {
             Layout::Lan => lb,
             Layout::Routed => self.topo.lb_backend_addr(),
         };
-        let args = balancer::args(self.kind, &self.scenario.health, lb, source, &self.backends);
-        let mut p = NsProcess::spawn(&lb_ns, &self.opts.l4lb, &args).await?;
-        let admin = SocketAddr::V4(balancer::ADMIN_ADDR);
-        let backends = self.backends.clone();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let b = backends.clone();
-            let ready = lb_ns
-                .run_async(move || {
-                    probe::fetch_metrics(admin, Duration::from_millis(300))
-                        .map(|t| {
-                            let s = probe::parse_metrics(&t);
-                            b.iter().all(|b| s.up.get(&b.to_string()) == Some(&true))
-                        })
-                        .map_err(|e| e.to_string())
-                })
-                .await?;
-            if ready == Ok(true) {
-                break;
-            }
-            if let Some(status) = p.try_exit_code() {
-                anyhow::bail!("the balancer exited at start ({status}): {}", tail(&p));
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "the balancer did not report every backend up within {START_TIMEOUT:?} ({}): {}",
-                    match ready {
-                        Ok(_) => "stats readable, not all up".to_string(),
-                        Err(e) => format!("stats at {admin}: {e}"),
-                    },
-                    tail(&p)
-                );
-            }
-            tokio::time::sleep(POLL * 2).await;
-        }
-        self.balancer = Some(p);
+        let env = crate::peers::launch::LaunchEnv {
+            scenario: self.scenario,
+            kind: self.kind,
+            l4lb: &self.opts.l4lb,
+            lb: &lb_ns,
+            lb_addr: lb,
+            source,
+            backends: &self.backends,
+            dir: self.balancer_dir.clone(),
+        };
+        let started = crate::peers::launch::start(&env, START_TIMEOUT).await?;
+        self.ev
+            .topology
+            .push(format!("started as: {}", started.how));
+        self.view = started.view;
+        self.balancer = started.process;
         let servers = (0..self.servers.len())
             .map(|i| {
                 (
@@ -404,7 +402,7 @@ impl Run<'_> {
             self.start,
             servers,
             lb_ns,
-            admin,
+            self.view.clone(),
             self.backends.clone(),
         ));
         self.event(
@@ -421,17 +419,17 @@ impl Run<'_> {
             .context("the observer is not running")
     }
 
-    /// A fresh reading of the balancer's stats (three tries, one second each).
-    async fn fresh_stats(&self) -> anyhow::Result<String> {
+    /// A fresh reading of the balancer's health view (three tries, one second each).
+    async fn fresh_stats(&self) -> anyhow::Result<(String, crate::runner::probe::Stats)> {
         let lb = self.topo.namespace(Host::Lb).clone();
-        let admin = SocketAddr::V4(balancer::ADMIN_ADDR);
         let mut last = String::new();
         for _ in 0..3 {
+            let (view, backends) = (self.view.clone(), self.backends.clone());
             match lb
-                .run_async(move || probe::fetch_metrics(admin, Duration::from_secs(1)))
+                .run_async(move || view.read(&backends, Duration::from_secs(1)))
                 .await?
             {
-                Ok(text) => return Ok(text),
+                Ok(read) => return Ok(read),
                 Err(e) => last = e.to_string(),
             }
         }
@@ -453,17 +451,29 @@ impl Run<'_> {
         }
         // A last fresh reading of the balancer's sessions.
         tokio::time::sleep(POLL * 3).await;
-        match self.fresh_stats().await {
-            Ok(text) => {
-                self.ev.open_sessions_end = probe::parse_metrics(&text).sessions;
-                self.ev.stats_end = Some(text);
+        if let Some(reason) = self.ev.traits.no_health_view.clone() {
+            // No view: the sessions are the clients' sockets the servers hold.
+            self.ev.open_sessions_end = self
+                .observer
+                .as_ref()
+                .map(|o| o.lock().conns.iter().map(|m| m.len() as u32).sum());
+            self.ev.stats_end = Some(format!(
+                "# no health view: {reason}; sessions counted from the servers' sockets\n"
+            ));
+        } else {
+            match self.fresh_stats().await {
+                Ok((text, stats)) => {
+                    self.ev.open_sessions_end = stats.sessions;
+                    self.ev.stats_end = Some(text);
+                }
+                Err(e) => self.ev.stats_end = Some(format!("# the stats could not be read: {e}\n")),
             }
-            Err(e) => self.ev.stats_end = Some(format!("# the stats could not be read: {e}\n")),
         }
-        self.ev.balancer_alive_end = self
-            .balancer
-            .as_mut()
-            .is_some_and(|b| b.try_exit_code().is_none());
+        self.ev.balancer_alive_end = match self.balancer.as_mut() {
+            Some(b) => b.try_exit_code().is_none(),
+            // Kernel NAT: rules, no process; alive while its namespace is.
+            None => self.kind == BalancerKind::Nat,
+        };
         let start = self.start;
         for (name, c) in &self.clients {
             let mut p = c.proc.lock().await;
@@ -555,6 +565,14 @@ impl Run<'_> {
                     .cleanup
                     .errors
                     .push(format!("stopping a wire: {e:#}"));
+            }
+        }
+        if self.balancer_dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.balancer_dir) {
+                self.ev
+                    .cleanup
+                    .errors
+                    .push(format!("removing {}: {e}", self.balancer_dir.display()));
             }
         }
         if let Err(e) = self.topo.teardown().await {

@@ -191,6 +191,7 @@ impl Validator<'_> {
         Some(Expectation {
             line,
             only,
+            algorithm: r.algorithm.as_ref().map(|a| *a.get_ref()),
             why: r.why.clone(),
             kind,
         })

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 mod expects;
 mod faults;
+mod own;
 mod steps;
 
 use crate::scenario::error::{LineIndex, ScenarioError, ScenarioErrors};
@@ -208,6 +209,18 @@ impl<'a> Validator<'a> {
             );
         }
         let balancers = self.balancers(&written);
+        let own_listed = written.balancers.as_ref().and_then(|l| {
+            l.get_ref()
+                .iter()
+                .find(|b| *b.get_ref() == BalancerKind::Own)
+                .map(|b| b.span())
+        });
+        let own_balancer = self.own_balancer(written.own_balancer.as_ref(), own_listed);
+        let algorithm = written
+            .balancer
+            .as_ref()
+            .and_then(|b| b.get_ref().algorithm.as_ref())
+            .map(|a| *a.get_ref());
         let topology = self.topology(written.topology.as_ref());
         let health = self.health(written.balancer.as_ref());
         let programs = self.programs(written.programs.as_ref());
@@ -242,6 +255,9 @@ impl<'a> Validator<'a> {
                 .collect::<Vec<_>>()
                 .join(" "),
             balancers,
+            balancers_listed: written.balancers.is_some(),
+            algorithm,
+            own_balancer,
             balancers_why: written.balancers_why.as_ref().map(|s| s.get_ref().clone()),
             slow: written.slow.unwrap_or(false),
             topology,
@@ -254,7 +270,7 @@ impl<'a> Validator<'a> {
 
     fn balancers(&mut self, written: &ScenarioTable) -> Vec<BalancerKind> {
         let Some(list) = &written.balancers else {
-            return BalancerKind::ALL.to_vec();
+            return BalancerKind::OURS.to_vec();
         };
         let mut out = Vec::new();
         for b in list.get_ref() {
@@ -272,14 +288,20 @@ impl<'a> Validator<'a> {
             self.err(
                 list.span(),
                 "no balancer to run against",
-                Some("`raw`, `proxy` or both (leave `balancers` out for both)".into()),
+                Some(
+                    "`raw`, `proxy` or both (leave `balancers` out for both), `haproxy`, `nginx`, \
+                     `nat`, `own`"
+                        .into(),
+                ),
             );
-        } else if out.len() < BalancerKind::ALL.len() && written.balancers_why.is_none() {
+        } else if BalancerKind::OURS.iter().any(|b| !out.contains(b))
+            && written.balancers_why.is_none()
+        {
             self.err(
                 list.span(),
-                "only one balancer is listed, and `balancers_why` does not say why",
+                "one of our balancers (`raw`, `proxy`) is left out, and `balancers_why` does not say why",
                 Some(
-                    "`balancers_why = \"...\"` explaining why the other balancer is left out"
+                    "`balancers_why = \"...\"` explaining why it is left out"
                         .into(),
                 ),
             );
