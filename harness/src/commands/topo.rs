@@ -93,6 +93,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             OffloadsArg::Off => Offloads::Off,
         },
         rst_drop: !args.no_rst_drop,
+        home: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     rt.block_on(async {
