@@ -450,6 +450,9 @@ fn carrier_setup(timeout: Option<Duration>) -> HostSetup {
         iptables: vec![
             argv("-t nat -A POSTROUTING -o eth0 -j MASQUERADE"),
             argv("-A FORWARD -m conntrack --ctstate INVALID -j DROP"),
+            // Unsolicited packets from the internet vanish, as at a real carrier: no
+            // reset tells the far end that a mapping is gone.
+            argv("-A INPUT -i eth0 -m conntrack ! --ctstate ESTABLISHED,RELATED -j DROP"),
         ],
     }
 }
