@@ -27,15 +27,8 @@ pub const MAX_PACKETS: usize = 100_000;
 /// Longest one [`send`] may take.
 pub const MAX_DURATION: Duration = Duration::from_secs(10);
 
-/// TCP flag bits (not every test uses every bit).
-#[allow(dead_code)]
-pub mod flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-}
+/// TCP flag bits: the balancer's own constants (plain TCP numbers, nothing to test).
+pub use l4lb_balancers::raw::wire::packet::flags;
 
 /// One TCP segment to build.
 #[derive(Debug, Clone, PartialEq, Eq)]

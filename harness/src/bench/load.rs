@@ -4,6 +4,7 @@
 //! for draining) and in count ([`LoadSpec::max_ops`]), and checks what it gets back:
 //! the bulk sink's byte count against the bytes sent, every response's length and body.
 
+use std::future::Future;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 
 use super::proto;
 
@@ -163,56 +165,27 @@ pub async fn run(
     let start = Instant::now();
     let deadline = start + spec.duration;
     let hard_deadline = deadline + spec.grace;
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
     let mut latency_task = None;
     match workload {
-        Workload::Bulk { streams } => {
-            for _ in 0..streams.max(1) {
-                tasks.spawn(bulk_stream(
-                    target,
-                    deadline,
-                    spec,
-                    tally.clone(),
-                    stop.clone(),
-                ));
-            }
-        }
-        Workload::Connect { concurrency } => {
-            for _ in 0..concurrency.max(1) {
-                tasks.spawn(connect_loop(
-                    target,
-                    deadline,
-                    spec,
-                    tally.clone(),
-                    stop.clone(),
-                ));
-            }
-        }
-        Workload::Keep { concurrency } => {
-            for _ in 0..concurrency.max(1) {
-                tasks.spawn(keep_loop(
-                    target,
-                    deadline,
-                    spec,
-                    tally.clone(),
-                    stop.clone(),
-                    None,
-                ));
-            }
-        }
+        Workload::Bulk { streams } => spawn_copies(&mut tasks, streams, || {
+            bulk_stream(target, deadline, spec, tally.clone(), stop.clone())
+        }),
+        Workload::Connect { concurrency } => spawn_copies(&mut tasks, concurrency, || {
+            connect_loop(target, deadline, spec, tally.clone(), stop.clone())
+        }),
+        Workload::Keep { concurrency } => spawn_copies(&mut tasks, concurrency, || {
+            keep_loop(target, deadline, spec, tally.clone(), stop.clone(), None)
+        }),
         Workload::Latency => {
             let hist = Arc::new(std::sync::Mutex::new(
                 Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
             ));
             latency_task = Some(hist.clone());
-            tasks.spawn(keep_loop(
-                target,
-                deadline,
-                spec,
-                tally.clone(),
-                stop.clone(),
-                Some(hist),
-            ));
+            spawn_copies(&mut tasks, 1, || {
+                let latency = Some(hist.clone());
+                keep_loop(target, deadline, spec, tally.clone(), stop.clone(), latency)
+            });
         }
     }
     let all_done = async { while tasks.join_next().await.is_some() {} };
@@ -257,6 +230,16 @@ pub async fn run(
             .map(|c| c.load(Ordering::Relaxed))
             .collect(),
         latency_ns,
+    }
+}
+
+/// Spawns `copies` (at least one) of the task `task` makes.
+fn spawn_copies<F>(tasks: &mut JoinSet<()>, copies: usize, task: impl Fn() -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    for _ in 0..copies.max(1) {
+        tasks.spawn(task());
     }
 }
 

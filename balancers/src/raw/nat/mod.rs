@@ -35,8 +35,6 @@ pub mod reset_bucket;
 pub mod table;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_hostile;
 pub mod track;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

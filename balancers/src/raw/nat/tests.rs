@@ -1,4 +1,7 @@
-//! Refusals: a SYN that cannot be served gets one RST+ACK back, nothing else does.
+//! The NAT core's tests. Here, refusals: a SYN that cannot be served gets one RST+ACK
+//! back, nothing else does; hostile and stale traffic in [`hostile`].
+
+mod hostile;
 
 use std::time::Duration;
 

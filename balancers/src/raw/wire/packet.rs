@@ -6,12 +6,27 @@
 //! ports in place and fixes both checksums incrementally (RFC 1624, eqn. 3), so IP and TCP
 //! options and the payload are carried through untouched. Field reads go through pnet's
 //! views once the bounds are checked here.
+//!
+//! The views and [`parse`] are here; the checksums (`checksum.rs`), the rewrite
+//! (`rewrite.rs`) and the resets the balancer builds (`reset.rs`) are in private modules
+//! whose items this module re-exports.
 
 use std::net::Ipv4Addr;
 
 use pnet::packet::ip::IpNextHeaderProtocols;
 use pnet::packet::ipv4::Ipv4Packet;
 use pnet::packet::tcp::TcpPacket;
+
+mod checksum;
+mod reset;
+mod rewrite;
+
+pub use checksum::{
+    checksums_valid, complete_tcp_checksum, fill_checksums, full_ip_checksum, full_tcp_checksum,
+    partial_checksum, tcp_checksum_ok, ChecksumState,
+};
+pub use reset::{build_closed_port_reply, build_refusal, build_rst};
+pub use rewrite::{rewrite, ChecksumFix, Rewrite};
 
 /// Minimum IPv4 header length in bytes (IHL 5).
 pub const IPV4_MIN_HEADER: usize = 20;
@@ -302,314 +317,10 @@ pub fn window_scale(buf: &[u8], seg: &TcpView) -> Option<u8> {
     None
 }
 
-/// Whether the TCP checksum of a datagram `parse` accepted as `seg` may be trusted: a
-/// partial one (the receiving side says so, or, `Unknown`, the field holds exactly the
-/// pseudo-header part) cannot be verified and is trusted, as the kernel trusts a local
-/// sender's offload; a full one must verify.
-pub fn tcp_checksum_ok(buf: &[u8], seg: &TcpView, state: ChecksumState) -> bool {
-    let tcp_len = seg.total_len - seg.ip_header_len;
-    let received = read_u16(buf, seg.ip_header_len + tcp_off::CHECKSUM);
-    match state {
-        ChecksumState::Partial => true,
-        ChecksumState::Unknown if received == partial_checksum(seg.src, seg.dst, tcp_len) => true,
-        _ => {
-            full_tcp_checksum(seg.src, seg.dst, &buf[seg.ip_header_len..seg.total_len]) == received
-        }
-    }
-}
-
-/// New addresses and ports for a datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rewrite {
-    /// New source address.
-    pub src: Ipv4Addr,
-    /// New source port.
-    pub sport: u16,
-    /// New destination address.
-    pub dst: Ipv4Addr,
-    /// New destination port.
-    pub dport: u16,
-}
-
-/// How [`rewrite`] fixed the TCP checksum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumFix {
-    /// Incrementally (RFC 1624): the received checksum was a final one.
-    Incremental,
-    /// In full: the received checksum was only the pseudo-header part that a sender with
-    /// checksum offload leaves for the NIC (CHECKSUM_PARTIAL on a veth).
-    Full,
-    /// Left partial, its pseudo-header part moved to the new addresses: the device
-    /// that sends it completes it ([`ChecksumState::Partial`]).
-    KeptPartial,
-}
-
-/// What the receiving side knows of a datagram's TCP checksum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChecksumState {
-    /// Nothing: a field equal to the pseudo-header sum is taken as partial and the
-    /// checksum is computed in full (raw sockets, which do not say).
-    #[default]
-    Unknown,
-    /// Final (the kernel said so): updated incrementally.
-    Final,
-    /// Only the pseudo-header part (the kernel said so, e.g. `VIRTIO_NET_HDR_F_NEEDS_CSUM`):
-    /// kept partial, for a device that completes it on the way out.
-    Partial,
-}
-
-/// The value a CHECKSUM_PARTIAL segment carries in its checksum field: the folded,
-/// uncomplemented pseudo-header sum.
-pub fn partial_checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u16 {
-    let sum = sum_bytes(&src.octets()) + sum_bytes(&dst.octets()) + 6 + tcp_len as u32;
-    fold(sum)
-}
-
-/// Rewrites addresses and ports of a datagram `parse` accepted as `seg`, fixing the IP
-/// header checksum and the TCP checksum. Bytes beyond `seg.total_len`, options and
-/// payload are left untouched.
-///
-/// `state` is what the receiving side knows of the TCP checksum: a final one is updated
-/// incrementally (RFC 1624), a partial one stays partial (only the addresses of its
-/// pseudo-header part change: ports are not in it). An unknown one whose field holds
-/// exactly the pseudo-header part (what a sender with checksum offload leaves for the
-/// NIC, which a veth passes on unfinished) is computed in full; a complete checksum that
-/// happens to equal it is also correct after a full computation, so the test can only
-/// err towards correctness.
-pub fn rewrite(buf: &mut [u8], seg: &TcpView, to: &Rewrite, state: ChecksumState) -> ChecksumFix {
-    let tcp_len = seg.total_len - seg.ip_header_len;
-    let received = read_u16(buf, seg.ip_header_len + tcp_off::CHECKSUM);
-    let partial = match state {
-        ChecksumState::Unknown => received == partial_checksum(seg.src, seg.dst, tcp_len),
-        ChecksumState::Final | ChecksumState::Partial => false,
-    };
-    let ihl = seg.ip_header_len;
-    let old_src = seg.src.octets();
-    let old_dst = seg.dst.octets();
-    let new_src = to.src.octets();
-    let new_dst = to.dst.octets();
-
-    // IPv4 header: addresses only.
-    let mut ip_sum = Incremental::new(read_u16(buf, ip_off::CHECKSUM));
-    ip_sum.replace4(old_src, new_src);
-    ip_sum.replace4(old_dst, new_dst);
-    buf[ip_off::SRC..ip_off::SRC + 4].copy_from_slice(&new_src);
-    buf[ip_off::DST..ip_off::DST + 4].copy_from_slice(&new_dst);
-    write_u16(buf, ip_off::CHECKSUM, ip_sum.finish());
-
-    // TCP: the pseudo header's addresses and the two ports.
-    let tcp = ihl;
-    let mut tcp_sum = Incremental::new(read_u16(buf, tcp + tcp_off::CHECKSUM));
-    tcp_sum.replace4(old_src, new_src);
-    tcp_sum.replace4(old_dst, new_dst);
-    tcp_sum.replace(seg.sport, to.sport);
-    tcp_sum.replace(seg.dport, to.dport);
-    write_u16(buf, tcp + tcp_off::SRC_PORT, to.sport);
-    write_u16(buf, tcp + tcp_off::DST_PORT, to.dport);
-    if state == ChecksumState::Partial {
-        // The field is the uncomplemented pseudo-header sum: move it to the new addresses.
-        let mut pseudo = Incremental::new(!received);
-        pseudo.replace4(old_src, new_src);
-        pseudo.replace4(old_dst, new_dst);
-        write_u16(buf, tcp + tcp_off::CHECKSUM, !pseudo.finish());
-        return ChecksumFix::KeptPartial;
-    }
-    if partial {
-        let full = full_tcp_checksum(to.src, to.dst, &buf[tcp..seg.total_len]);
-        write_u16(buf, tcp + tcp_off::CHECKSUM, full);
-        ChecksumFix::Full
-    } else {
-        write_u16(buf, tcp + tcp_off::CHECKSUM, tcp_sum.finish());
-        ChecksumFix::Incremental
-    }
-}
-
-/// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, accumulated over several 16-bit words.
-struct Incremental {
-    sum: u32,
-}
-
-impl Incremental {
-    fn new(check: u16) -> Self {
-        Self {
-            sum: u32::from(!check),
-        }
-    }
-
-    fn replace(&mut self, old: u16, new: u16) {
-        self.sum += u32::from(!old) + u32::from(new);
-    }
-
-    fn replace4(&mut self, old: [u8; 4], new: [u8; 4]) {
-        self.replace(
-            u16::from_be_bytes([old[0], old[1]]),
-            u16::from_be_bytes([new[0], new[1]]),
-        );
-        self.replace(
-            u16::from_be_bytes([old[2], old[3]]),
-            u16::from_be_bytes([new[2], new[3]]),
-        );
-    }
-
-    fn finish(self) -> u16 {
-        !fold(self.sum)
-    }
-}
-
-/// Folds a 32-bit one's-complement accumulator to 16 bits.
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
 fn read_u16(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])
 }
 
 fn write_u16(buf: &mut [u8], at: usize, value: u16) {
     buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
-}
-
-/// One's-complement sum of `bytes` (odd length padded with a zero byte), unfolded.
-fn sum_bytes(bytes: &[u8]) -> u32 {
-    let mut chunks = bytes.chunks_exact(2);
-    let mut sum: u32 = 0;
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        // Fold early so very long inputs cannot overflow.
-        if sum > 0xffff_0000 {
-            sum = u32::from(fold(sum));
-        }
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-/// Full IPv4 header checksum of `header` (its checksum field counted as zero).
-pub fn full_ip_checksum(header: &[u8]) -> u16 {
-    let sum = sum_bytes(header) + 0xffff - u32::from(read_u16(header, ip_off::CHECKSUM));
-    !fold(sum)
-}
-
-/// Full TCP checksum over the pseudo header and `segment` (its checksum field counted as
-/// zero).
-pub fn full_tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
-    let mut sum = sum_bytes(&src.octets()) + sum_bytes(&dst.octets());
-    sum += 6 + segment.len() as u32;
-    sum += u32::from(fold(sum_bytes(segment)));
-    sum += 0xffff - u32::from(read_u16(segment, tcp_off::CHECKSUM));
-    !fold(sum)
-}
-
-/// Recomputes both checksums of a datagram `parse` accepted as `seg` from scratch.
-/// Used for user-space segmentation and by tests as the reference.
-pub fn fill_checksums(buf: &mut [u8], seg: &TcpView) {
-    let ihl = seg.ip_header_len;
-    let ip = full_ip_checksum(&buf[..ihl]);
-    write_u16(buf, ip_off::CHECKSUM, ip);
-    let tcp = full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len]);
-    write_u16(buf, ihl + tcp_off::CHECKSUM, tcp);
-}
-
-/// Completes the TCP checksum of a datagram whose field holds only the pseudo-header
-/// part, for sending it through a path that does not complete it. False if `buf` is not
-/// a valid datagram (left untouched).
-pub fn complete_tcp_checksum(buf: &mut [u8]) -> bool {
-    let Ok(seg) = parse(buf) else {
-        return false;
-    };
-    let ihl = seg.ip_header_len;
-    let full = full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len]);
-    write_u16(buf, ihl + tcp_off::CHECKSUM, full);
-    true
-}
-
-/// Whether both checksums of `buf` verify (tests and diagnostics).
-pub fn checksums_valid(buf: &[u8]) -> bool {
-    let Ok(seg) = parse(buf) else {
-        return false;
-    };
-    let ihl = seg.ip_header_len;
-    full_ip_checksum(&buf[..ihl]) == read_u16(buf, ip_off::CHECKSUM)
-        && full_tcp_checksum(seg.src, seg.dst, &buf[ihl..seg.total_len])
-            == read_u16(buf, ihl + tcp_off::CHECKSUM)
-}
-
-/// A TCP header with no options and no payload, both checksums set: IP ID 0, DF, TTL 64,
-/// window 0, as the kernel sends its own resets.
-fn build_bare(
-    src: Ipv4Addr,
-    sport: u16,
-    dst: Ipv4Addr,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    tcp_flags: u8,
-) -> Vec<u8> {
-    let mut p = vec![0u8; IPV4_MIN_HEADER + TCP_MIN_HEADER];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&40u16.to_be_bytes());
-    p[6] = 0x40; // DF
-    p[8] = 64;
-    p[9] = 6;
-    p[ip_off::SRC..ip_off::SRC + 4].copy_from_slice(&src.octets());
-    p[ip_off::DST..ip_off::DST + 4].copy_from_slice(&dst.octets());
-    let t = IPV4_MIN_HEADER;
-    write_u16(&mut p, t + tcp_off::SRC_PORT, sport);
-    write_u16(&mut p, t + tcp_off::DST_PORT, dport);
-    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
-    p[t + 8..t + 12].copy_from_slice(&ack.to_be_bytes());
-    p[t + 12] = 5 << 4;
-    p[t + 13] = tcp_flags;
-    if let Ok(seg) = parse(&p) {
-        fill_checksums(&mut p, &seg);
-    }
-    p
-}
-
-/// A bare RST `src:sport -> dst:dport` with sequence number `seq`, both checksums set.
-pub fn build_rst(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32) -> Vec<u8> {
-    build_bare(src, sport, dst, dport, seq, 0, flags::RST)
-}
-
-/// The answer to a connection-opening SYN that cannot be served: a RST+ACK from the
-/// address and port the SYN was sent to back to its sender, as the kernel answers a SYN
-/// to a closed port (RFC 9293 3.10.7.1): sequence 0, acknowledgment = the SYN's sequence
-/// plus the sequence space it used (1 for the SYN, 1 for a FIN, plus its payload),
-/// window 0, IP ID 0 with DF, both checksums computed in full.
-///
-/// `syn` is what [`parse`] returned for the received datagram. Returns None for anything
-/// but a SYN without ACK and without RST, so a reset is never answered (no RST loops) and
-/// at most one refusal is built per SYN.
-pub fn build_refusal(syn: &TcpView) -> Option<Vec<u8>> {
-    if !syn.is_initial_syn() {
-        return None;
-    }
-    build_closed_port_reply(syn)
-}
-
-/// What a host answers a segment to a closed port with (RFC 9293 3.10.7.1): with ACK
-/// set, a RST with sequence = the segment's acknowledgment; without, a RST+ACK with
-/// sequence 0 and acknowledgment = the segment's sequence plus the space it used. From
-/// the address and port the segment was sent to; None for a RST (never a RST to a RST).
-pub fn build_closed_port_reply(seg: &TcpView) -> Option<Vec<u8>> {
-    if seg.has(flags::RST) {
-        return None;
-    }
-    let (seq, ack, bits) = if seg.has(flags::ACK) {
-        (seg.ack, 0, flags::RST)
-    } else {
-        (
-            0,
-            seg.seq.wrapping_add(seg.seq_len()),
-            flags::RST | flags::ACK,
-        )
-    };
-    Some(build_bare(
-        seg.dst, seg.dport, seg.src, seg.sport, seq, ack, bits,
-    ))
 }

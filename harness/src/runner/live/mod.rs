@@ -56,12 +56,11 @@ pub struct RunOptions {
 /// The seed a run uses unless told otherwise (`l4lb run --seed N`).
 pub const DEFAULT_SEED: u64 = 1;
 
-/// A value the run and its chatter tasks both write (a client's last activity, the lines said).
-type SharedWithChatter<T> = Arc<Mutex<T>>;
-
 struct Client {
     proc: Arc<tokio::sync::Mutex<NsProcess>>,
-    last_activity: SharedWithChatter<Duration>,
+    /// When the client last sent a line (at first, when it settled); its chatter task
+    /// writes it too.
+    last_activity: Arc<Mutex<Duration>>,
     chatter: Option<tokio::task::JoinHandle<()>>,
     quit: bool,
 }
@@ -78,7 +77,8 @@ struct Run<'a> {
     balancer: Option<NsProcess>,
     capture: Option<NsProcess>,
     clients: BTreeMap<String, Client>,
-    says: SharedWithChatter<Vec<SayRecord>>,
+    /// Every line the clients said; the chatter tasks write it too.
+    says: Arc<Mutex<Vec<SayRecord>>>,
     observer: Option<Observer>,
     drops: Vec<(LinkHost, f64)>,
     /// Hosts with a qdisc fault (rate limit).

@@ -1,0 +1,128 @@
+//! Traffic through the bridge and the routed layout, and a link cut and restored.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::time::Duration;
+
+use l4lb_harness::privilege::root_or_skip;
+use l4lb_harness::topology::{Host, Layout, Offloads, Topology, TopologySpec};
+
+use crate::tcp_round_trip;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_works_from_client_to_every_server_through_the_bridge() {
+    if !root_or_skip("tcp_works_from_client_to_every_server_through_the_bridge") {
+        return;
+    }
+    let topo = Topology::build(&TopologySpec::default()).await.unwrap();
+    for i in 0..3 {
+        let peer = tcp_round_trip(
+            topo.namespace(Host::Client(0)),
+            topo.namespace(Host::Server(i)),
+            topo.addr(Host::Server(i)),
+            7000 + i as u16,
+        );
+        assert_eq!(*peer.ip(), topo.addr(Host::Client(0)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_forwards_frames_without_netfilter_hooks() {
+    if !root_or_skip("the_switch_forwards_frames_without_netfilter_hooks") {
+        return;
+    }
+    let switch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    assert!(
+        std::path::Path::new(switch).exists(),
+        "{switch} is missing: br_netfilter is not loaded (modprobe br_netfilter; the loss \
+         scenarios need it too)"
+    );
+    let host_before = std::fs::read_to_string(switch).unwrap();
+    let topo = Topology::build(&TopologySpec::default()).await.unwrap();
+    let read = |path: &'static str| {
+        topo.lan()
+            .run(move || std::fs::read_to_string(path))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(read(switch).trim(), "0", "bridged frames skip iptables");
+    assert_eq!(
+        read("/proc/sys/net/bridge/bridge-nf-call-arptables").trim(),
+        "0"
+    );
+    // The host's own setting is left alone.
+    assert_eq!(std::fs::read_to_string(switch).unwrap(), host_before);
+    topo.teardown().await.unwrap();
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_layout_forwards_through_lb() {
+    if !root_or_skip("routed_layout_forwards_through_lb") {
+        return;
+    }
+    let spec = TopologySpec {
+        clients: 2,
+        servers: 2,
+        layout: Layout::Routed,
+        subnet: Ipv4Addr::new(10, 7, 0, 0),
+        mtu: Some(1400),
+        offloads: Offloads::Off,
+        rst_drop: false,
+    };
+    let topo = Topology::build(&spec).await.unwrap();
+    assert_eq!(topo.addr(Host::Server(1)), Ipv4Addr::new(10, 7, 1, 12));
+    assert_eq!(topo.lb_backend_addr(), Ipv4Addr::new(10, 7, 1, 1));
+    let peer = tcp_round_trip(
+        topo.namespace(Host::Client(1)),
+        topo.namespace(Host::Server(1)),
+        topo.addr(Host::Server(1)),
+        7200,
+    );
+    assert_eq!(
+        *peer.ip(),
+        Ipv4Addr::new(10, 7, 0, 102),
+        "routed, not NATed"
+    );
+    let link = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &topo.namespace(Host::Server(0)).name,
+            "-o",
+            "link",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&link.stdout).contains("mtu 1400"));
+    let features = topo
+        .namespace(Host::Lb)
+        .std_command("ethtool")
+        .args(["-k", "eth1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&features.stdout);
+    assert!(text.contains("generic-receive-offload: off"), "{text}");
+    assert!(text.contains("tcp-segmentation-offload: off"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_link_cuts_and_restores_traffic() {
+    if !root_or_skip("set_link_cuts_and_restores_traffic") {
+        return;
+    }
+    let topo = Topology::build(&TopologySpec::default()).await.unwrap();
+    topo.set_link(Host::Server(0), false).await.unwrap();
+    let target = SocketAddrV4::new(topo.addr(Host::Server(0)), 7300);
+    let err = topo
+        .namespace(Host::Client(0))
+        .run(move || TcpStream::connect_timeout(&target.into(), Duration::from_millis(300)))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    topo.set_link(Host::Server(0), true).await.unwrap();
+    tcp_round_trip(
+        topo.namespace(Host::Client(0)),
+        topo.namespace(Host::Server(0)),
+        topo.addr(Host::Server(0)),
+        7300,
+    );
+}
