@@ -91,8 +91,13 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
     });
     try_join_all(veths).await?;
     for trunk in &topo.plan.trunks {
-        trunk_add(&lan, trunk, bridge_of(&trunk.wired_bridge), bridge_of(&trunk.far_bridge))
-            .await?;
+        trunk_add(
+            &lan,
+            trunk,
+            bridge_of(&trunk.wired_bridge),
+            bridge_of(&trunk.far_bridge),
+        )
+        .await?;
     }
 
     // 4. Addresses and routes inside every host namespace, concurrently.
@@ -177,12 +182,16 @@ async fn trunk_add(
     if let Some(mtu) = trunk.mtu {
         pair = pair.mtu(mtu);
     }
-    lan.link().add(pair.build()).execute().await.with_context(|| {
-        format!(
-            "cannot create veth {} <-> {} in lan",
-            trunk.wired_if, trunk.far_if
-        )
-    })?;
+    lan.link()
+        .add(pair.build())
+        .execute()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create veth {} <-> {} in lan",
+                trunk.wired_if, trunk.far_if
+            )
+        })?;
     let far = link_index(lan, &trunk.far_if).await?;
     let mut far_msg = LinkUnspec::new_with_index(far).up().controller(far_bridge);
     if let Some(mtu) = trunk.mtu {

@@ -53,7 +53,12 @@ pub fn home_lines(spec: &TopologySpec, plan: &Plan) -> Vec<String> {
     if plan.hosts.contains(&Host::Carrier) {
         let timeout = home
             .carrier_timeout
-            .map(|t| format!("idle mappings expire after {}", humantime::format_duration(t)))
+            .map(|t| {
+                format!(
+                    "idle mappings expire after {}",
+                    humantime::format_duration(t)
+                )
+            })
             .unwrap_or_else(|| "mappings kept".into());
         out.push(format!(
             "carrier-grade NAT {} ({timeout}) on the internet; behind it on 100.64.0.0/24: {}",
@@ -90,7 +95,11 @@ pub fn home_lines(spec: &TopologySpec, plan: &Plan) -> Vec<String> {
     let lan_hosts = |wifi: bool| -> Vec<(Host, String)> {
         let mut hosts = vec![Host::Lb];
         hosts.extend((0..spec.servers).map(Host::Server));
-        hosts.extend((0..spec.clients).filter(|&i| home.site(i).at_home()).map(Host::Client));
+        hosts.extend(
+            (0..spec.clients)
+                .filter(|&i| home.site(i).at_home())
+                .map(Host::Client),
+        );
         hosts
             .into_iter()
             .filter(|h| home.wifi.contains(h) == wifi)

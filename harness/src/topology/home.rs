@@ -520,7 +520,9 @@ mod tests {
         let mut s = spec(&[Site::Hairpin]);
         s.home.hairpin = false;
         let r = rules(&Plan::new(&s).unwrap(), Host::Router);
-        assert!(r.iter().any(|l| l.contains("PREROUTING -i eth0 -d 203.0.113.2")));
+        assert!(r
+            .iter()
+            .any(|l| l.contains("PREROUTING -i eth0 -d 203.0.113.2")));
         assert!(!r.iter().any(|l| l.contains("-o eth1")));
         s.home.forward = None;
         let r = rules(&Plan::new(&s).unwrap(), Host::Router);
@@ -546,7 +548,12 @@ mod tests {
             plan.link(Host::ClientRouter(1)).unwrap().gateway,
             Some(Ipv4Addr::new(100, 64, 0, 1))
         );
-        let carrier = &plan.setups.iter().find(|(h, _)| *h == Host::Carrier).unwrap().1;
+        let carrier = &plan
+            .setups
+            .iter()
+            .find(|(h, _)| *h == Host::Carrier)
+            .unwrap()
+            .1;
         assert!(carrier.sysctls.contains(&(
             "net/netfilter/nf_conntrack_tcp_timeout_established".into(),
             "4".into()

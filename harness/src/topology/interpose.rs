@@ -29,10 +29,7 @@ struct Cable {
 impl Topology {
     /// `host`'s link, the switch's netlink handle, and the indexes of the link's bridge
     /// and of the host's cable (`p-<role>`) there.
-    async fn cable(
-        &self,
-        host: Host,
-    ) -> anyhow::Result<(Cable, &rtnetlink::Handle, u32, u32)> {
+    async fn cable(&self, host: Host) -> anyhow::Result<(Cable, &rtnetlink::Handle, u32, u32)> {
         let (lan_if, bridge) = self
             .plan
             .cable(host)

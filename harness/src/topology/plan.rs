@@ -288,9 +288,9 @@ impl Plan {
 
     /// Whether `host` forwards between its links.
     pub fn forwards(&self, host: Host) -> bool {
-        self.setups.iter().any(|(h, s)| {
-            *h == host && s.sysctls.contains(&forwarding())
-        })
+        self.setups
+            .iter()
+            .any(|(h, s)| *h == host && s.sysctls.contains(&forwarding()))
     }
 }
 

@@ -19,9 +19,15 @@ impl Validator<'_> {
                 ("forward", r.forward.as_ref().map(Spanned::span)),
                 ("hairpin", r.hairpin.as_ref().map(Spanned::span)),
                 ("uplink_mtu", r.uplink_mtu.as_ref().map(Spanned::span)),
-                ("pmtu_black_hole", r.pmtu_black_hole.as_ref().map(Spanned::span)),
+                (
+                    "pmtu_black_hole",
+                    r.pmtu_black_hole.as_ref().map(Spanned::span),
+                ),
                 ("clamp_mss", r.clamp_mss.as_ref().map(Spanned::span)),
-                ("carrier_timeout", r.carrier_timeout.as_ref().map(Spanned::span)),
+                (
+                    "carrier_timeout",
+                    r.carrier_timeout.as_ref().map(Spanned::span),
+                ),
                 ("wifi", r.wifi.as_ref().map(Spanned::span)),
             ];
             for (key, span) in given {
@@ -110,8 +116,7 @@ impl Validator<'_> {
                         name.span(),
                         format!("{h} cannot be on the Wi-Fi"),
                         Some(
-                            "the lb, a server, or a client whose site is inside or hairpin"
-                                .into(),
+                            "the lb, a server, or a client whose site is inside or hairpin".into(),
                         ),
                     );
                     continue;
