@@ -48,6 +48,9 @@ pub const RAW_REFUSALS_TOTAL: &str = "l4lb_raw_refusals_total";
 /// unknown flows, both ends of idle-evicted rows, backends' half-open connections of rows
 /// given way to new SYNs).
 pub const RAW_RESETS_TOTAL: &str = "l4lb_raw_resets_total";
+/// Counter: ICMP "fragmentation needed" errors relayed to a flow's real sender (path-MTU
+/// discovery through the raw balancer).
+pub const RAW_ICMP_RELAYED_TOTAL: &str = "l4lb_raw_icmp_relayed_total";
 /// Gauge, per backend: NAT rows to it now.
 pub const RAW_BACKEND_ROWS: &str = "l4lb_raw_backend_rows";
 /// Counter, per backend: NAT rows ever created to it (the raw balancer's placements).

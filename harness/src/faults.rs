@@ -47,8 +47,8 @@ pub async fn remove_drop_fraction(
 /// The bridge port in `lan` of `host`'s `eth0`.
 fn lan_port(topo: &Topology, host: Host) -> anyhow::Result<&str> {
     topo.plan()
-        .link(host)
-        .map(|l| l.lan_if.as_str())
+        .cable(host)
+        .map(|(lan_if, _)| lan_if)
         .with_context(|| format!("{host} has no link in this topology"))
 }
 

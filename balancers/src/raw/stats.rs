@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub resets_sent: u64,
     /// Such resets not sent because of the rate limit.
     pub resets_limited: u64,
+    /// ICMP "fragmentation needed" errors relayed to a flow's real sender.
+    pub icmp_relayed: u64,
     /// Frames sent straight to the device.
     pub sent_direct: u64,
     /// Datagrams sent through the kernel's routed path.
@@ -70,6 +72,7 @@ impl Snapshot {
             refusals_limited: c.refusals_limited,
             resets_sent: c.resets_sent,
             resets_limited: c.resets_limited,
+            icmp_relayed: c.icmp_relayed,
             sent_direct: pump.sent_direct,
             sent_routed: pump.sent_routed,
             backend_rows: backends
@@ -189,6 +192,13 @@ impl Snapshot {
             &[("outcome", "rate_limited")],
             self.resets_limited,
         );
+        w.family(
+            metrics::RAW_ICMP_RELAYED_TOTAL,
+            MetricKind::Counter,
+            "ICMP fragmentation-needed errors relayed to the flow's real sender, so \
+             path-MTU discovery works through the balancer.",
+        );
+        w.sample(metrics::RAW_ICMP_RELAYED_TOTAL, &[], self.icmp_relayed);
         w.family(
             metrics::RAW_BACKEND_ROWS,
             MetricKind::Gauge,

@@ -55,6 +55,10 @@ struct UpArgs {
     /// Do not install the RST-drop rule in lb.
     #[arg(long)]
     no_rst_drop: bool,
+    /// Build the `[topology]` of this scenario file instead (a home layout, say); the
+    /// flags above other than `--no-rst-drop` are then not used.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -79,6 +83,27 @@ pub fn topo(args: TopoArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    if let Some(file) = &args.scenario {
+        let scenario = match crate::scenario::load(file) {
+            Ok(s) => s,
+            Err(errors) => {
+                eprint!("{errors}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let t = &scenario.topology;
+        let spec = TopologySpec {
+            clients: t.clients,
+            servers: t.servers,
+            layout: t.layout,
+            subnet: t.subnet,
+            mtu: t.mtu,
+            offloads: t.offloads,
+            rst_drop: !args.no_rst_drop,
+            home: t.home.clone(),
+        };
+        return build_and_wait(spec);
+    }
     let spec = TopologySpec {
         clients: args.clients,
         servers: args.servers,
@@ -93,7 +118,13 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             OffloadsArg::Off => Offloads::Off,
         },
         rst_drop: !args.no_rst_drop,
+        home: Default::default(),
     };
+    build_and_wait(spec)
+}
+
+/// Builds `spec`, prints how to reach it, and waits for a signal to tear it down.
+fn build_and_wait(spec: TopologySpec) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     rt.block_on(async {
         let signal = cleanup::shutdown_signal()?;
@@ -139,6 +170,9 @@ fn describe(topo: &Topology) -> String {
         topo.lan().name,
         topo.plan().bridges.join(", ")
     );
+    for line in topo.diagram() {
+        out += &format!("  {line}\n");
+    }
     let s1 = topo.namespace(Host::Server(0));
     let c1 = topo.namespace(Host::Client(0));
     let s1_addr = topo.addr(Host::Server(0));
@@ -148,6 +182,12 @@ fn describe(topo: &Topology) -> String {
         "  sudo ip netns exec {} l4lb chat-client {s1_addr} 7000 alice\n",
         c1.name
     );
+    if topo.entry(0) != topo.addr(Host::Lb) {
+        out += &format!(
+            "  (client1 reaches the balancer at {}:20000 through the router)\n",
+            topo.entry(0)
+        );
+    }
     out += &format!("  sudo ip netns exec {} ping -c1 {s1_addr}\n", c1.name);
     out
 }

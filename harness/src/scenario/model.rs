@@ -127,6 +127,9 @@ pub struct TopologySettings {
     pub offloads: Offloads,
     /// Port of each server (one entry a server).
     pub server_ports: Vec<u16>,
+    /// The home around the LAN (layout `home` only).
+    #[serde(skip)]
+    pub home: crate::topology::home::HomeSpec,
 }
 
 /// Health and timeout settings handed to the balancer.
@@ -260,6 +263,11 @@ pub enum LinkHost {
     Lb,
     /// Server (0-based).
     Server(usize),
+    /// Home layout: the router's uplink (`up` is the home's upload).
+    Router,
+    /// Home layout: the Wi-Fi medium, between the access point and the wired LAN
+    /// (`up` is from the Wi-Fi hosts).
+    Wifi,
 }
 
 impl std::fmt::Display for LinkHost {
@@ -268,6 +276,8 @@ impl std::fmt::Display for LinkHost {
             LinkHost::Client(i) => write!(f, "client{}", i + 1),
             LinkHost::Lb => f.write_str("lb"),
             LinkHost::Server(i) => write!(f, "s{}", i + 1),
+            LinkHost::Router => f.write_str("router"),
+            LinkHost::Wifi => f.write_str("wifi"),
         }
     }
 }

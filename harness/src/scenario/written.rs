@@ -69,6 +69,22 @@ pub struct TopologyTable {
     pub server_port: Option<Spanned<u16>>,
     /// One port a server.
     pub server_ports: Option<Spanned<Vec<u16>>>,
+    /// Home layout: where each client host sits (`outside`, `inside`, ...).
+    pub sites: Option<Spanned<Vec<SStr>>>,
+    /// Home layout: whether the router forwards the balancer's port to the lb.
+    pub forward: Option<Spanned<bool>>,
+    /// Home layout: whether LAN clients may use the public address.
+    pub hairpin: Option<Spanned<bool>>,
+    /// Home layout: MTU of the uplink (1492 for PPPoE).
+    pub uplink_mtu: Option<Spanned<u32>>,
+    /// Home layout: whether the router and isp drop ICMP "fragmentation needed".
+    pub pmtu_black_hole: Option<Spanned<bool>>,
+    /// Home layout: whether the router clamps the MSS of forwarded SYNs.
+    pub clamp_mss: Option<Spanned<bool>>,
+    /// Home layout: how long the carrier-grade NAT keeps an idle TCP mapping.
+    pub carrier_timeout: Option<SStr>,
+    /// Home layout: hosts on the Wi-Fi segment.
+    pub wifi: Option<Spanned<Vec<SStr>>>,
 }
 
 /// `[balancer]`.

@@ -62,21 +62,23 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
 
     // 3. Veths: `p-<role>` in lan (enslaved, up), peer `ethX` straight into the host's
     //    namespace. One request each, pipelined on lan's socket.
-    let mtu = topo.spec.mtu;
-    let veths = topo.plan.links.iter().map(|link| {
-        let host_i = topo.index(link.host).expect("host");
-        let ns = topo.members[host_i].ns.clone();
-        let bridge_i = topo
+    let bridge_of = |name: &str| -> u32 {
+        let i = topo
             .plan
             .bridges
             .iter()
-            .position(|b| *b == link.bridge)
-            .expect("bridge");
-        let master = bridge_indexes[bridge_i];
+            .position(|b| b == name)
+            .expect("a plan's links name its bridges");
+        bridge_indexes[i]
+    };
+    let veths = topo.plan.links.iter().map(|link| {
+        let host_i = topo.index(link.host).expect("host");
+        let ns = topo.members[host_i].ns.clone();
+        let master = bridge_of(&link.bridge);
         let lan = lan.clone();
         async move {
             let fd = ns.open()?;
-            let msg = veth_message(&link.lan_if, &link.host_if, master, mtu, &fd);
+            let msg = veth_message(&link.lan_if, &link.host_if, master, link.mtu, &fd);
             lan.link().add(msg).execute().await.with_context(|| {
                 format!(
                     "cannot create veth {} (lan) <-> {} ({})",
@@ -88,6 +90,15 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
         }
     });
     try_join_all(veths).await?;
+    for trunk in &topo.plan.trunks {
+        trunk_add(
+            &lan,
+            trunk,
+            bridge_of(&trunk.wired_bridge),
+            bridge_of(&trunk.far_bridge),
+        )
+        .await?;
+    }
 
     // 4. Addresses and routes inside every host namespace, concurrently.
     let configure = topo.plan.links.iter().map(|link| {
@@ -133,13 +144,12 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
     });
     futures::try_join!(try_join_all(configure), try_join_all(lan_ports))?;
 
-    // 5. Forwarding, offloads, firewall: only when asked for.
-    if topo.plan.lb_forwards {
-        let lb = topo.namespace(Host::Lb).clone();
-        lb.run_async(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))
-            .await?
-            .context("cannot enable ip_forward in lb")?;
-    }
+    // 5. Forwarding, NAT and other rules, offloads, firewall: only when asked for.
+    try_join_all(topo.plan.setups.iter().map(|(host, setup)| {
+        let ns = topo.namespace(*host).clone();
+        async move { apply_setup(&ns, setup).await }
+    }))
+    .await?;
     if topo.spec.offloads == Offloads::Off {
         let mut jobs = Vec::new();
         for link in &topo.plan.links {
@@ -147,12 +157,86 @@ pub(super) async fn build(topo: &mut Topology) -> anyhow::Result<()> {
             jobs.push(offloads_off(host_ns, link.host_if.clone()));
             jobs.push(offloads_off(topo.lan().clone(), link.lan_if.clone()));
         }
+        for trunk in &topo.plan.trunks {
+            jobs.push(offloads_off(topo.lan().clone(), trunk.wired_if.clone()));
+            jobs.push(offloads_off(topo.lan().clone(), trunk.far_if.clone()));
+        }
         try_join_all(jobs).await?;
     }
     if topo.spec.rst_drop {
         crate::firewall::install_rst_drop(topo.namespace(Host::Lb)).await?;
     }
     Ok(())
+}
+
+/// A veth with both ends in the switch, each enslaved to its bridge, up.
+async fn trunk_add(
+    lan: &rtnetlink::Handle,
+    trunk: &super::plan::TrunkPlan,
+    wired_bridge: u32,
+    far_bridge: u32,
+) -> anyhow::Result<()> {
+    let mut pair = LinkVeth::new(&trunk.wired_if, &trunk.far_if)
+        .up()
+        .controller(wired_bridge);
+    if let Some(mtu) = trunk.mtu {
+        pair = pair.mtu(mtu);
+    }
+    lan.link()
+        .add(pair.build())
+        .execute()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create veth {} <-> {} in lan",
+                trunk.wired_if, trunk.far_if
+            )
+        })?;
+    let far = link_index(lan, &trunk.far_if).await?;
+    let mut far_msg = LinkUnspec::new_with_index(far).up().controller(far_bridge);
+    if let Some(mtu) = trunk.mtu {
+        far_msg = far_msg.mtu(mtu);
+    }
+    lan.link()
+        .set(far_msg.build())
+        .execute()
+        .await
+        .with_context(|| format!("cannot put {} on {}", trunk.far_if, trunk.far_bridge))?;
+    wait_oper_up(lan, far, &trunk.far_if).await?;
+    let wired = link_index(lan, &trunk.wired_if).await?;
+    wait_oper_up(lan, wired, &trunk.wired_if).await
+}
+
+/// Writes a host's sysctls and adds its iptables rules: first the sysctls that need
+/// no conntrack, then the rules (the first NAT or conntrack rule loads conntrack into
+/// the namespace), then the conntrack sysctls that exist from then on.
+async fn apply_setup(ns: &Namespace, setup: &super::plan::HostSetup) -> anyhow::Result<()> {
+    let (late, early): (Vec<_>, Vec<_>) = setup
+        .sysctls
+        .iter()
+        .cloned()
+        .partition(|(path, _)| path.starts_with("net/netfilter/"));
+    write_sysctls(ns, early).await?;
+    for rule in &setup.iptables {
+        let args: Vec<&str> = rule.iter().map(String::as_str).collect();
+        crate::firewall::iptables(ns, &args).await?;
+    }
+    write_sysctls(ns, late).await
+}
+
+async fn write_sysctls(ns: &Namespace, sysctls: Vec<(String, String)>) -> anyhow::Result<()> {
+    if sysctls.is_empty() {
+        return Ok(());
+    }
+    let name = ns.name.clone();
+    ns.run_async(move || {
+        for (path, value) in &sysctls {
+            std::fs::write(format!("/proc/sys/{path}"), value)
+                .with_context(|| format!("cannot set {path} = {value} in {name}"))?;
+        }
+        anyhow::Ok(())
+    })
+    .await?
 }
 
 /// Creates a namespace on a throwaway thread and returns its netlink handle.

@@ -20,18 +20,24 @@ fn stand_in_names(lan_if: &str) -> (String, String) {
     (format!("q-{role}"), format!("r-{role}"))
 }
 
+/// A host's bridge port in the switch and the bridge it belongs to.
+struct Cable {
+    lan_if: String,
+    bridge: String,
+}
+
 impl Topology {
     /// `host`'s link, the switch's netlink handle, and the indexes of the link's bridge
     /// and of the host's cable (`p-<role>`) there.
-    async fn cable(
-        &self,
-        host: Host,
-    ) -> anyhow::Result<(super::plan::LinkPlan, &rtnetlink::Handle, u32, u32)> {
-        let link = self
+    async fn cable(&self, host: Host) -> anyhow::Result<(Cable, &rtnetlink::Handle, u32, u32)> {
+        let (lan_if, bridge) = self
             .plan
-            .link(host)
-            .with_context(|| format!("{host} has no link in this topology"))?
-            .clone();
+            .cable(host)
+            .with_context(|| format!("{host} has no link in this topology"))?;
+        let link = Cable {
+            lan_if: lan_if.to_string(),
+            bridge: bridge.to_string(),
+        };
         let lan = self.lan_netlink()?;
         let bridge = link_index(lan, &link.bridge).await?;
         let cable = link_index(lan, &link.lan_if).await?;
@@ -50,7 +56,11 @@ impl Topology {
         let (link, lan, bridge, cable) = self.cable(host).await?;
         let (wire_if, port_if) = stand_in_names(&link.lan_if);
         let mut pair = LinkVeth::new(&port_if, &wire_if).up().controller(bridge);
-        if let Some(mtu) = self.spec.mtu {
+        let mtu = match host {
+            Host::WifiAp => self.plan.trunks.first().and_then(|t| t.mtu),
+            _ => self.plan.link(host).and_then(|l| l.mtu),
+        };
+        if let Some(mtu) = mtu {
             pair = pair.mtu(mtu);
         }
         lan.link()

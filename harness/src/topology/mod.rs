@@ -20,6 +20,8 @@
 //! - Faults: [`Topology::set_link`] takes a host's `eth0` down or up.
 
 mod build;
+pub mod diagram;
+pub mod home;
 mod interpose;
 pub mod plan;
 
@@ -40,6 +42,18 @@ pub enum Host {
     Lb,
     /// Server host `i` (0-based; namespace `s{i+1}`).
     Server(usize),
+    /// Home layout: the home router between the home LAN and its uplink.
+    Router,
+    /// Home layout: the provider's router at the far end of the uplink, on the internet.
+    Isp,
+    /// Home layout: a carrier-grade NAT between the internet and the clients behind it.
+    Carrier,
+    /// Home layout: client `i`'s own router (double NAT: it sits behind the carrier).
+    ClientRouter(usize),
+    /// Home layout: the Wi-Fi access point. Not a namespace but a cable in the switch
+    /// between the wired LAN and the Wi-Fi segment: the medium its hosts share, which
+    /// link steps (`impair`, `drop`, `link_down`) act on.
+    WifiAp,
 }
 
 impl std::fmt::Display for Host {
@@ -57,6 +71,8 @@ pub enum Layout {
     Lan,
     /// Clients on one subnet, servers on another, the `lb` namespace routes between them.
     Routed,
+    /// A home: LAN behind a NAT router with an uplink to the internet ([`home`]).
+    Home,
 }
 
 /// Offload settings applied to every veth of the topology.
@@ -76,6 +92,7 @@ impl std::fmt::Display for Layout {
         f.write_str(match self {
             Layout::Lan => "lan",
             Layout::Routed => "routed",
+            Layout::Home => "home",
         })
     }
 }
@@ -109,6 +126,8 @@ pub struct TopologySpec {
     pub offloads: Offloads,
     /// Whether to install the RST-drop rule in the `lb` namespace.
     pub rst_drop: bool,
+    /// The home around the LAN (used by [`Layout::Home`] only).
+    pub home: home::HomeSpec,
 }
 
 impl Default for TopologySpec {
@@ -121,6 +140,7 @@ impl Default for TopologySpec {
             mtu: None,
             offloads: Offloads::Default,
             rst_drop: true,
+            home: home::HomeSpec::default(),
         }
     }
 }
@@ -258,6 +278,21 @@ impl Topology {
         }
     }
 
+    /// The address client host `i` dials to reach the balancer: the lb's own on a LAN,
+    /// the router's public address for a client outside a home (or hairpinning).
+    pub fn entry(&self, client: usize) -> Ipv4Addr {
+        self.plan
+            .entries
+            .get(client)
+            .copied()
+            .unwrap_or_else(|| self.addr(Host::Lb))
+    }
+
+    /// The topology drawn as text lines (a home's diagram; empty for other layouts).
+    pub fn diagram(&self) -> Vec<String> {
+        diagram::home_lines(&self.spec, &self.plan)
+    }
+
     /// The balancer's address on the servers' side (its `eth1` in the routed layout,
     /// the same as `addr(Host::Lb)` on a LAN).
     pub fn lb_backend_addr(&self) -> Ipv4Addr {
@@ -292,7 +327,18 @@ impl Topology {
     }
 
     /// Like [`Topology::set_link`] for any interface of the host (`eth1` of a routed lb).
+    /// The Wi-Fi access point's cable is in the switch: there `ifname` is not used.
     pub async fn set_link_named(&self, host: Host, ifname: &str, up: bool) -> anyhow::Result<()> {
+        if host == Host::WifiAp {
+            let (wired_if, _) = self
+                .plan
+                .cable(host)
+                .context("this topology has no Wi-Fi")?;
+            let wired_if = wired_if.to_string();
+            return build::set_link(self.lan_netlink()?, &wired_if, up)
+                .await
+                .with_context(|| format!("cannot set the Wi-Fi access point's {wired_if}"));
+        }
         let handle = self.netlink(host)?;
         build::set_link(handle, ifname, up).await.with_context(|| {
             format!(

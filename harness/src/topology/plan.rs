@@ -45,6 +45,9 @@ pub enum PlanError {
     /// The MTU is outside what a veth accepts.
     #[error("MTU {0} is outside 68..=65535")]
     Mtu(u32),
+    /// A home's settings do not fit its hosts (see [`super::home`]).
+    #[error("{0}")]
+    Home(String),
 }
 
 /// One veth: `host_if` inside the host's namespace, `lan_if` in `lan`, enslaved to `bridge`.
@@ -60,8 +63,38 @@ pub struct LinkPlan {
     pub bridge: String,
     /// Address of `host_if`.
     pub addr: Ipv4Addr,
-    /// Default gateway of the host through this link, if any (routed layout).
+    /// Default gateway of the host through this link, if any (routed and home layouts).
     pub gateway: Option<Ipv4Addr>,
+    /// MTU of both ends (None: the kernel's default, 1500).
+    pub mtu: Option<u32>,
+}
+
+/// A veth with both ends in the switch's namespace, joining two of its bridges: the
+/// Wi-Fi access point between the wired home LAN and the Wi-Fi segment. The wire that
+/// impairs the shared medium sits on `wired_if`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkPlan {
+    /// End on the wired bridge (`p-wifi`), where an impairment's wire goes.
+    pub wired_if: String,
+    /// The wired bridge (`br0`).
+    pub wired_bridge: String,
+    /// End on the other bridge (`w-wifi`).
+    pub far_if: String,
+    /// The other bridge (`br-wifi`).
+    pub far_bridge: String,
+    /// MTU of both ends.
+    pub mtu: Option<u32>,
+}
+
+/// What a host does beyond addresses and routes: kernel settings and firewall rules
+/// (a router's NAT, a port forward, an MSS clamp, a PMTU black hole).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSetup {
+    /// Paths under `/proc/sys/` and the value written there, in order.
+    pub sysctls: Vec<(String, String)>,
+    /// `iptables` argument lists, run in order (after the sysctls that need no
+    /// conntrack, before those under `net/netfilter/`, which exist once a rule loads it).
+    pub iptables: Vec<Vec<String>>,
 }
 
 /// Everything to build, in order.
@@ -73,8 +106,13 @@ pub struct Plan {
     pub bridges: Vec<String>,
     /// Veth links.
     pub links: Vec<LinkPlan>,
-    /// Whether the lb forwards between its links (routed layout).
-    pub lb_forwards: bool,
+    /// Veths between two bridges of the switch (the Wi-Fi access point).
+    pub trunks: Vec<TrunkPlan>,
+    /// Hosts that forward between their links, with what else they set up.
+    pub setups: Vec<(Host, HostSetup)>,
+    /// The address each client dials to reach the balancer (one entry a client host):
+    /// the lb itself on a LAN, the router's public address from outside a home.
+    pub entries: Vec<Ipv4Addr>,
 }
 
 /// The role part of a host's namespace name.
@@ -83,7 +121,17 @@ pub fn role(host: Host) -> String {
         Host::Client(i) => format!("client{}", i + 1),
         Host::Lb => "lb".to_string(),
         Host::Server(i) => format!("s{}", i + 1),
+        Host::Router => "router".to_string(),
+        Host::Isp => "isp".to_string(),
+        Host::Carrier => "carrier".to_string(),
+        Host::ClientRouter(i) => format!("crouter{}", i + 1),
+        Host::WifiAp => "wifi".to_string(),
     }
+}
+
+/// The sysctl that makes a host forward IPv4.
+pub fn forwarding() -> (String, String) {
+    ("net/ipv4/ip_forward".into(), "1".into())
 }
 
 /// Names are spelt where namespaces are swept (`crate::cleanup::names`), below both.
@@ -125,6 +173,9 @@ impl Plan {
                 return Err(PlanError::Mtu(mtu));
             }
         }
+        if spec.layout == Layout::Home {
+            return super::home::plan(spec);
+        }
         let routed = spec.layout == Layout::Routed;
         if routed && spec.subnet.octets()[2] == 255 {
             return Err(PlanError::NoServerSubnet(spec.subnet));
@@ -151,6 +202,7 @@ impl Plan {
                     routed.then_some(lb_server),
                     server_bridge,
                 ),
+                _ => unreachable!("lan and routed layouts have only clients, lb and servers"),
             };
             links.push(LinkPlan {
                 host,
@@ -159,6 +211,7 @@ impl Plan {
                 bridge: bridge.into(),
                 addr,
                 gateway,
+                mtu: spec.mtu,
             });
             if host == Host::Lb && routed {
                 links.push(LinkPlan {
@@ -168,6 +221,7 @@ impl Plan {
                     bridge: "br1".into(),
                     addr: lb_server,
                     gateway: None,
+                    mtu: spec.mtu,
                 });
             }
         }
@@ -176,11 +230,25 @@ impl Plan {
         } else {
             vec!["br0".into()]
         };
+        let setups = if routed {
+            vec![(
+                Host::Lb,
+                HostSetup {
+                    sysctls: vec![forwarding()],
+                    iptables: Vec::new(),
+                },
+            )]
+        } else {
+            Vec::new()
+        };
+        let entries = vec![lb_client; spec.clients];
         Ok(Plan {
             hosts,
             bridges,
             links,
-            lb_forwards: routed,
+            trunks: Vec::new(),
+            setups,
+            entries,
         })
     }
 
@@ -197,6 +265,32 @@ impl Plan {
             .find(|l| l.host == Host::Lb)
             .map(|l| l.addr)
             .expect("a plan always has an lb link")
+    }
+
+    /// The switch's end of `host`'s cable and the bridge it is a port of: its first
+    /// link's `p-<role>`, or for the Wi-Fi access point the trunk's wired end. Link
+    /// faults and wires act here.
+    pub fn cable(&self, host: Host) -> Option<(&str, &str)> {
+        if host == Host::WifiAp {
+            return self
+                .trunks
+                .first()
+                .map(|t| (t.wired_if.as_str(), t.wired_bridge.as_str()));
+        }
+        self.link(host)
+            .map(|l| (l.lan_if.as_str(), l.bridge.as_str()))
+    }
+
+    /// Every link of `host`, in interface order.
+    pub fn links_of(&self, host: Host) -> impl Iterator<Item = &LinkPlan> {
+        self.links.iter().filter(move |l| l.host == host)
+    }
+
+    /// Whether `host` forwards between its links.
+    pub fn forwards(&self, host: Host) -> bool {
+        self.setups
+            .iter()
+            .any(|(h, s)| *h == host && s.sysctls.contains(&forwarding()))
     }
 }
 
@@ -246,7 +340,8 @@ mod tests {
             .links
             .iter()
             .all(|l| l.gateway.is_none() && l.bridge == "br0"));
-        assert!(!plan.lb_forwards);
+        assert!(!plan.forwards(Host::Lb));
+        assert_eq!(plan.entries, vec![Ipv4Addr::new(192, 168, 0, 1); 2]);
         assert_eq!(plan.lb_backend_addr(), Ipv4Addr::new(192, 168, 0, 1));
     }
 
@@ -254,7 +349,7 @@ mod tests {
     fn routed_plan_splits_subnets_and_routes_via_lb() {
         let plan = Plan::new(&spec(1, 2, Layout::Routed)).unwrap();
         assert_eq!(plan.bridges, vec!["br0", "br1"]);
-        assert!(plan.lb_forwards);
+        assert!(plan.forwards(Host::Lb));
         let lb: Vec<_> = plan.links.iter().filter(|l| l.host == Host::Lb).collect();
         assert_eq!(lb.len(), 2);
         assert_eq!(

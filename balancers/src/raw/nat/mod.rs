@@ -30,7 +30,10 @@
 //! `bad_version`, `bad_header_length`, `bad_total_length`, `fragment`, `not_tcp`,
 //! `bad_tcp_header`, `not_for_us`, `unknown_client`, `unknown_nat_port`, `no_backend`,
 //! `table_full`, `ports_exhausted`, `too_big`, `send_failed`, `backend_time_wait`,
-//! `rst_out_of_window`, `bad_checksum`, `invalid_flags`.
+//! `rst_out_of_window`, `bad_checksum`, `invalid_flags`, `bad_icmp`, `icmp_unknown_flow`.
+//!
+//! An ICMP "fragmentation needed" about a flow of ours is relayed to the flow's real
+//! sender ([`Outcome::Relayed`]), so path-MTU discovery works through the balancer.
 pub mod reset_bucket;
 pub mod table;
 #[cfg(test)]
@@ -46,6 +49,7 @@ use crate::raw::nat::table::{
     Direction, FreeReason, NatTable, OpenError, Row, RowId, RowState, TableConfig,
 };
 use crate::raw::nat::track::{RstVerdict, Sender, Tracking};
+use crate::raw::wire::icmp;
 use crate::raw::wire::packet::{self, flags, ChecksumState, DropReason, Rewrite, TcpView};
 
 /// Row events (`row_created`, `row_freed`) logged a second at most, on average; the rest
@@ -98,6 +102,9 @@ pub enum Outcome {
     },
     /// Drop it, for this reason (already counted).
     Drop(DropReason),
+    /// An ICMP error about a flow of ours: consumed, and the same error about the flow
+    /// as its real sender sent it queued for [`Nat::take_pending`].
+    Relayed,
 }
 
 /// The NAT decisions counted: datagrams forwarded and dropped, rows, refusals. (What
@@ -126,6 +133,8 @@ pub struct Counters {
     pub resets_sent: u64,
     /// Such resets not sent because of the rate limit.
     pub resets_limited: u64,
+    /// ICMP "fragmentation needed" errors relayed to the flow's real sender.
+    pub icmp_relayed: u64,
 }
 
 impl Counters {
@@ -216,6 +225,9 @@ impl Nat {
         sel: &mut dyn Selector,
         checksum: ChecksumState,
     ) -> Outcome {
+        if buf.len() > 9 && buf[9] == icmp::PROTO_ICMP {
+            return self.icmp(buf);
+        }
         let seg = match packet::parse(buf) {
             Ok(seg) => seg,
             Err(reason) => return self.counters.drop(reason),
@@ -258,6 +270,50 @@ impl Nat {
             }
         }
         self.counters.drop(reason)
+    }
+
+    /// Relays an ICMP "fragmentation needed" about a segment the balancer forwarded to the
+    /// segment's real sender, rewritten to the flow as that sender sees it, so its TCP
+    /// lowers its segment size (path-MTU discovery through full NAT). An error about no
+    /// row, or quoting a sequence number outside the sender's window, is dropped; the
+    /// table is never changed.
+    fn icmp(&mut self, buf: &[u8]) -> Outcome {
+        let f = match icmp::parse_frag_needed(buf) {
+            Ok(f) => f,
+            Err(reason) => return self.counters.drop(reason),
+        };
+        let found = if f.src.port() == self.listen_port {
+            // We sent `lb:port -> client` on behalf of the backend.
+            let client = f.dst;
+            self.table
+                .by_client(client)
+                .and_then(|id| self.table.get(id))
+                .filter(|row| row.track.in_window(Sender::Backend, f.seq))
+                .map(|row| {
+                    let own = SocketAddrV4::new(self.source_ip, row.nat_port);
+                    (self.source_ip, row.backend, own)
+                })
+        } else if self.nat_ports.contains(&f.src.port()) {
+            // We sent `source_ip:nat_port -> backend` on behalf of the client.
+            self.table
+                .by_nat(f.dst, f.src.port())
+                .and_then(|id| self.table.get(id))
+                .filter(|row| row.track.in_window(Sender::Client, f.seq))
+                .map(|row| {
+                    let own = SocketAddrV4::new(row.lb_ip, self.listen_port);
+                    (row.lb_ip, row.client, own)
+                })
+        } else {
+            None
+        };
+        let Some((from, sender, own)) = found else {
+            return self.counters.drop(DropReason::IcmpUnknownFlow);
+        };
+        let relayed =
+            icmp::build_frag_needed(from, *sender.ip(), f.mtu, sender, own, f.seq, f.quoted_len);
+        self.pending.push((relayed, *sender.ip()));
+        self.counters.icmp_relayed += 1;
+        Outcome::Relayed
     }
 
     /// Queues a reset of the core's own (not a refusal) while the rate limit allows.

@@ -2,6 +2,7 @@
 //! back, nothing else does; hostile and stale traffic in [`hostile`].
 
 mod hostile;
+mod icmp;
 
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ mod rewrite;
 
 pub use checksum::{
     checksums_valid, complete_tcp_checksum, fill_checksums, full_ip_checksum, full_tcp_checksum,
-    partial_checksum, tcp_checksum_ok, ChecksumState,
+    internet_checksum, partial_checksum, tcp_checksum_ok, ChecksumState,
 };
 pub use reset::{build_closed_port_reply, build_refusal, build_rst};
 pub use rewrite::{rewrite, ChecksumFix, Rewrite};
@@ -130,11 +130,17 @@ pub enum DropReason {
     /// A flag combination no TCP sends (SYN+FIN, SYN+RST, none, FIN without ACK, ...),
     /// as conntrack judges them.
     InvalidFlags,
+    /// An ICMP "fragmentation needed" too short to quote an IPv4 header and 8 bytes of
+    /// TCP, quoting something else, or giving an MTU below 68.
+    BadIcmp,
+    /// An ICMP "fragmentation needed" about no flow of ours, or quoting a sequence number
+    /// outside the flow's window (a blind or stale error): not relayed.
+    IcmpUnknownFlow,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -154,6 +160,8 @@ impl DropReason {
         DropReason::RstOutOfWindow,
         DropReason::BadChecksum,
         DropReason::InvalidFlags,
+        DropReason::BadIcmp,
+        DropReason::IcmpUnknownFlow,
     ];
 
     /// Stable snake_case name (metrics label, logs).
@@ -178,6 +186,8 @@ impl DropReason {
             DropReason::RstOutOfWindow => "rst_out_of_window",
             DropReason::BadChecksum => "bad_checksum",
             DropReason::InvalidFlags => "invalid_flags",
+            DropReason::BadIcmp => "bad_icmp",
+            DropReason::IcmpUnknownFlow => "icmp_unknown_flow",
         }
     }
 

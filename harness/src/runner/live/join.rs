@@ -17,7 +17,7 @@ impl Run<'_> {
         let ns: Namespace = self.topo.namespace(Host::Client(host_idx)).clone();
         let vars = [
             ("l4lb", self.opts.l4lb.display().to_string()),
-            ("host", self.topo.addr(Host::Lb).to_string()),
+            ("host", self.topo.entry(host_idx).to_string()),
             ("port", self.scenario.health.port.to_string()),
             ("nick", name.to_string()),
         ];

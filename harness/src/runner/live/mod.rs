@@ -124,6 +124,8 @@ fn host(h: LinkHost) -> Host {
         LinkHost::Client(i) => Host::Client(i),
         LinkHost::Lb => Host::Lb,
         LinkHost::Server(i) => Host::Server(i),
+        LinkHost::Router => Host::Router,
+        LinkHost::Wifi => Host::WifiAp,
     }
 }
 
@@ -156,6 +158,7 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         mtu: scenario.topology.mtu,
         offloads: scenario.topology.offloads,
         rst_drop: kind == BalancerKind::Raw,
+        home: scenario.topology.home.clone(),
     };
     let topo = match Topology::build(&spec).await {
         Ok(t) => t,
@@ -291,12 +294,15 @@ impl Run<'_> {
             lines.push(format!("server {} at {b}", server_name(i)));
         }
         for i in 0..t.clients {
-            lines.push(format!(
-                "client host client{} at {}",
-                i + 1,
-                self.topo.addr(Host::Client(i))
-            ));
+            let at = self.topo.addr(Host::Client(i));
+            let entry = self.topo.entry(i);
+            lines.push(if entry == lb {
+                format!("client host client{} at {at}", i + 1)
+            } else {
+                format!("client host client{} at {at}, dials {entry}", i + 1)
+            });
         }
+        lines.extend(self.topo.diagram());
         lines.push(format!(
             "programs: server `{}`, client `{}`",
             self.scenario.programs.server.argv.join(" "),
@@ -371,7 +377,7 @@ impl Run<'_> {
         }
         let lb = self.topo.addr(Host::Lb);
         let source = match self.scenario.topology.layout {
-            Layout::Lan => lb,
+            Layout::Lan | Layout::Home => lb,
             Layout::Routed => self.topo.lb_backend_addr(),
         };
         let env = crate::peers::launch::LaunchEnv {

@@ -509,6 +509,8 @@ fn link_seed(seed: u64, h: LinkHost) -> u64 {
         LinkHost::Lb => 0,
         LinkHost::Client(i) => 1 + 2 * i as u64,
         LinkHost::Server(i) => 2 + 2 * i as u64,
+        LinkHost::Router => u64::MAX,
+        LinkHost::Wifi => u64::MAX - 1,
     };
     // splitmix64: well spread, and the same on every platform and Rust version.
     let mut z = seed ^ host.wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 mod expects;
 mod faults;
+mod home;
 mod own;
 mod steps;
 
@@ -222,7 +223,11 @@ impl<'a> Validator<'a> {
             .and_then(|b| b.get_ref().algorithm.as_ref())
             .map(|a| *a.get_ref());
         let topology = self.topology(written.topology.as_ref());
+        let mut topology = topology;
         let health = self.health(written.balancer.as_ref());
+        if topology.home.forward.is_some() {
+            topology.home.forward = Some(health.port);
+        }
         let programs = self.programs(written.programs.as_ref());
         let mut timeline = Timeline::default();
         if written.steps.is_empty() {
@@ -319,6 +324,7 @@ impl<'a> Validator<'a> {
             layout: Default::default(),
             offloads: Default::default(),
             server_ports: Vec::new(),
+            home: Default::default(),
         };
         let Some(written) = written else {
             t.server_ports = vec![DEFAULT_SERVER_PORT; t.servers];
@@ -390,6 +396,7 @@ impl<'a> Validator<'a> {
             }
             (None, None) => t.server_ports = vec![DEFAULT_SERVER_PORT; t.servers],
         }
+        self.home(r, &mut t);
         t
     }
 
@@ -551,8 +558,13 @@ impl<'a> Validator<'a> {
 
     fn host(&mut self, s: &SStr, topo: &TopologySettings) -> Option<LinkHost> {
         let name = s.get_ref().as_str();
+        let home = topo.layout == crate::topology::Layout::Home;
         let host = if name == "lb" {
             Some(LinkHost::Lb)
+        } else if home && name == "router" {
+            Some(LinkHost::Router)
+        } else if home && name == "wifi" && !topo.home.wifi.is_empty() {
+            Some(LinkHost::Wifi)
         } else if name == "client" {
             Some(LinkHost::Client(0))
         } else if let Some(n) = name
@@ -573,10 +585,18 @@ impl<'a> Validator<'a> {
             self.err(
                 s.span(),
                 format!("there is no host `{name}`"),
-                Some(format!(
-                    "lb, client (or client1..client{}), or a server s1..s{}",
-                    topo.clients, topo.servers
-                )),
+                Some(match (home, topo.home.wifi.is_empty()) {
+                    (false, _) => format!(
+                        "lb, client (or client1..client{}), or a server s1..s{}",
+                        topo.clients, topo.servers
+                    ),
+                    (true, no_wifi) => format!(
+                        "lb, client (or client1..client{}), a server s1..s{}, router{}",
+                        topo.clients,
+                        topo.servers,
+                        if no_wifi { "" } else { ", or wifi" }
+                    ),
+                }),
             );
         }
         host

@@ -215,8 +215,16 @@ impl Validator<'_> {
                         Some("a tc rate such as \"512kbit\", \"10mbit\"".into()),
                     );
                 }
+                let host = link_host(self)?;
+                if host == LinkHost::Wifi {
+                    self.err(
+                        r.link.as_ref().map(|l| l.span()).unwrap_or(span.clone()),
+                        "`rate` shapes a host's own interface, and the Wi-Fi is no host",
+                        Some("`impair = \"wifi\"` with `rate = \"...\"`".into()),
+                    );
+                }
                 Action::Rate {
-                    host: link_host(self)?,
+                    host,
                     rate: rate.get_ref().clone(),
                 }
             }

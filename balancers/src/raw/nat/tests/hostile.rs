@@ -10,8 +10,8 @@ use crate::raw::fixture::{addr, backend, client, nat_side, test_nat, vip, Spec};
 use crate::raw::nat::{FixedRoundRobin, Nat, Outcome};
 use crate::raw::wire::packet::{self, flags as f, ChecksumState, DropReason};
 
-const CLIENT_ISN: u32 = 1_000;
-const BACKEND_ISN: u32 = 900_000;
+pub(super) const CLIENT_ISN: u32 = 1_000;
+pub(super) const BACKEND_ISN: u32 = 900_000;
 
 fn seg(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, seq: u32, ack: u32) -> Spec {
     let mut s = Spec::new(src, dst, flags);
@@ -22,7 +22,7 @@ fn seg(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, seq: u32, ack: u32) -> S
 
 /// A handshake and one line each way: the client's next sequence number is
 /// `CLIENT_ISN + 1 + 5`, the backend's `BACKEND_ISN + 1 + 5`.
-fn established() -> (Nat, FixedRoundRobin) {
+pub(super) fn established() -> (Nat, FixedRoundRobin) {
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
     let (c, b) = (CLIENT_ISN + 1, BACKEND_ISN + 1);

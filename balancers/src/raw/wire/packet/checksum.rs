@@ -97,6 +97,12 @@ pub(super) fn sum_bytes(bytes: &[u8]) -> u32 {
     sum
 }
 
+/// The Internet checksum (RFC 1071) of `bytes` whose checksum field is zero (an ICMP
+/// message, a fresh IPv4 header).
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    !fold(sum_bytes(bytes))
+}
+
 /// Full IPv4 header checksum of `header` (its checksum field counted as zero).
 pub fn full_ip_checksum(header: &[u8]) -> u16 {
     let sum = sum_bytes(header) + 0xffff - u32::from(read_u16(header, ip_off::CHECKSUM));
