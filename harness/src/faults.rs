@@ -16,7 +16,7 @@ use crate::topology::{Host, Topology};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FaultError {
     /// The kernel has no netem qdisc (sch_netem not built or not loadable).
-    #[error("netem is unsupported on this kernel (no sch_netem): delay and netem loss cannot be injected; use drop_fraction for loss")]
+    #[error("this kernel has no netem qdisc (sch_netem is not built or cannot be loaded): drop `kernel = true` from the step to run the same netem arguments on the harness's own wire, which needs no qdisc")]
     NetemUnsupported,
     /// A rate of zero.
     #[error("a rate limit must be at least 1 kbit/s")]

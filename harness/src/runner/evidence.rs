@@ -132,12 +132,33 @@ pub enum Mark {
     Fault,
 }
 
+/// The kinds of link fault a window can record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// `link_down` (ended by `link_up`).
+    LinkDown,
+    /// `drop` of a fraction of the packets.
+    Drop,
+    /// A `rate` limit (tc on the host's interface).
+    Rate,
+    /// An impairment on the user-space wire (`netem` or `impair`).
+    Impair,
+    /// `netem` on the kernel's qdisc (`kernel = true`).
+    KernelNetem,
+}
+
 /// A fault on a link as it really happened: from the moment it was applied to the moment
 /// it was cleared (or the end of the run), so a report can shade it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FaultWindow {
     /// The host whose link it was on (`lb`, `client1`, `s2`, ...).
     pub host: String,
+    /// Which kind of fault, so a later step ends the right windows.
+    pub kind: FaultKind,
+    /// For an impairment, which way of the link (None for the other kinds, which act on
+    /// both).
+    pub direction: Option<crate::scenario::LinkDirection>,
     /// What it was, in words (`netem delay 50ms (sending)`, `link down`, `drop 5%`).
     pub what: String,
     /// When it began, from the run's start.

@@ -332,6 +332,8 @@ fn report_of_a_synthetic_run() {
     let (s, mut ev) = crash_evidence(ms(650), false);
     ev.fault_windows.push(crate::runner::evidence::FaultWindow {
         host: "s2".into(),
+        kind: crate::runner::evidence::FaultKind::Impair,
+        direction: Some(crate::scenario::LinkDirection::Up),
         what: "netem delay 5ms (sending)".into(),
         from: ms(100),
         until: Some(ms(900)),

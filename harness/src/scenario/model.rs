@@ -375,6 +375,14 @@ pub enum Action {
         /// arguments as written) or `impair delay 15ms, loss 2%`.
         text: String,
     },
+    /// netem arguments on the kernel's netem qdisc of a host's `eth0` (asked for with
+    /// `kernel = true`).
+    KernelNetem {
+        /// Which host.
+        host: LinkHost,
+        /// The arguments after `netem`, as written.
+        args: String,
+    },
     /// Remove every fault from a host's link.
     ClearFaults(LinkHost),
     /// Sleep.
@@ -396,7 +404,8 @@ impl Action {
             Action::Link { host, .. }
             | Action::Drop { host, .. }
             | Action::Rate { host, .. }
-            | Action::Impair { host, .. } => Some(*host),
+            | Action::Impair { host, .. }
+            | Action::KernelNetem { host, .. } => Some(*host),
             Action::ClearFaults(host) => Some(*host),
             _ => None,
         }

@@ -292,6 +292,10 @@ one_of_table! {
         /// Which way of the link `netem`/`impair` acts on: "up" (what the host sends, as tc
         /// netem on its eth0 would; the default), "down" (what it receives) or "both".
         direction for [netem, impair]: SStr,
+        /// Run `netem` on the kernel's netem qdisc on the host's `eth0` (what it sends)
+        /// instead of the harness's wire; the step fails, saying so, where the kernel
+        /// has no netem.
+        kernel for [netem]: Spanned<bool>,
         /// Impair this host's link with the keys below (the native form of `netem`).
         impair => Impair: SStr,
         /// Fixed one-way delay of `impair`, e.g. "15ms".

@@ -24,7 +24,7 @@ use super::evidence::*;
 use super::observer::{Observer, POLL};
 use crate::peers::view::HealthView;
 use crate::process::NsProcess;
-use crate::scenario::{server_name, BalancerKind, LinkHost, Scenario, Step};
+use crate::scenario::{server_name, BalancerKind, LinkDirection, LinkHost, Scenario, Step};
 use crate::topology::{Host, Layout, Topology, TopologySpec};
 
 /// Longest a join may take before the client counts as unplaced.
@@ -228,24 +228,29 @@ impl Run<'_> {
     }
 
     /// Opens a fault window on `host`'s link now (`what` in words).
-    fn open_fault(&mut self, host: LinkHost, what: String) {
+    fn open_fault(
+        &mut self,
+        host: LinkHost,
+        kind: FaultKind,
+        direction: Option<LinkDirection>,
+        what: String,
+    ) {
         let from = self.now();
-        self.ev
-            .fault_windows
-            .push(crate::runner::evidence::FaultWindow {
-                host: host.to_string(),
-                what,
-                from,
-                until: None,
-            });
+        self.ev.fault_windows.push(FaultWindow {
+            host: host.to_string(),
+            kind,
+            direction,
+            what,
+            from,
+            until: None,
+        });
     }
 
-    /// Closes every open fault window on `host`'s link whose description `what_matches`
-    /// accepts.
-    fn close_faults(&mut self, host: LinkHost, what_matches: impl Fn(&str) -> bool) {
+    /// Closes every open fault window on `host`'s link that `ends` accepts.
+    fn close_faults(&mut self, host: LinkHost, ends: impl Fn(&FaultWindow) -> bool) {
         let (name, now) = (host.to_string(), self.now());
         for w in &mut self.ev.fault_windows {
-            if w.until.is_none() && w.host == name && what_matches(&w.what) {
+            if w.until.is_none() && w.host == name && ends(w) {
                 w.until = Some(now);
             }
         }

@@ -104,7 +104,7 @@ impl Run<'_> {
                     self.drops.remove(i);
                 }
             }
-            Action::Rate { host: h, .. } => {
+            Action::Rate { host: h, .. } | Action::KernelNetem { host: h, .. } => {
                 let ns = self.topo.namespace(host(*h)).clone();
                 faults::clear_qdisc(&ns, "eth0").await?;
                 self.shaped.retain(|x| x != h);
@@ -244,7 +244,8 @@ impl Run<'_> {
             Action::Link { .. }
             | Action::Drop { .. }
             | Action::Rate { .. }
-            | Action::Impair { .. } => self.apply_fault(step).await?,
+            | Action::Impair { .. }
+            | Action::KernelNetem { .. } => self.apply_fault(step).await?,
             Action::ClearFaults(h) => {
                 // Its timed faults end here and do not come back.
                 self.timers
@@ -266,7 +267,7 @@ impl Run<'_> {
                 if let Some(wire) = self.wires.remove(h) {
                     self.topo.remove_wire(host(*h), wire).await?;
                 }
-                self.close_faults(*h, |w| w != "link down");
+                self.close_faults(*h, |w| w.kind != FaultKind::LinkDown);
                 self.event(
                     Some(step),
                     format!("faults on {h} cleared"),
@@ -334,9 +335,9 @@ impl Run<'_> {
             Action::Link { host: h, up } => {
                 self.topo.set_link(host(*h), *up).await?;
                 if *up {
-                    self.close_faults(*h, |w| w == "link down");
+                    self.close_faults(*h, |w| w.kind == FaultKind::LinkDown);
                 } else {
-                    self.open_fault(*h, "link down".into());
+                    self.open_fault(*h, FaultKind::LinkDown, None, "link down".into());
                 }
                 self.event(
                     Some(step),
@@ -347,7 +348,8 @@ impl Run<'_> {
             Action::Drop { host: h, fraction } => {
                 faults::drop_fraction(&self.topo, host(*h), *fraction).await?;
                 self.drops.push((*h, *fraction));
-                self.open_fault(*h, format!("drop {:.1}%", fraction * 100.0));
+                let what = format!("drop {:.1}%", fraction * 100.0);
+                self.open_fault(*h, FaultKind::Drop, None, what);
                 self.event(
                     Some(step),
                     format!("dropping {:.1}% of packets on {h}", fraction * 100.0),
@@ -358,12 +360,20 @@ impl Run<'_> {
                 let kbit = rate_kbit(rate).map_err(anyhow::Error::msg)?;
                 faults::rate_limit(self.topo.namespace(host(*h)), "eth0", kbit).await?;
                 self.shaped.push(*h);
-                self.open_fault(*h, format!("rate limit {rate}"));
+                self.open_fault(*h, FaultKind::Rate, None, format!("rate limit {rate}"));
                 self.event(
                     Some(step),
                     format!("rate limit {rate} on {h}"),
                     Some(Mark::Fault),
                 );
+            }
+            Action::KernelNetem { host: h, args } => {
+                let words: Vec<&str> = args.split_whitespace().collect();
+                faults::netem(self.topo.namespace(host(*h)), "eth0", &words).await?;
+                self.shaped.push(*h);
+                let what = format!("kernel netem {args}");
+                self.open_fault(*h, FaultKind::KernelNetem, None, what.clone());
+                self.event(Some(step), format!("{what} on {h}"), Some(Mark::Fault));
             }
             Action::Impair {
                 host: h,
@@ -403,14 +413,16 @@ impl Run<'_> {
                     LinkDirection::Both => "both ways",
                 };
                 // A new impairment of a way replaces the one in force there.
-                let replaced = |w: &str| {
-                    (w.starts_with("netem ") || w.starts_with("impair "))
-                        && (*direction == LinkDirection::Both
-                            || w.ends_with(&format!("({way})"))
-                            || w.ends_with("(both ways)"))
+                let new = *direction;
+                let replaced = |w: &FaultWindow| {
+                    w.kind == FaultKind::Impair
+                        && (new == LinkDirection::Both
+                            || w.direction == Some(new)
+                            || w.direction == Some(LinkDirection::Both))
                 };
                 self.close_faults(*h, replaced);
-                self.open_fault(*h, format!("{text} ({way})"));
+                let what = format!("{text} ({way})");
+                self.open_fault(*h, FaultKind::Impair, Some(new), what);
                 self.event(
                     Some(step),
                     format!("{text} on {h} ({way})"),

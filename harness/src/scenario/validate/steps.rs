@@ -244,11 +244,30 @@ impl Validator<'_> {
                     }
                 };
                 let direction = self.direction(r);
-                Action::Impair {
-                    host: link_host(self)?,
-                    direction,
-                    impairment,
-                    text: format!("netem {}", args.get_ref()),
+                if r.kernel.as_ref().is_some_and(|k| *k.get_ref()) {
+                    let host = link_host(self)?;
+                    if direction != LinkDirection::Up || host == LinkHost::Wifi {
+                        self.err(
+                            r.kernel.as_ref().map(|k| k.span()).unwrap_or(span.clone()),
+                            "the kernel's netem acts on what a host sends, on its own eth0",
+                            Some(
+                                "`kernel = true` with no `direction` (or \"up\") on a host \
+                                 with a namespace, or no `kernel` for the harness's wire"
+                                    .into(),
+                            ),
+                        );
+                    }
+                    Action::KernelNetem {
+                        host,
+                        args: args.get_ref().trim().to_string(),
+                    }
+                } else {
+                    Action::Impair {
+                        host: link_host(self)?,
+                        direction,
+                        impairment,
+                        text: format!("netem {}", args.get_ref()),
+                    }
                 }
             }
             StepKey::Impair(h) => {
