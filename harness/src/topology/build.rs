@@ -345,6 +345,26 @@ pub(super) async fn set_link(
     Ok(())
 }
 
+/// Adds (or replaces) the default route via `gw` out of `ifname`.
+pub(super) async fn default_route(
+    handle: &rtnetlink::Handle,
+    ifname: &str,
+    gw: Ipv4Addr,
+) -> anyhow::Result<()> {
+    let index = link_index(handle, ifname).await?;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gw)
+        .output_interface(index)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("cannot add default route via {gw}"))
+}
+
 /// `ethtool -K <if> gro off gso off tso off tx off rx off` inside `ns`.
 pub(super) async fn offloads_off(ns: Namespace, ifname: String) -> anyhow::Result<()> {
     let args = [

@@ -345,7 +345,23 @@ impl Topology {
                 "cannot set {ifname} of {host} {}",
                 if up { "up" } else { "down" }
             )
-        })
+        })?;
+        // The kernel drops a link's routes when it goes down and does not bring them
+        // back: a host with a gateway would stay cut off, as a router would without
+        // its PPP or DHCP client. Put the plan's default route back.
+        if up {
+            let gateway = self
+                .plan
+                .links_of(host)
+                .find(|l| l.host_if == ifname)
+                .and_then(|l| l.gateway);
+            if let Some(gw) = gateway {
+                build::default_route(handle, ifname, gw)
+                    .await
+                    .with_context(|| format!("cannot restore the default route of {host}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes every namespace (and so every link) this topology created; kills
