@@ -7,7 +7,7 @@ use super::{program, Client, Run, JOIN_TIMEOUT, JOIN_TIMEOUT_FAULTY};
 use crate::netns::Namespace;
 use crate::process::NsProcess;
 use crate::runner::evidence::*;
-use crate::runner::observer::POLL;
+use crate::runner::observer::{PERSIST, PERSIST_LOSSY, POLL};
 use crate::scenario::{server_name, CommandTemplate, Step};
 use crate::topology::Host;
 
@@ -34,14 +34,11 @@ impl Run<'_> {
             JOIN_TIMEOUT
         };
         let end = Instant::now() + join_timeout;
-        // A health check to a hung server stays established for the whole check timeout,
-        // longer when the machine is busy: twice the timeout plus a margin.
-        let persist = if faulty {
-            crate::runner::observer::PERSIST_LOSSY
-        } else {
-            crate::runner::observer::PERSIST
-        }
-        .max(self.scenario.health.timeout * 2 + Duration::from_millis(100));
+        let persist = join_persistence(
+            faulty,
+            counts_before.is_some(),
+            self.scenario.health.timeout,
+        );
         let mut connected = None;
         let outcome = loop {
             let found = self.observer()?.new_sockets(&baseline, persist);
@@ -120,6 +117,24 @@ impl Run<'_> {
             },
         );
         Ok(())
+    }
+}
+
+/// How long a new server socket must last before a join counts it as the client's.
+///
+/// With the balancer's monotonic per-backend counters (both of ours), a health check
+/// cannot be taken for a client: a server counts only if its counter rose, and a check
+/// opens no session. The socket then only has to outlive a poll or two ([`PERSIST`], or
+/// [`PERSIST_LOSSY`] while packets are dropped: a check whose FIN was lost lingers).
+/// Without counters a health check to a hung server stays established for the whole
+/// check timeout, longer on a busy machine, so the socket must outlast twice the timeout
+/// plus 100 ms.
+pub(super) fn join_persistence(faulty: bool, counted: bool, check_timeout: Duration) -> Duration {
+    let base = if faulty { PERSIST_LOSSY } else { PERSIST };
+    if counted {
+        base
+    } else {
+        base.max(check_timeout * 2 + Duration::from_millis(100))
     }
 }
 
