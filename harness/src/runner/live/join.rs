@@ -12,9 +12,15 @@ use crate::scenario::{server_name, CommandTemplate, Step};
 use crate::topology::Host;
 
 impl Run<'_> {
-    pub(super) async fn join(&mut self, step: &Step, name: &str) -> anyhow::Result<()> {
-        let host_idx = self.clients.len() % self.scenario.topology.clients;
-        let ns: Namespace = self.topo.namespace(Host::Client(host_idx)).clone();
+    /// The client host a new client goes on: joins alternate over the hosts; a client
+    /// that rejoins keeps its own.
+    pub(super) fn next_host(&self) -> usize {
+        self.clients.len() % self.scenario.topology.clients
+    }
+
+    /// Starts `name`'s client program on client host `host`.
+    pub(super) async fn spawn_client(&self, name: &str, host: usize) -> anyhow::Result<NsProcess> {
+        let ns: Namespace = self.topo.namespace(Host::Client(host)).clone();
         let vars = [
             ("l4lb", self.opts.l4lb.display().to_string()),
             ("host", self.topo.addr(Host::Lb).to_string()),
@@ -23,11 +29,46 @@ impl Run<'_> {
         ];
         let template: &CommandTemplate = &self.scenario.programs.client;
         let (prog, args) = program(template.expand(&vars));
+        NsProcess::spawn(&ns, &prog, &args).await
+    }
+
+    /// Records a started client under `name` (replacing an earlier session of that name).
+    pub(super) fn add_client(
+        &mut self,
+        name: &str,
+        host: usize,
+        p: NsProcess,
+        settled: std::time::Duration,
+    ) {
+        self.clients.insert(
+            name.to_string(),
+            Client {
+                proc: Arc::new(tokio::sync::Mutex::new(p)),
+                last_activity: Arc::new(Mutex::new(settled)),
+                chatter: None,
+                quit: false,
+                host,
+            },
+        );
+    }
+
+    /// Whether packets are dropped or shaped now (joins then wait longer).
+    pub(super) fn faulty(&self) -> bool {
+        !(self.drops.is_empty() && self.shaped.is_empty())
+    }
+
+    pub(super) async fn join(
+        &mut self,
+        step: &Step,
+        name: &str,
+        host: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let host_idx = host.unwrap_or_else(|| self.next_host());
         let baseline = self.observer()?.baseline();
         let counts_before = self.observer()?.balancer_counts(&self.backends);
         let at = self.now();
-        let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
-        let faulty = !(self.drops.is_empty() && self.shaped.is_empty());
+        let mut p = self.spawn_client(name, host_idx).await?;
+        let faulty = self.faulty();
         let join_timeout = if faulty {
             JOIN_TIMEOUT_FAULTY
         } else {
@@ -40,6 +81,7 @@ impl Run<'_> {
             self.scenario.health.timeout,
         );
         let mut connected = None;
+        let mut socket = None;
         let outcome = loop {
             let found = self.observer()?.new_sockets(&baseline, persist);
             // A health check also makes a socket on a server, and on a busy machine it may
@@ -66,6 +108,7 @@ impl Run<'_> {
                 && (counts_before.is_some() || found.len() == 1 || Instant::now() > end)
             {
                 connected = Some(lasting[0].first);
+                socket = Some((lasting[0].server, lasting[0].addr, lasting[0].first));
                 break JoinOutcome::Placed {
                     server: lasting[0].server,
                 };
@@ -106,16 +149,10 @@ impl Run<'_> {
             at,
             settled,
             outcome,
+            socket_closed: None,
         });
-        self.clients.insert(
-            name.to_string(),
-            Client {
-                proc: Arc::new(tokio::sync::Mutex::new(p)),
-                last_activity: Arc::new(Mutex::new(settled)),
-                chatter: None,
-                quit: false,
-            },
-        );
+        self.join_sockets.push(socket);
+        self.add_client(name, host_idx, p, settled);
         Ok(())
     }
 }
@@ -164,4 +201,21 @@ pub(super) async fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
         exited,
         format!("exited ({status}) without saying why"),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counted_join_waits_a_poll_or_two_an_uncounted_one_outlasts_a_check() {
+        let timeout = Duration::from_millis(100);
+        assert_eq!(join_persistence(false, true, timeout), PERSIST);
+        assert_eq!(join_persistence(true, true, timeout), PERSIST_LOSSY);
+        assert_eq!(
+            join_persistence(false, false, timeout),
+            Duration::from_millis(300)
+        );
+        assert_eq!(join_persistence(true, false, timeout), PERSIST_LOSSY);
+    }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 mod join;
+mod party;
 mod steps;
 
 use join::closed;
@@ -64,6 +65,8 @@ struct Client {
     last_activity: SharedWithChatter<Duration>,
     chatter: Option<tokio::task::JoinHandle<()>>,
     quit: bool,
+    /// The client host it runs on (index).
+    host: usize,
 }
 
 struct Run<'a> {
@@ -89,6 +92,17 @@ struct Run<'a> {
     seed: u64,
     /// Faults with a `for` (and perhaps an `every`): when each ends or comes back.
     timers: Vec<FaultTimer>,
+    /// For each join of the evidence, in order: the session's socket on its server
+    /// (server, remote end, first seen), to find when it went away.
+    join_sockets: Vec<Option<(usize, SocketAddrV4, Instant)>>,
+    /// Output of the sessions a client ended to rejoin, oldest first.
+    earlier: BTreeMap<String, Vec<crate::process::Line>>,
+    /// Bulk transfers, written by their tasks.
+    bulks: SharedWithChatter<Vec<BulkRecord>>,
+    /// The tasks sending them.
+    bulk_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Client processes ended to rejoin (checked gone at teardown).
+    ended_pids: Vec<u32>,
 }
 
 /// A fault that ends after its `for` and perhaps comes back every `every`.
@@ -183,6 +197,11 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         wires: BTreeMap::new(),
         seed: opts.seed,
         timers: Vec::new(),
+        join_sockets: Vec::new(),
+        earlier: BTreeMap::new(),
+        bulks: Arc::new(Mutex::new(Vec::new())),
+        bulk_tasks: Vec::new(),
+        ended_pids: Vec::new(),
     };
     run.describe_topology();
     match run.set_up().await {
@@ -451,6 +470,9 @@ impl Run<'_> {
                 t.abort();
             }
         }
+        for t in self.bulk_tasks.drain(..) {
+            t.abort();
+        }
         // A last fresh reading of the balancer's sessions.
         tokio::time::sleep(POLL * 3).await;
         match self.fresh_stats().await {
@@ -460,11 +482,22 @@ impl Run<'_> {
             }
             Err(e) => self.ev.stats_end = Some(format!("# the stats could not be read: {e}\n")),
         }
+        if let Some(obs) = &self.observer {
+            for (j, socket) in self.ev.joins.iter_mut().zip(&self.join_sockets) {
+                if let Some((server, addr, first)) = socket {
+                    j.socket_closed = obs
+                        .gone_at(*server, *addr, *first)
+                        .map(|t| t.saturating_duration_since(self.start));
+                }
+            }
+        }
         self.ev.balancer_alive_end = self
             .balancer
             .as_mut()
             .is_some_and(|b| b.try_exit_code().is_none());
         let start = self.start;
+        let mut bulks = lock(&self.bulks).clone();
+        let bulk_senders: Vec<String> = bulks.iter().map(|b| b.client.clone()).collect();
         for (name, c) in &self.clients {
             let mut p = c.proc.lock().await;
             if let Some((at, how)) = closed(&mut p).await {
@@ -478,14 +511,27 @@ impl Run<'_> {
                     },
                 );
             }
-            let lines = p
-                .transcript()
+            let lines = self
+                .earlier
+                .remove(name)
+                .unwrap_or_default()
                 .into_iter()
+                .chain(p.transcript())
                 .filter(|l| !l.stderr)
                 .map(|l| (l.at.saturating_duration_since(start), l.text))
                 .collect();
+            let (lines, bulk_lines, echoed, echo_done) =
+                party::split_bulk(name, lines, &bulk_senders);
+            if bulk_lines > 0 {
+                self.ev.bulk_lines_received.insert(name.clone(), bulk_lines);
+            }
+            for b in bulks.iter_mut().filter(|b| &b.client == name) {
+                b.echoed = echoed.iter().filter(|s| **s < b.lines).count() as u64;
+                b.echo_done = echo_done;
+            }
             self.ev.transcripts.insert(name.clone(), lines);
         }
+        self.ev.bulks = bulks;
         self.ev.says = lock(&self.says).clone();
         self.ev.says.sort_by_key(|s| s.at);
     }
@@ -498,6 +544,9 @@ impl Run<'_> {
             let mut p = c.proc.lock().await;
             pids.push((format!("client {}", p.pid()), p.pid()));
             let _ = p.stop(grace).await;
+        }
+        for pid in std::mem::take(&mut self.ended_pids) {
+            pids.push((format!("client {pid}, ended to rejoin"), pid));
         }
         if let Some(mut b) = self.balancer.take() {
             pids.push(("balancer".into(), b.pid()));

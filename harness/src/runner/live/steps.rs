@@ -151,9 +151,16 @@ impl Run<'_> {
         match &step.action {
             Action::Join(names) => {
                 for name in names {
-                    self.join(step, name).await?;
+                    self.join(step, name, None).await?;
                 }
             }
+            Action::JoinTogether(names) => self.join_together(step, names).await?,
+            Action::Rejoin(names) => {
+                for name in names {
+                    self.rejoin(step, name).await?;
+                }
+            }
+            Action::Bulk { client, bytes } => self.bulk(step, client, *bytes).await?,
             Action::Say { clients, text } => {
                 for c in clients {
                     let client = self.clients.get(c).context("unknown client")?;

@@ -110,6 +110,8 @@ struct Validator<'a> {
 struct Timeline {
     joined: BTreeMap<String, usize>,
     quit: BTreeMap<String, usize>,
+    /// Clients that run a bulk transfer, with the line of their first `bulk` step.
+    bulk: BTreeMap<String, usize>,
     /// Lines said, in order (for messages), and as a set (for lookups).
     said: Vec<String>,
     said_set: std::collections::HashSet<String>,
