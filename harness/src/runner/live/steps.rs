@@ -193,8 +193,14 @@ impl Run<'_> {
                     client.clone(),
                 );
                 c.chatter = Some(tokio::spawn(async move {
+                    // On a fixed clock (a line every `every` from the start, not `every`
+                    // after the last send finished), so how many lines a chat says between
+                    // two steps does not drift with the machine's load.
+                    let mut ticks = tokio::time::interval(every);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     let mut n = 0u32;
                     loop {
+                        ticks.tick().await;
                         n += 1;
                         let text = format!("chatter {n}");
                         let at = start.elapsed();
@@ -207,7 +213,6 @@ impl Run<'_> {
                             text,
                             at,
                         });
-                        tokio::time::sleep(every).await;
                     }
                 }));
                 self.event(
