@@ -178,19 +178,6 @@ pub fn render(outcome: &RunOutcome) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_huge_chat_line_is_shown_shortened_with_its_size() {
-        assert_eq!(shown("short"), "short");
-        let huge = "y".repeat(400_000);
-        let s = shown(&huge);
-        assert!(s.len() < 200 && s.ends_with("… (400000 bytes)"), "{s}");
-    }
-}
-
 /// Joint joins, rejoins and bulk transfers, when a run had any: every session in order
 /// (a rejoined client has one row a session), and each transfer's figures.
 fn sessions_section(s: &mut String, ev: &crate::runner::Evidence) {
@@ -245,5 +232,18 @@ fn sessions_section(s: &mut String, ev: &crate::runner::Evidence) {
             "\nBulk lines printed by each client (left out of its chat transcript): {}",
             others.join(", ")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_chat_line_is_shown_shortened_with_its_size() {
+        assert_eq!(shown("short"), "short");
+        let huge = "y".repeat(400_000);
+        let s = shown(&huge);
+        assert!(s.len() < 200 && s.ends_with("… (400000 bytes)"), "{s}");
     }
 }

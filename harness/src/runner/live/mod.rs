@@ -520,16 +520,17 @@ impl Run<'_> {
                 .filter(|l| !l.stderr)
                 .map(|l| (l.at.saturating_duration_since(start), l.text))
                 .collect();
-            let (lines, bulk_lines, echoed, echo_done) =
-                party::split_bulk(name, lines, &bulk_senders);
-            if bulk_lines > 0 {
-                self.ev.bulk_lines_received.insert(name.clone(), bulk_lines);
+            let split = party::split_bulk(name, lines, &bulk_senders);
+            if split.bulk_lines > 0 {
+                self.ev
+                    .bulk_lines_received
+                    .insert(name.clone(), split.bulk_lines);
             }
             for b in bulks.iter_mut().filter(|b| &b.client == name) {
-                b.echoed = echoed.iter().filter(|s| **s < b.lines).count() as u64;
-                b.echo_done = echo_done;
+                b.echoed = split.own_seqs.iter().filter(|s| **s < b.lines).count() as u64;
+                b.echo_done = split.own_last;
             }
-            self.ev.transcripts.insert(name.clone(), lines);
+            self.ev.transcripts.insert(name.clone(), split.chat);
         }
         self.ev.bulks = bulks;
         self.ev.says = lock(&self.says).clone();

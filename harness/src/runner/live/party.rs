@@ -345,22 +345,26 @@ impl Run<'_> {
     }
 }
 
+/// A client's printed lines, split by [`split_bulk`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BulkSplit {
+    /// Its chat lines, with times (bulk text taken out).
+    pub chat: Vec<(Duration, String)>,
+    /// Printed lines that carried bulk text (any sender's).
+    pub bulk_lines: u64,
+    /// Sequence numbers of the client's own transfer that came back.
+    pub own_seqs: BTreeSet<u64>,
+    /// When the last of them was printed.
+    pub own_last: Option<Duration>,
+}
+
 /// Splits a client's printed lines into chat and bulk lines. The chat server relays
 /// chunks, not lines, so a chat line said during a transfer may be printed glued after a
 /// fragment of a bulk line (`[nas] bulk 00000123 xxx[carol] hi`), and the rest of that
 /// bulk line then comes on a line of its own (`xxxx`): bulk text is counted, not kept,
 /// and what follows it on a printed line is kept as chat. `own` gives the sequence
 /// numbers of the client's own transfer that came back and when the last was printed.
-pub fn split_bulk(
-    client: &str,
-    lines: Vec<(Duration, String)>,
-    senders: &[String],
-) -> (
-    Vec<(Duration, String)>,
-    u64,
-    BTreeSet<u64>,
-    Option<Duration>,
-) {
+pub fn split_bulk(client: &str, lines: Vec<(Duration, String)>, senders: &[String]) -> BulkSplit {
     let prefixes: Vec<String> = senders.iter().map(|s| BulkRecord::wire_prefix(s)).collect();
     let own = BulkRecord::wire_prefix(client);
     let mut kept = Vec::new();
@@ -398,7 +402,12 @@ pub fn split_bulk(
             kept.push((at, rest.to_string()));
         }
     }
-    (kept, counted, seqs, last)
+    BulkSplit {
+        chat: kept,
+        bulk_lines: counted,
+        own_seqs: seqs,
+        own_last: last,
+    }
 }
 
 #[cfg(test)]
@@ -455,7 +464,12 @@ mod tests {
             (Duration::from_millis(6), "xxxxxxxx".to_string()),
         ];
         let senders = vec!["nas".to_string(), "tv".to_string()];
-        let (kept, counted, seqs, last) = split_bulk("nas", lines.clone(), &senders);
+        let BulkSplit {
+            chat: kept,
+            bulk_lines: counted,
+            own_seqs: seqs,
+            own_last: last,
+        } = split_bulk("nas", lines.clone(), &senders);
         assert_eq!(
             kept,
             vec![
@@ -466,10 +480,10 @@ mod tests {
         assert_eq!(counted, 4);
         assert_eq!(seqs, BTreeSet::from([7, 8, 9]));
         assert_eq!(last, Some(Duration::from_millis(5)));
-        let (_, counted, seqs, _) = split_bulk("phone", lines, &senders);
-        assert_eq!((counted, seqs.len()), (4, 0));
+        let other = split_bulk("phone", lines, &senders);
+        assert_eq!((other.bulk_lines, other.own_seqs.len()), (4, 0));
         // Without bulk senders nothing is taken for bulk.
         let plain = vec![(Duration::ZERO, "xxxx".to_string())];
-        assert_eq!(split_bulk("a", plain.clone(), &[]).0, plain);
+        assert_eq!(split_bulk("a", plain.clone(), &[]).chat, plain);
     }
 }
