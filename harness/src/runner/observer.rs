@@ -32,8 +32,11 @@ pub struct Seen {
     /// Per server: when each socket was last seen (a socket missing from one dump is
     /// kept for [`GRACE`], so a short gap does not restart its age).
     pub last_seen: Vec<BTreeMap<SocketAddrV4, Instant>>,
-    /// Per server: sockets that went away, as (remote end, first seen, last seen): a
-    /// session ended there between its last sighting and the next poll.
+    /// Per server: when each socket still counted was first missing from a dump (since
+    /// its last sighting).
+    pub missing: Vec<BTreeMap<SocketAddrV4, Instant>>,
+    /// Per server: sockets that went away, as (remote end, first seen, first dump without
+    /// it): the session ended there within the poll before that dump.
     pub gone: Vec<Vec<(SocketAddrV4, Instant, Instant)>>,
     /// Last stats read, when they could be read.
     pub stats: Option<Stats>,
@@ -84,6 +87,7 @@ impl Observer {
         let seen = Arc::new(Mutex::new(Seen {
             conns: vec![BTreeMap::new(); n],
             last_seen: vec![BTreeMap::new(); n],
+            missing: vec![BTreeMap::new(); n],
             gone: vec![Vec::new(); n],
             health: vec![None; n],
             ..Default::default()
@@ -103,17 +107,24 @@ impl Observer {
                         let Seen {
                             conns,
                             last_seen,
+                            missing,
                             gone,
                             ..
                         } = &mut *s;
                         for c in &now_conns {
                             conns[i].entry(*c).or_insert(now);
                             last_seen[i].insert(*c, now);
+                            missing[i].remove(c);
                         }
                         for (addr, seen) in &last_seen[i] {
+                            if *seen != now {
+                                missing[i].entry(*addr).or_insert(now);
+                            }
                             if now - *seen > GRACE {
-                                if let Some(first) = conns[i].get(addr) {
-                                    gone[i].push((*addr, *first, *seen));
+                                if let (Some(first), Some(lost)) =
+                                    (conns[i].get(addr), missing[i].remove(addr))
+                                {
+                                    gone[i].push((*addr, *first, lost));
                                 }
                             }
                         }
@@ -250,15 +261,15 @@ impl Observer {
         out
     }
 
-    /// When the socket `addr` on `server`, first seen at `first`, was last seen before it
-    /// went away (None: it is still there, or was never seen).
+    /// When the socket `addr` on `server`, first seen at `first`, was first missing from
+    /// the dumps for good (None: it is still there, or was never seen).
     pub fn gone_at(&self, server: usize, addr: SocketAddrV4, first: Instant) -> Option<Instant> {
         self.lock()
             .gone
             .get(server)?
             .iter()
             .find(|(a, f, _)| *a == addr && *f == first)
-            .map(|(_, _, last)| *last)
+            .map(|(_, _, lost)| *lost)
     }
 
     /// Sessions the balancer ever opened per server, a monotonic count (None: not

@@ -108,7 +108,16 @@ impl Run<'_> {
                 && (counts_before.is_some() || found.len() == 1 || Instant::now() > end)
             {
                 connected = Some(lasting[0].first);
-                socket = Some((lasting[0].server, lasting[0].addr, lasting[0].first));
+                // Every new socket on that server: a health check there may be among
+                // them; the client's is the one that lasts (chosen at the end).
+                let server = lasting[0].server;
+                socket = Some(
+                    self.observer()?
+                        .lasting_new_sockets(&baseline, Duration::ZERO)
+                        .into_iter()
+                        .filter(|(s, _, _)| *s == server)
+                        .collect::<Vec<_>>(),
+                );
                 break JoinOutcome::Placed {
                     server: lasting[0].server,
                 };
@@ -151,7 +160,7 @@ impl Run<'_> {
             outcome,
             socket_closed: None,
         });
-        self.join_sockets.push(socket);
+        self.join_sockets.push(socket.unwrap_or_default());
         self.add_client(name, host_idx, p, settled);
         Ok(())
     }

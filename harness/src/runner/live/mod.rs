@@ -92,9 +92,10 @@ struct Run<'a> {
     seed: u64,
     /// Faults with a `for` (and perhaps an `every`): when each ends or comes back.
     timers: Vec<FaultTimer>,
-    /// For each join of the evidence, in order: the session's socket on its server
-    /// (server, remote end, first seen), to find when it went away.
-    join_sockets: Vec<Option<(usize, SocketAddrV4, Instant)>>,
+    /// For each join of the evidence, in order: the sockets on its server that may be
+    /// the session's (server, remote end, first seen); the one that lasted longest is,
+    /// and when it went away is when the session ended there.
+    join_sockets: Vec<Vec<(usize, SocketAddrV4, Instant)>>,
     /// Output of the sessions a client ended to rejoin, oldest first.
     earlier: BTreeMap<String, Vec<crate::process::Line>>,
     /// Bulk transfers, written by their tasks.
@@ -483,10 +484,17 @@ impl Run<'_> {
             Err(e) => self.ev.stats_end = Some(format!("# the stats could not be read: {e}\n")),
         }
         if let Some(obs) = &self.observer {
-            for (j, socket) in self.ev.joins.iter_mut().zip(&self.join_sockets) {
-                if let Some((server, addr, first)) = socket {
-                    j.socket_closed = obs
-                        .gone_at(*server, *addr, *first)
+            for (j, sockets) in self.ev.joins.iter_mut().zip(&self.join_sockets) {
+                // Still open beats any close; otherwise the latest close.
+                let ends: Vec<Option<Instant>> = sockets
+                    .iter()
+                    .map(|(server, addr, first)| obs.gone_at(*server, *addr, *first))
+                    .collect();
+                if !ends.is_empty() && ends.iter().all(Option::is_some) {
+                    j.socket_closed = ends
+                        .into_iter()
+                        .flatten()
+                        .max()
                         .map(|t| t.saturating_duration_since(self.start));
                 }
             }

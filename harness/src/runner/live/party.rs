@@ -232,7 +232,7 @@ impl Run<'_> {
                 outcome,
                 socket_closed: None,
             });
-            self.join_sockets.push(socket);
+            self.join_sockets.push(socket.into_iter().collect());
             let activity = said.get(&j.name).copied().unwrap_or(settled);
             self.add_client(&j.name, j.host, j.proc, activity);
         }
