@@ -46,6 +46,7 @@ impl Run<'_> {
                 proc: Arc::new(tokio::sync::Mutex::new(p)),
                 last_activity: Arc::new(Mutex::new(settled)),
                 chatter: None,
+                chat_stop: None,
                 quit: false,
                 host,
             },

@@ -64,6 +64,8 @@ struct Client {
     proc: Arc<tokio::sync::Mutex<NsProcess>>,
     last_activity: SharedWithChatter<Duration>,
     chatter: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the chatter when `silent` stops it.
+    chat_stop: Option<tokio::sync::watch::Sender<Option<Instant>>>,
     quit: bool,
     /// The client host it runs on (index).
     host: usize,
