@@ -11,6 +11,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::constants::{AF_INET, IPPROTO_TCP};
+use netlink_packet_sock_diag::inet::nlas::Nla;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
@@ -33,6 +34,33 @@ pub fn established_blocking(ns: &Namespace, local_port: u16) -> anyhow::Result<V
     Ok(filter_local_port(all, local_port))
 }
 
+/// Like [`established`], with the payload bytes each socket has received
+/// (`tcpi_bytes_received`): the harness tells which server socket is whose by what
+/// arrived on it.
+pub async fn established_bytes(
+    ns: &Namespace,
+    local_port: u16,
+) -> anyhow::Result<Vec<(Pair, u64)>> {
+    let all = ns
+        .run_async(|| dump_with(StateFlags::ESTABLISHED, true))
+        .await??;
+    Ok(all
+        .into_iter()
+        .filter(|((l, _), _)| l.port() == local_port)
+        .collect())
+}
+
+/// Offset of `tcpi_bytes_received` in the kernel's `struct tcp_info` (after 8 one-byte
+/// fields, 24 `u32`s and three `u64`s: pacing rate, max pacing rate, bytes acked; Linux
+/// 4.1 and later).
+const TCPI_BYTES_RECEIVED: usize = 128;
+
+/// `tcpi_bytes_received` from a raw `struct tcp_info` (None: an older, shorter struct).
+pub fn tcp_info_bytes_received(info: &[u8]) -> Option<u64> {
+    let bytes = info.get(TCPI_BYTES_RECEIVED..TCPI_BYTES_RECEIVED + 8)?;
+    Some(u64::from_ne_bytes(bytes.try_into().ok()?))
+}
+
 /// Local addresses of IPv4 TCP sockets listening in `ns`, sorted.
 pub async fn listening(ns: &Namespace) -> anyhow::Result<Vec<SocketAddrV4>> {
     let all = ns.run_async(|| dump(StateFlags::LISTEN)).await??;
@@ -49,6 +77,15 @@ pub fn filter_local_port(pairs: Vec<Pair>, port: u16) -> Vec<Pair> {
 
 /// Dumps IPv4 TCP sockets in `states` of the calling thread's namespace.
 fn dump(states: StateFlags) -> anyhow::Result<Vec<Pair>> {
+    Ok(dump_with(states, false)?
+        .into_iter()
+        .map(|(pair, _)| pair)
+        .collect())
+}
+
+/// Dumps IPv4 TCP sockets in `states`, each with its received payload bytes when `info`
+/// asks the kernel for `tcp_info` (0 otherwise).
+fn dump_with(states: StateFlags, info: bool) -> anyhow::Result<Vec<(Pair, u64)>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).context("cannot open a sock_diag socket")?;
     socket
         .bind_auto()
@@ -63,7 +100,11 @@ fn dump(states: StateFlags) -> anyhow::Result<Vec<Pair>> {
         SockDiagMessage::InetRequest(InetRequest {
             family: AF_INET,
             protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
+            extensions: if info {
+                ExtensionFlags::INFO
+            } else {
+                ExtensionFlags::empty()
+            },
             states,
             socket_id: SocketId::new_v4(),
         })
@@ -90,12 +131,23 @@ fn dump(states: StateFlags) -> anyhow::Result<Vec<Pair>> {
             match message.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
                     let id = &response.header.socket_id;
+                    let received = response
+                        .nlas
+                        .iter()
+                        .find_map(|nla| match nla {
+                            Nla::TcpInfo(raw) => tcp_info_bytes_received(raw),
+                            _ => None,
+                        })
+                        .unwrap_or(0);
                     if let (IpAddr::V4(l), IpAddr::V4(r)) =
                         (id.source_address, id.destination_address)
                     {
                         pairs.push((
-                            SocketAddrV4::new(l, id.source_port),
-                            SocketAddrV4::new(r, id.destination_port),
+                            (
+                                SocketAddrV4::new(l, id.source_port),
+                                SocketAddrV4::new(r, id.destination_port),
+                            ),
+                            received,
                         ));
                     }
                 }
@@ -131,5 +183,13 @@ mod tests {
             filter_local_port(pairs, 7000),
             vec![(a(11, 7000), a(101, 40000)), (a(11, 7000), a(102, 40002))]
         );
+    }
+
+    #[test]
+    fn bytes_received_is_read_at_its_offset_in_tcp_info() {
+        let mut info = vec![0u8; 232];
+        info[128..136].copy_from_slice(&123_456u64.to_ne_bytes());
+        assert_eq!(tcp_info_bytes_received(&info), Some(123_456));
+        assert_eq!(tcp_info_bytes_received(&info[..120]), None);
     }
 }

@@ -29,6 +29,12 @@ use crate::usage::UsageError;
 use l4lb_rawsock::ip::RawSender;
 use l4lb_rawsock::local_addresses;
 
+/// How often the forwarding loop publishes its counters to the stats endpoint: often
+/// enough that a new row shows there within a tenth of a second (a harness tells a
+/// client's session from a health check by it), while a snapshot (a few counters per
+/// backend) costs nothing next to a batch of packets. Expiry stays once a second.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+
 /// Round robin over the pool's usable backends (the shared health state decides).
 pub struct PoolSelector {
     pool: Arc<Pool>,
@@ -183,6 +189,7 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
     let mut pump = Pump::with_head(config.batch, config.mtu, head);
     let start = Instant::now();
     let mut next_expiry = Duration::from_secs(1);
+    let mut next_publish = PUBLISH_EVERY;
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed();
@@ -203,8 +210,11 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
                 Forwarder::Single(d) => pump.send_pending(d.as_mut(), &mut nat),
                 Forwarder::Threaded(d) => pump.send_pending(d, &mut nat),
             }
-            published.publish(Snapshot::of(&nat, pump.counters(), &config.backend_addrs));
             next_expiry = now + Duration::from_secs(1);
+        }
+        if now >= next_publish {
+            published.publish(Snapshot::of(&nat, pump.counters(), &config.backend_addrs));
+            next_publish = now + PUBLISH_EVERY;
         }
     }
     if let Forwarder::Threaded(d) = &dev {

@@ -1,7 +1,8 @@
 //! The raw balancer's own metrics on the shared stats endpoint: table size, drops by
 //! reason, packets, rows created and freed, refusals, rows per backend.
 //!
-//! The forwarding loop publishes a [`Snapshot`] about once a second; the endpoint reads
+//! The forwarding loop publishes a [`Snapshot`] every 50 ms while packets flow (at
+//! least every receive timeout, 100 ms, when idle); the endpoint reads
 //! the latest one, so scraping never touches the hot path.
 
 use l4lb_contract::metrics;

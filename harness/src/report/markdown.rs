@@ -95,6 +95,7 @@ pub fn render(outcome: &RunOutcome) -> String {
     if !refused.is_empty() {
         let _ = writeln!(s, "\nNot placed: {}", refused.join(", "));
     }
+    sessions_section(&mut s, ev);
     let figures: Vec<&crate::runner::Judgement> = outcome
         .verdicts
         .iter()
@@ -175,6 +176,63 @@ pub fn render(outcome: &RunOutcome) -> String {
         }
     }
     s
+}
+
+/// Joint joins, rejoins and bulk transfers, when a run had any: every session in order
+/// (a rejoined client has one row a session), and each transfer's figures.
+fn sessions_section(s: &mut String, ev: &crate::runner::Evidence) {
+    for batch in &ev.together {
+        let joins: Vec<&crate::runner::JoinRecord> = ev
+            .joins
+            .iter()
+            .filter(|j| batch.contains(&j.client))
+            .collect();
+        let first = joins.iter().map(|j| j.at).min().unwrap_or_default();
+        let last = joins.iter().map(|j| j.at).max().unwrap_or_default();
+        let placed = joins.iter().map(|j| j.settled).max().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "\n{} clients joined together: all started within {:.0} ms of the first, every \
+             server socket there {:.0} ms after it; whose socket is whose told by a roll call \
+             (one line each, of a length no other's has, counted by `tcpi_bytes_received`).",
+            batch.len(),
+            last.saturating_sub(first).as_secs_f64() * 1e3,
+            placed.saturating_sub(first).as_secs_f64() * 1e3,
+        );
+    }
+    if !ev.rejoins.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Sessions\n\n| client | started | outcome | its server socket closed |\n|---|---|---|---|"
+        );
+        for j in &ev.joins {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                j.client,
+                t(j.at).trim(),
+                j.outcome,
+                j.socket_closed
+                    .map_or("-".into(), |c| t(c).trim().to_string())
+            );
+        }
+    }
+    if !ev.bulks.is_empty() {
+        let _ = writeln!(s, "\n## Bulk transfers\n");
+        for b in &ev.bulks {
+            let _ = writeln!(s, "- {}", crate::runner::expect::bulk_figures(b));
+        }
+        let others: Vec<String> = ev
+            .bulk_lines_received
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nBulk lines printed by each client (left out of its chat transcript): {}",
+            others.join(", ")
+        );
+    }
 }
 
 #[cfg(test)]

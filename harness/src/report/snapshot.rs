@@ -18,7 +18,22 @@ pub fn render(outcome: &RunOutcome) -> String {
     if let Some(reason) = &ev.skipped {
         let _ = writeln!(s, "skipped: {reason}");
     }
-    let _ = writeln!(s, "placement: {}", placement_text(&ev.placements()));
+    // Which client of a joint join lands where varies from run to run (their SYNs race);
+    // how many each server got does not.
+    let placements: Vec<Vec<String>> = ev
+        .placements()
+        .into_iter()
+        .map(|clients| {
+            let (together, apart): (Vec<String>, Vec<String>) =
+                clients.into_iter().partition(|c| ev.joined_together(c));
+            let mut shown = apart;
+            if !together.is_empty() {
+                shown.push(format!("{} who joined together", together.len()));
+            }
+            shown
+        })
+        .collect();
+    let _ = writeln!(s, "placement: {}", placement_text(&placements));
     let _ = writeln!(s, "events:");
     for e in ev.events.iter().filter(|e| e.step_line.is_some()) {
         let _ = writeln!(s, "  {}", e.text);

@@ -52,6 +52,10 @@ pub struct JoinRecord {
     pub settled: Duration,
     /// What happened.
     pub outcome: JoinOutcome,
+    /// When the session's socket on its server went away (sock_diag), from the run's
+    /// start: where a balancer's close (an idle timeout, a reset) really happened, however
+    /// late the client learns of it. None: still open at the end, or never placed.
+    pub socket_closed: Option<Duration>,
 }
 
 /// One chat line sent.
@@ -69,6 +73,47 @@ impl SayRecord {
     /// The line as it travels and as receivers print it.
     pub fn wire(&self) -> String {
         format!("[{}] {}", self.client, self.text)
+    }
+}
+
+/// A bulk transfer: a client sent `lines` lines of `line_bytes` bytes (wire form,
+/// newline included) and read their echo back from its server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BulkRecord {
+    /// Sender.
+    pub client: String,
+    /// Lines sent (or to send, if the client's input closed first).
+    pub lines: u64,
+    /// Bytes of each line as it travels, newline included.
+    pub line_bytes: u64,
+    /// When the first line was written, from the run's start.
+    pub started: Duration,
+    /// When the last line was written (None: the client stopped taking input first).
+    pub sent_done: Option<Duration>,
+    /// Lines of it the sender printed back (its echo), read at the end.
+    pub echoed: u64,
+    /// When the last echoed line was printed.
+    pub echo_done: Option<Duration>,
+}
+
+impl BulkRecord {
+    /// The text of line `seq` as said (the chat client prefixes `[nick] `): `bulk`, the
+    /// sequence number and filler, so the wire line is exactly `line_bytes` long.
+    pub fn line_text(client: &str, seq: u64, line_bytes: u64) -> String {
+        let head = format!("bulk {seq:08} ");
+        let used = client.len() + 3 + head.len() + 1;
+        let fill = (line_bytes as usize).saturating_sub(used);
+        format!("{head}{}", "x".repeat(fill))
+    }
+
+    /// The start of every wire line of `client`'s bulk transfers: `[client] bulk `.
+    pub fn wire_prefix(client: &str) -> String {
+        format!("[{client}] bulk ")
+    }
+
+    /// Bytes sent (and to come back).
+    pub fn bytes(&self) -> u64 {
+        self.lines * self.line_bytes
     }
 }
 
@@ -201,8 +246,20 @@ pub struct Evidence {
     pub joins: Vec<JoinRecord>,
     /// Lines sent in order.
     pub says: Vec<SayRecord>,
-    /// Lines each client printed (received), with times.
+    /// Batches of clients that joined together (`join` with `together = true`).
+    pub together: Vec<Vec<String>>,
+    /// Roll-call lines that told which server socket was whose after a joint join: a
+    /// client's own activity, not chat (no chat expectation reads them).
+    pub roll_calls: Vec<SayRecord>,
+    /// Sessions the harness ended to rejoin: who, and when.
+    pub rejoins: Vec<(String, Duration)>,
+    /// Bulk transfers.
+    pub bulks: Vec<BulkRecord>,
+    /// Lines each client printed (received), with times; bulk lines are left out (counted
+    /// in [`Evidence::bulk_lines_received`]), a rejoined client's earlier sessions are in.
     pub transcripts: BTreeMap<String, Vec<(Duration, String)>>,
+    /// Bulk lines each client printed (its own echo and others' transfers).
+    pub bulk_lines_received: BTreeMap<String, u64>,
     /// Sessions that ended.
     pub closes: BTreeMap<String, CloseRecord>,
     /// Health changes seen.
@@ -243,7 +300,12 @@ impl Evidence {
             events: Vec::new(),
             joins: Vec::new(),
             says: Vec::new(),
+            together: Vec::new(),
+            roll_calls: Vec::new(),
+            rejoins: Vec::new(),
+            bulks: Vec::new(),
             transcripts: BTreeMap::new(),
+            bulk_lines_received: BTreeMap::new(),
             closes: BTreeMap::new(),
             health: Vec::new(),
             samples: Vec::new(),
@@ -259,28 +321,69 @@ impl Evidence {
         }
     }
 
-    /// Where a client was placed, if it was.
-    pub fn placement_of(&self, client: &str) -> Option<ServerIdx> {
+    /// The client's current session: its last join, if that was placed.
+    pub fn session_of(&self, client: &str) -> Option<&JoinRecord> {
         self.joins
             .iter()
+            .rev()
             .find(|j| j.client == client)
-            .and_then(|j| match j.outcome {
-                JoinOutcome::Placed { server } => Some(server),
-                _ => None,
-            })
+            .filter(|j| matches!(j.outcome, JoinOutcome::Placed { .. }))
     }
 
-    /// Clients placed on each server, in join order.
+    /// The client's last own activity in `join`'s session no later than `t`: the join
+    /// itself, or the last line it said (chat, roll call) in between.
+    pub fn last_activity_before(&self, join: &JoinRecord, t: Duration) -> Duration {
+        self.says
+            .iter()
+            .chain(&self.roll_calls)
+            .filter(|s| s.client == join.client && s.at >= join.at && s.at <= t)
+            .map(|s| s.at)
+            .fold(join.settled, Duration::max)
+    }
+
+    /// The client's session at `t`: its last placed join settled by then, unless the
+    /// harness ended that session (to rejoin) before `t`.
+    pub fn session_at(&self, client: &str, t: Duration) -> Option<&JoinRecord> {
+        let j = self
+            .joins
+            .iter()
+            .rev()
+            .find(|j| j.client == client && j.at <= t)?;
+        let ended = self
+            .rejoins
+            .iter()
+            .any(|(c, at)| c == client && *at >= j.at && *at <= t);
+        (!ended && j.settled <= t && matches!(j.outcome, JoinOutcome::Placed { .. })).then_some(j)
+    }
+
+    /// Where a client is placed (its current session), if it is.
+    pub fn placement_of(&self, client: &str) -> Option<ServerIdx> {
+        self.session_of(client).and_then(|j| match j.outcome {
+            JoinOutcome::Placed { server } => Some(server),
+            _ => None,
+        })
+    }
+
+    /// Clients placed on each server, in join order: each client's current session (a
+    /// client that rejoined counts where its last join put it).
     pub fn placements(&self) -> Vec<Vec<String>> {
         let mut out = vec![Vec::new(); self.servers];
-        for j in &self.joins {
-            if let JoinOutcome::Placed { server } = j.outcome {
-                if let Some(list) = out.get_mut(server) {
+        for (i, j) in self.joins.iter().enumerate() {
+            let superseded = self.joins[i + 1..]
+                .iter()
+                .any(|later| later.client == j.client);
+            if let (JoinOutcome::Placed { server }, false) = (&j.outcome, superseded) {
+                if let Some(list) = out.get_mut(*server) {
                     list.push(j.client.clone());
                 }
             }
         }
         out
+    }
+
+    /// Whether `client` joined in a batch with `together = true`.
+    pub fn joined_together(&self, client: &str) -> bool {
+        self.together.iter().any(|b| b.iter().any(|c| c == client))
     }
 
     /// Clients who printed `line` (the wire form) at any time: a transcript line that ends

@@ -33,6 +33,12 @@ pub struct Seen {
     /// Per server: when each socket was last seen (a socket missing from one dump is
     /// kept for [`GRACE`], so a short gap does not restart its age).
     pub last_seen: Vec<BTreeMap<SocketAddrV4, Instant>>,
+    /// Per server: when each socket still counted was first missing from a dump (since
+    /// its last sighting).
+    pub missing: Vec<BTreeMap<SocketAddrV4, Instant>>,
+    /// Per server: sockets that went away, as (remote end, first seen, first dump without
+    /// it): the session ended there within the poll before that dump.
+    pub gone: Vec<Vec<(SocketAddrV4, Instant, Instant)>>,
     /// Last stats read, when they could be read.
     pub stats: Option<Stats>,
     /// Text of the last stats read.
@@ -52,6 +58,8 @@ pub struct Seen {
 pub struct NewSockets {
     /// Server index.
     pub server: usize,
+    /// The remote end of the oldest of them (the balancer's side of the session).
+    pub addr: SocketAddrV4,
     /// When the oldest of them appeared.
     pub first: Instant,
     /// Whether that one has lasted long enough to be a client, not a health check.
@@ -81,6 +89,8 @@ impl Observer {
         let seen = Arc::new(Mutex::new(Seen {
             conns: vec![BTreeMap::new(); n],
             last_seen: vec![BTreeMap::new(); n],
+            missing: vec![BTreeMap::new(); n],
+            gone: vec![Vec::new(); n],
             health: vec![None; n],
             ..Default::default()
         }));
@@ -97,11 +107,28 @@ impl Observer {
                         let now = Instant::now();
                         let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
                         let Seen {
-                            conns, last_seen, ..
+                            conns,
+                            last_seen,
+                            missing,
+                            gone,
+                            ..
                         } = &mut *s;
                         for c in &now_conns {
                             conns[i].entry(*c).or_insert(now);
                             last_seen[i].insert(*c, now);
+                            missing[i].remove(c);
+                        }
+                        for (addr, seen) in &last_seen[i] {
+                            if *seen != now {
+                                missing[i].entry(*addr).or_insert(now);
+                            }
+                            if now - *seen > GRACE {
+                                if let (Some(first), Some(lost)) =
+                                    (conns[i].get(addr), missing[i].remove(addr))
+                                {
+                                    gone[i].push((*addr, *first, lost));
+                                }
+                            }
                         }
                         last_seen[i].retain(|_, seen| now - *seen <= GRACE);
                         let alive = &last_seen[i];
@@ -208,17 +235,51 @@ impl Observer {
             .filter_map(|(i, m)| {
                 m.iter()
                     .filter(|(k, _)| !baseline[i].contains(k))
-                    .map(|(_, first)| *first)
-                    .min()
-                    .map(|first| NewSockets {
+                    .min_by_key(|(_, first)| **first)
+                    .map(|(addr, first)| NewSockets {
                         server: i,
-                        first,
-                        persistent: now - first >= persist,
+                        addr: *addr,
+                        first: *first,
+                        persistent: now - *first >= persist,
                     })
             })
             .collect();
         out.sort_by_key(|n| n.first);
         out
+    }
+
+    /// Every socket not in `baseline` that has lasted `persist`: (server, remote end,
+    /// first seen), oldest first.
+    pub fn lasting_new_sockets(
+        &self,
+        baseline: &[Vec<SocketAddrV4>],
+        persist: Duration,
+    ) -> Vec<(usize, SocketAddrV4, Instant)> {
+        let now = Instant::now();
+        let s = self.lock();
+        let mut out: Vec<_> = s
+            .conns
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                m.iter()
+                    .filter(move |(k, first)| !baseline[i].contains(k) && now - **first >= persist)
+                    .map(move |(k, first)| (i, *k, *first))
+            })
+            .collect();
+        out.sort_by_key(|(_, _, first)| *first);
+        out
+    }
+
+    /// When the socket `addr` on `server`, first seen at `first`, was first missing from
+    /// the dumps for good (None: it is still there, or was never seen).
+    pub fn gone_at(&self, server: usize, addr: SocketAddrV4, first: Instant) -> Option<Instant> {
+        self.lock()
+            .gone
+            .get(server)?
+            .iter()
+            .find(|(a, f, _)| *a == addr && *f == first)
+            .map(|(_, _, lost)| *lost)
     }
 
     /// Sessions the balancer ever opened per server, a monotonic count (None: not

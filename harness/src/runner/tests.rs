@@ -31,6 +31,7 @@ fn guideline_evidence(balancer: BalancerKind) -> (Scenario, Evidence) {
             at,
             settled: at + ms(20),
             outcome: JoinOutcome::Placed { server: i % 3 },
+            socket_closed: None,
         });
         ev.event(at, Some(17), format!("{c} joined -> s{}", i % 3 + 1), None);
         ev.transcripts.insert(c.to_string(), Vec::new());
@@ -163,6 +164,7 @@ fn crash_evidence(detect: Duration, b_on_s1: bool) -> (Scenario, Evidence) {
             at: t,
             settled: t,
             outcome: JoinOutcome::Placed { server: i },
+            socket_closed: None,
         });
         ev.transcripts.insert(c.to_string(), Vec::new());
         t += ms(50);
@@ -202,6 +204,7 @@ fn crash_evidence(detect: Duration, b_on_s1: bool) -> (Scenario, Evidence) {
             at: t,
             settled: t,
             outcome: JoinOutcome::Placed { server },
+            socket_closed: None,
         });
         ev.transcripts.insert(c.to_string(), Vec::new());
         t += ms(50);
@@ -290,12 +293,14 @@ fn idle_close_outside_tolerance_fails() {
         at: ms(0),
         settled: ms(10),
         outcome: JoinOutcome::Placed { server: 0 },
+        socket_closed: None,
     });
     ev.joins.push(JoinRecord {
         client: "chatty".into(),
         at: ms(20),
         settled: ms(30),
         outcome: JoinOutcome::Placed { server: 1 },
+        socket_closed: None,
     });
     ev.open_sessions_end = Some(1);
     for (closed_after, pass) in [(2100, true), (3500, false), (900, false)] {
@@ -399,6 +404,7 @@ fn a_report_says_in_words_why_a_client_was_not_placed() {
         outcome: JoinOutcome::Refused {
             how: "connection refused".into(),
         },
+        socket_closed: None,
     });
     ev.joins.push(JoinRecord {
         client: "x2".into(),
@@ -407,6 +413,7 @@ fn a_report_says_in_words_why_a_client_was_not_placed() {
         outcome: JoinOutcome::Unplaced {
             why: "no server saw it in 2s".into(),
         },
+        socket_closed: None,
     });
     let md = crate::report::markdown::render(&outcome(&s, ev));
     assert!(
@@ -537,4 +544,278 @@ fn the_matrix_puts_key_figures_side_by_side_and_names_the_differences() {
             && html.contains("href=\"#run-003-server-crash-nat\"")
     );
     assert_eq!(html.matches("<svg").count(), 2);
+#[test]
+fn an_idle_close_is_measured_at_the_server_even_if_the_client_typed_later() {
+    let s = scenario("007-idle-timeout.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Proxy);
+    ev.joins.push(JoinRecord {
+        client: "quiet".into(),
+        at: ms(0),
+        settled: ms(10),
+        outcome: JoinOutcome::Placed { server: 0 },
+        // The proxy closed the upstream 2 s after the join: sock_diag saw it go.
+        socket_closed: Some(ms(2030)),
+    });
+    ev.joins.push(JoinRecord {
+        client: "chatty".into(),
+        at: ms(20),
+        settled: ms(30),
+        outcome: JoinOutcome::Placed { server: 1 },
+        socket_closed: None,
+    });
+    ev.open_sessions_end = Some(1);
+    // The phone woke at 5 s and typed; it then saw the close at once.
+    ev.says.push(SayRecord {
+        client: "quiet".into(),
+        text: "are you there?".into(),
+        at: ms(5000),
+    });
+    ev.closes.insert(
+        "quiet".into(),
+        CloseRecord {
+            at: ms(5001),
+            last_activity: ms(5000),
+            by_quit: false,
+            how: "closed by the other side".into(),
+        },
+    );
+    let o = outcome(&s, ev.clone());
+    let v = verdict(&o, "idle sessions");
+    assert_eq!(v.status, Status::Pass, "{v:?}");
+    assert_eq!(
+        v.detail,
+        "quiet closed at its server after 2.020s of silence"
+    );
+    // Without the server's view, the client's own close counts, with the silence before
+    // it (the line typed at 5 s ends it): a close seen 1 ms after speaking fails.
+    ev.joins[0].socket_closed = None;
+    let o = outcome(&s, ev);
+    let v = verdict(&o, "idle sessions");
+    assert_eq!(v.status, Status::Fail, "{v:?}");
+    assert_eq!(
+        v.detail,
+        "quiet closed seen by the client after 0.001s of silence"
+    );
+}
+
+/// 024 as a run would record it: the phone placed on s1 at 0.1 s, its session closed at
+/// its server at 2.1 s, and "are you there?" said at 4.6 s, unheard.
+fn sleeping_phone(told_at: Option<u64>) -> (Scenario, Evidence) {
+    let s = scenario("024-phone-sleeps-past-idle.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Raw);
+    for (i, c) in ["phone", "laptop"].iter().enumerate() {
+        ev.joins.push(JoinRecord {
+            client: c.to_string(),
+            at: ms(100 * i as u64),
+            settled: ms(100 * i as u64 + 10),
+            outcome: JoinOutcome::Placed { server: i },
+            socket_closed: (i == 0).then(|| ms(2110)),
+        });
+        ev.transcripts.insert(c.to_string(), Vec::new());
+    }
+    ev.says.push(SayRecord {
+        client: "phone".into(),
+        text: "are you there?".into(),
+        at: ms(4600),
+    });
+    if let Some(t) = told_at {
+        ev.closes.insert(
+            "phone".into(),
+            CloseRecord {
+                at: ms(t),
+                last_activity: ms(4600),
+                by_quit: false,
+                how: "closed by the other side".into(),
+            },
+        );
+    }
+    ev.open_sessions_end = Some(1);
+    ev.duration = ms(6500);
+    (s, ev)
+}
+
+#[test]
+fn told_closed_passes_when_told_at_once_or_before_and_fails_when_late() {
+    for (told, pass, summary) in [
+        (Some(4603), true, "phone was told in time"),
+        (Some(2200), true, "phone was told in time"),
+        (Some(5700), false, "phone was told too late after it spoke"),
+    ] {
+        let (s, ev) = sleeping_phone(told);
+        let o = outcome(&s, ev);
+        let v = verdict(&o, "phone is told its session ended");
+        assert_eq!(v.status == Status::Pass, pass, "{v:?}");
+        assert!(v.summary.starts_with(summary), "{v:?}");
+        let before = told.is_some_and(|t| t < 4600);
+        assert_eq!(v.detail.contains("before its line"), before, "{v:?}");
+    }
+}
+
+#[test]
+fn told_closed_fails_when_the_client_hangs() {
+    let (s, ev) = sleeping_phone(None);
+    let o = outcome(&s, ev);
+    let v = verdict(&o, "phone is told its session ended");
+    assert_eq!(v.status, Status::Fail);
+    assert_eq!(
+        v.summary,
+        "phone said \"are you there?\" into its ended session and was never told (no FIN or RST): it hangs"
+    );
+    assert_eq!(
+        v.detail,
+        "said at 4.600s, nothing by the end of the run (1.900s later)"
+    );
+}
+
+#[test]
+fn told_closed_fails_when_the_session_still_works() {
+    let (s, mut ev) = sleeping_phone(None);
+    // Its line came back: the session was never closed.
+    ev.transcripts
+        .get_mut("phone")
+        .unwrap()
+        .push((ms(4601), "[phone] are you there?".into()));
+    let o = outcome(&s, ev);
+    let v = verdict(&o, "phone is told its session ended");
+    assert_eq!(v.status, Status::Fail);
+    assert_eq!(
+        v.summary,
+        "phone's session was not closed: its lines still got through"
+    );
+}
+
+#[test]
+fn a_rejoined_client_counts_once_where_its_last_join_put_it_and_chat_follows_its_sessions() {
+    let s = scenario("023-pi-reboot-rejoin.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Raw);
+    let joins = [("pi", 0, 0), ("laptop", 100, 1), ("pi", 1000, 2)];
+    for (c, at, server) in joins {
+        ev.joins.push(JoinRecord {
+            client: c.into(),
+            at: ms(at),
+            settled: ms(at + 10),
+            outcome: JoinOutcome::Placed { server },
+            socket_closed: None,
+        });
+    }
+    ev.rejoins.push(("pi".into(), ms(990)));
+    assert_eq!(
+        ev.placements(),
+        vec![vec![], vec!["laptop".to_string()], vec!["pi".to_string()]]
+    );
+    assert_eq!(ev.placement_of("pi"), Some(2));
+    assert_eq!(ev.session_at("pi", ms(500)).map(|j| j.at), Some(ms(0)));
+    assert_eq!(
+        ev.session_at("pi", ms(995)),
+        None,
+        "between the reboot and the new join"
+    );
+    assert_eq!(ev.session_at("pi", ms(1500)).map(|j| j.at), Some(ms(1000)));
+    // A line said in the old session reached the old server's clients (pi alone), one
+    // in the new session the new server's: isolation holds over the reboot.
+    ev.transcripts.insert("laptop".into(), Vec::new());
+    for (at, text) in [(500, "before"), (1500, "after")] {
+        let say = SayRecord {
+            client: "pi".into(),
+            text: text.into(),
+            at: ms(at),
+        };
+        ev.transcripts
+            .entry("pi".into())
+            .or_default()
+            .push((ms(at + 1), say.wire()));
+        ev.says.push(say);
+    }
+    let v = crate::runner::expect::check(
+        &crate::scenario::Expectation {
+            line: 1,
+            only: None,
+            why: None,
+            kind: crate::scenario::ExpectKind::ChatIsolation,
+        },
+        &ev,
+    );
+    assert_eq!(v.status, Status::Pass, "{v:?}");
+    // Had the old session's line reached laptop (s2), it would have leaked.
+    ev.transcripts
+        .get_mut("laptop")
+        .unwrap()
+        .push((ms(501), "[pi] before".into()));
+    let v = crate::runner::expect::check(
+        &crate::scenario::Expectation {
+            line: 1,
+            only: None,
+            why: None,
+            kind: crate::scenario::ExpectKind::ChatIsolation,
+        },
+        &ev,
+    );
+    assert_eq!(v.status, Status::Fail);
+    assert!(v.summary.contains("leaked to laptop"), "{v:?}");
+}
+
+#[test]
+fn bulk_done_needs_every_line_back_in_time() {
+    let s = scenario("025-nas-backup-bulk.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Proxy);
+    ev.bulks.push(BulkRecord {
+        client: "nas".into(),
+        lines: 2000,
+        line_bytes: 1000,
+        started: ms(1000),
+        sent_done: Some(ms(1100)),
+        echoed: 2000,
+        echo_done: Some(ms(1200)),
+    });
+    let check = |ev: &Evidence| {
+        crate::runner::expect::check(
+            &crate::scenario::Expectation {
+                line: 1,
+                only: None,
+                why: None,
+                kind: crate::scenario::ExpectKind::BulkDone {
+                    clients: vec!["nas".into()],
+                    within: Some(ms(20_000)),
+                },
+            },
+            ev,
+        )
+    };
+    let v = check(&ev);
+    assert_eq!(v.status, Status::Pass, "{v:?}");
+    assert_eq!(
+        v.detail,
+        "nas: 2000000 of 2000000 bytes back, sent in 0.100s (160.0 Mbit/s up), echoed back in 0.200s (80.0 Mbit/s round trip)"
+    );
+    ev.bulks[0].echoed = 1999;
+    let v = check(&ev);
+    assert_eq!(v.status, Status::Fail);
+    assert_eq!(v.summary, "nas: 1999 of 2000 lines came back");
+    ev.bulks[0].echoed = 2000;
+    ev.bulks[0].echo_done = Some(ms(30_000));
+    assert_eq!(check(&ev).status, Status::Fail);
+}
+
+#[test]
+fn a_joint_join_shows_counts_not_names_in_the_snapshot() {
+    let s = scenario("022-party-join.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Raw);
+    for (i, c) in ["g01", "g02", "g03", "g04"].iter().enumerate() {
+        ev.joins.push(JoinRecord {
+            client: c.to_string(),
+            at: ms(0),
+            settled: ms(10),
+            outcome: JoinOutcome::Placed { server: i % 3 },
+            socket_closed: None,
+        });
+    }
+    ev.together
+        .push(vec!["g01".into(), "g02".into(), "g03".into(), "g04".into()]);
+    let text = crate::report::snapshot::render(&outcome(&s, ev));
+    assert!(
+        text.contains(
+            "placement: s1 [2 who joined together], s2 [1 who joined together], s3 [1 who joined together]"
+        ),
+        "{text}"
+    );
 }

@@ -90,7 +90,7 @@ impl Scenario {
     pub fn clients(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for step in &self.steps {
-            if let Action::Join(names) = &step.action {
+            if let Action::Join(names) | Action::JoinTogether(names) = &step.action {
                 for n in names {
                     if !out.contains(n) {
                         out.push(n.clone());
@@ -316,6 +316,18 @@ pub enum Condition {
 pub enum Action {
     /// Clients join one after the other; each placement is observed before the next.
     Join(Vec<String>),
+    /// Clients join all at once; placements are observed when every one has settled.
+    JoinTogether(Vec<String>),
+    /// Clients end their session (the process is killed, as by a reboot) and join again
+    /// under the same name, one after the other.
+    Rejoin(Vec<String>),
+    /// A client sends `bytes` in lines of [`BULK_LINE`] bytes and reads their echo back.
+    Bulk {
+        /// Who.
+        client: String,
+        /// How many bytes it sends.
+        bytes: u64,
+    },
     /// Each client says `text` (sent as `[nick] text`).
     Say {
         /// Who.
@@ -463,6 +475,22 @@ pub enum ExpectKind {
     Kept(Vec<String>),
     /// The balancer never reported these servers down.
     StayedUp(Vec<ServerIdx>),
+    /// The client was told its session ended (its disconnect line or exit) within
+    /// `within` of the first line it said into the ended session.
+    ToldClosed {
+        /// Who.
+        client: String,
+        /// The bound.
+        within: Duration,
+    },
+    /// Every byte of these clients' bulk transfers came back (within `within` of the start).
+    BulkDone {
+        /// Whose transfers.
+        clients: Vec<String>,
+        /// Optional bound on each transfer's time.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        within: Option<Duration>,
+    },
     /// Sessions closed by the idle timeout, within `tolerance` of it.
     IdleClosed {
         /// Which.
@@ -515,6 +543,14 @@ pub fn rate_kbit(rate: &str) -> Result<u32, String> {
     k.and_then(|k| u32::try_from(k).ok())
         .ok_or_else(|| format!("rate `{rate}` is too large"))
 }
+
+/// Bytes of one line of a bulk transfer as it travels, newline included: `[nick] bulk `,
+/// a sequence number, then filler up to this length.
+pub const BULK_LINE: usize = 1000;
+
+/// Most bytes one `bulk` step may send (64 MiB): the echo is read back through the chat
+/// client's output, and every other client on that server receives it too.
+pub const BULK_MAX: u64 = 64 << 20;
 
 /// Name of server `i` (0-based).
 pub fn server_name(i: ServerIdx) -> String {

@@ -251,8 +251,17 @@ one_of_table! {
     pub struct StepTable, key StepKey {
         /// Start no earlier than this time after the scenario began.
         at: SStr,
-        /// Clients join, one after the other.
+        /// Clients join, one after the other (or all at once with `together`).
         join => Join: Spanned<Vec<SStr>>,
+        /// `join` starts every client at once (a party) instead of one after the other.
+        together for [join]: Spanned<bool>,
+        /// Clients that joined before end their session and join again under the same name
+        /// (a Pi or phone that rebooted).
+        rejoin => Rejoin: Spanned<Vec<SStr>>,
+        /// A client sends `bytes` in lines and reads their echo back (a bulk transfer).
+        bulk => Bulk: SStr,
+        /// Bytes a `bulk` step sends (and so reads back).
+        bytes for [bulk]: Spanned<u64>,
         /// A chat line.
         say => Say: SStr,
         /// Who says it.
@@ -348,6 +357,16 @@ pub struct LossTable {
     pub good_loss: Option<String>,
 }
 
+/// `told_closed = { client = "phone", within = "1s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToldClosedTable {
+    /// The client whose session ended.
+    pub client: SStr,
+    /// Longest time from its next line to it being told.
+    pub within: SStr,
+}
+
 one_of_table! {
     /// Conditions of `wait_until` (exactly one key).
     pub struct ConditionTable, key ConditionKey {
@@ -385,8 +404,9 @@ one_of_table! {
         by: Vec<SStr>,
         /// Clients that must not have received `heard`.
         not_by: Vec<SStr>,
-        /// Each of `by` received `heard` within this of it being said.
-        within for [heard]: SStr,
+        /// Each of `by` received `heard` within this of it being said; each `bulk_done`
+        /// transfer came back within this of its start.
+        within for [heard, bulk_done]: SStr,
         /// The balancer noticed this server failing within the bound and sent no client there after.
         failover => Failover: SStr,
         /// The balancer noticed this server back within the bound and sent clients there again.
@@ -396,6 +416,11 @@ one_of_table! {
         /// The balancer never took these servers out (no false failover under loss or
         /// jitter).
         stayed_up => StayedUp: Vec<SStr>,
+        /// A client learned its session had ended (FIN or RST) within a bound of its next
+        /// line: `{ client = "phone", within = "1s" }`.
+        told_closed => ToldClosed: Spanned<ToldClosedTable>,
+        /// Every byte of these clients' bulk transfers came back.
+        bulk_done => BulkDone: Vec<SStr>,
         /// Sessions closed by the idle timeout, on time.
         idle_closed => IdleClosed: Vec<SStr>,
         /// Tolerance around the idle timeout.
@@ -422,8 +447,8 @@ mod tests {
                 assert!(StepTable::KEYS.contains(owner), "{owner}");
             }
         }
-        assert_eq!(StepTable::KEYS.len(), 18);
-        assert_eq!(ExpectTable::KEYS.len(), 14);
+        assert_eq!(StepTable::KEYS.len(), 20);
+        assert_eq!(ExpectTable::KEYS.len(), 16);
     }
 
     #[test]

@@ -9,18 +9,25 @@ use crate::runner::evidence::{Evidence, JoinOutcome};
 pub(super) fn chat_isolation(line: Option<usize>, ev: &Evidence) -> Judgement {
     let mut problems = Vec::new();
     for say in &ev.says {
-        let Some(server) = ev.placement_of(&say.client) else {
+        let Some(server) = ev
+            .session_at(&say.client, say.at)
+            .and_then(|j| match j.outcome {
+                JoinOutcome::Placed { server } => Some(server),
+                _ => None,
+            })
+        else {
             problems.push(format!(
-                "{} said \"{}\" but was never placed",
+                "{} said \"{}\" but was not placed then",
                 say.client, say.text
             ));
             continue;
         };
-        // Clients on the same server, connected when the line was sent.
+        // Clients whose session was on the same server when the line was sent.
         let expected: BTreeSet<String> = ev
             .joins
             .iter()
-            .filter(|j| j.outcome == JoinOutcome::Placed { server } && j.settled <= say.at)
+            .filter(|j| j.outcome == JoinOutcome::Placed { server })
+            .filter(|j| ev.session_at(&j.client, say.at) == Some(*j))
             .filter(|j| ev.closes.get(&j.client).is_none_or(|c| c.at > say.at))
             .map(|j| j.client.clone())
             .collect();

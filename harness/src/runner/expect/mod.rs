@@ -2,7 +2,8 @@
 //!
 //! One module a group of kinds: `placement` (placement, balanced, not_on), `chat`
 //! (chat_isolation, heard), `health` (failover, recovery, stayed_up), `sessions` (kept,
-//! idle_closed, refused, no_refused, open_sessions, balancer_alive); [`check`] finds an
+//! idle_closed, told_closed, refused, no_refused, open_sessions, balancer_alive), `bulk`
+//! (bulk_done); [`check`] finds an
 //! expectation's judgement there.
 //!
 //! Each [`Judgement`] carries a `summary` with no times, ports or pids (it goes into the
@@ -15,12 +16,14 @@ use serde::Serialize;
 use super::evidence::Evidence;
 use crate::scenario::{ExpectKind, Expectation};
 
+mod bulk;
 mod chat;
 mod design;
 mod health;
 mod placement;
 mod sessions;
 
+pub use bulk::bulk_figures;
 pub use placement::placement_text;
 
 /// Outcome of one expectation.
@@ -162,6 +165,10 @@ pub fn check(e: &Expectation, ev: &Evidence) -> Judgement {
         ExpectKind::IdleClosed { clients, tolerance } => {
             sessions::idle_closed(line, ev, clients, *tolerance)
         }
+        ExpectKind::ToldClosed { client, within } => {
+            sessions::told_closed(line, ev, client, *within)
+        }
+        ExpectKind::BulkDone { clients, within } => bulk::bulk_done(line, ev, clients, *within),
         ExpectKind::Refused(clients) => sessions::refused(line, ev, clients),
         ExpectKind::NoRefused => sessions::no_refused(line, ev),
         ExpectKind::OpenSessions(n) => sessions::open_sessions(line, ev, *n),

@@ -30,7 +30,29 @@ pub(super) fn kept(line: Option<usize>, ev: &Evidence, clients: &[String]) -> Ju
     )
 }
 
-/// These sessions were closed after the idle timeout ± `tolerance` of silence.
+/// Where and when a client's session was closed by the other side, with the silence
+/// before it: at its server's socket (sock_diag) when that went away, otherwise when the
+/// client saw it. Silence runs from the client's last own activity (its join or a line it
+/// said) before that moment, so a line typed after the close does not count.
+pub(super) fn session_close(
+    ev: &Evidence,
+    client: &str,
+) -> Option<(Duration, Duration, &'static str)> {
+    let session = ev.session_of(client)?;
+    let (at, where_) = match (session.socket_closed, ev.closes.get(client)) {
+        (Some(at), _) => (at, "at its server"),
+        (None, Some(close)) if !close.by_quit => (close.at, "seen by the client"),
+        _ => return None,
+    };
+    Some((
+        at,
+        at.saturating_sub(ev.last_activity_before(session, at)),
+        where_,
+    ))
+}
+
+/// These sessions were closed after the idle timeout ± `tolerance` of silence, measured
+/// where the close happened ([`session_close`]).
 pub(super) fn idle_closed(
     line: Option<usize>,
     ev: &Evidence,
@@ -41,12 +63,17 @@ pub(super) fn idle_closed(
     let mut problems = Vec::new();
     let mut figures = Vec::new();
     for c in clients {
-        match ev.closes.get(c) {
+        if ev.closes.get(c).is_some_and(|close| close.by_quit) {
+            problems.push(format!("{c} quit by itself"));
+            continue;
+        }
+        match session_close(ev, c) {
             None => problems.push(format!("{c} was not closed")),
-            Some(close) if close.by_quit => problems.push(format!("{c} quit by itself")),
-            Some(close) => {
-                let silent = close.at.saturating_sub(close.last_activity);
-                figures.push(format!("{c} closed after {} of silence", secs(silent)));
+            Some((_, silent, where_)) => {
+                figures.push(format!(
+                    "{c} closed {where_} after {} of silence",
+                    secs(silent)
+                ));
                 let low = idle.saturating_sub(tolerance);
                 if silent < low || silent > idle.saturating_add(tolerance) {
                     problems.push(format!("{c} closed outside the idle timeout ± tolerance"));
@@ -70,6 +97,96 @@ pub(super) fn idle_closed(
         },
         figures.join("; "),
     )
+}
+
+/// `client` was told its session had ended (its disconnect line or exit) within `within`
+/// of the first line it said into the ended session: the first of its lines in its
+/// current session that nobody printed (not even itself: a chat server echoes every
+/// line to its sender), or, when every line got through, its last line. Told before it
+/// spoke passes; never told fails (the client hangs on a dead session).
+pub(super) fn told_closed(
+    line: Option<usize>,
+    ev: &Evidence,
+    client: &str,
+    within: Duration,
+) -> Judgement {
+    let expectation = format!(
+        "{client} is told its session ended (FIN or RST) within {} of its next line",
+        humantime::format_duration(within)
+    );
+    let fail = |summary: String, detail: String| {
+        judgement(line, expectation.clone(), false, summary, detail)
+    };
+    let Some(session) = ev.session_of(client) else {
+        return fail(format!("{client} was never placed"), String::new());
+    };
+    let own: Vec<&crate::runner::evidence::SayRecord> = ev
+        .says
+        .iter()
+        .filter(|s| s.client == client && s.at >= session.at)
+        .collect();
+    let unheard = own
+        .iter()
+        .find(|s| {
+            let wire = s.wire();
+            !ev.transcripts.values().any(|lines| {
+                lines
+                    .iter()
+                    .any(|(at, l)| *at >= s.at && l.trim_end().ends_with(&wire))
+            })
+        })
+        .copied();
+    let spoke = unheard.or(own.last().copied());
+    let told = ev.closes.get(client).filter(|c| !c.by_quit);
+    match (spoke, told) {
+        (None, _) => fail(
+            format!("{client} said nothing after it joined: nothing to be told after"),
+            "add a `say` step for it after the session should have ended".into(),
+        ),
+        (Some(s), None) if unheard.is_none() => fail(
+            format!("{client}'s session was not closed: its lines still got through"),
+            format!("its last line \"{}\" was heard", s.text),
+        ),
+        (Some(s), None) => fail(
+            format!(
+                "{client} said \"{}\" into its ended session and was never told (no FIN or RST): it hangs",
+                s.text
+            ),
+            format!(
+                "said at {}, nothing by the end of the run ({} later)",
+                secs(s.at),
+                secs(ev.duration.saturating_sub(s.at))
+            ),
+        ),
+        (Some(s), Some(close)) => {
+            let late = close.at.saturating_sub(s.at);
+            let ok = close.at <= s.at || late <= within;
+            judgement(
+                line,
+                expectation.clone(),
+                ok,
+                // Told before or after its line: which one depends on whether the
+                // balancer's own close got through, so only the detail says.
+                if ok {
+                    format!("{client} was told in time ({})", close.how)
+                } else {
+                    format!(
+                        "{client} was told too late after it spoke ({})",
+                        close.how
+                    )
+                },
+                if close.at <= s.at {
+                    format!(
+                        "told {} before its line \"{}\"",
+                        secs(s.at - close.at),
+                        s.text
+                    )
+                } else {
+                    format!("told {} after its line \"{}\"", secs(late), s.text)
+                },
+            )
+        }
+    }
 }
 
 /// These joins were refused cleanly.

@@ -7,42 +7,82 @@ use super::{program, Client, Run, JOIN_TIMEOUT, JOIN_TIMEOUT_FAULTY};
 use crate::netns::Namespace;
 use crate::process::NsProcess;
 use crate::runner::evidence::*;
-use crate::runner::observer::POLL;
+use crate::runner::observer::{PERSIST, PERSIST_LOSSY, POLL};
 use crate::scenario::{server_name, CommandTemplate, Step};
 use crate::topology::Host;
 
 impl Run<'_> {
-    pub(super) async fn join(&mut self, step: &Step, name: &str) -> anyhow::Result<()> {
-        let host_idx = self.clients.len() % self.scenario.topology.clients;
-        let ns: Namespace = self.topo.namespace(Host::Client(host_idx)).clone();
+    /// The client host a new client goes on: joins alternate over the hosts; a client
+    /// that rejoins keeps its own.
+    pub(super) fn next_host(&self) -> usize {
+        self.clients.len() % self.scenario.topology.clients
+    }
+
+    /// Starts `name`'s client program on client host `host`.
+    pub(super) async fn spawn_client(&self, name: &str, host: usize) -> anyhow::Result<NsProcess> {
+        let ns: Namespace = self.topo.namespace(Host::Client(host)).clone();
         let vars = [
             ("l4lb", self.opts.l4lb.display().to_string()),
-            ("host", self.topo.entry(host_idx).to_string()),
+            ("host", self.topo.entry(host).to_string()),
             ("port", self.scenario.health.port.to_string()),
             ("nick", name.to_string()),
         ];
         let template: &CommandTemplate = &self.scenario.programs.client;
         let (prog, args) = program(template.expand(&vars));
+        NsProcess::spawn(&ns, &prog, &args).await
+    }
+
+    /// Records a started client under `name` (replacing an earlier session of that name).
+    pub(super) fn add_client(
+        &mut self,
+        name: &str,
+        host: usize,
+        p: NsProcess,
+        settled: std::time::Duration,
+    ) {
+        self.clients.insert(
+            name.to_string(),
+            Client {
+                proc: Arc::new(tokio::sync::Mutex::new(p)),
+                last_activity: Arc::new(Mutex::new(settled)),
+                chatter: None,
+                chat_stop: None,
+                quit: false,
+                host,
+            },
+        );
+    }
+
+    /// Whether packets are dropped or shaped now (joins then wait longer).
+    pub(super) fn faulty(&self) -> bool {
+        !(self.drops.is_empty() && self.shaped.is_empty())
+    }
+
+    pub(super) async fn join(
+        &mut self,
+        step: &Step,
+        name: &str,
+        host: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let host_idx = host.unwrap_or_else(|| self.next_host());
         let baseline = self.observer()?.baseline();
         let counts_before = self.observer()?.balancer_counts(&self.backends);
         let at = self.now();
-        let mut p = NsProcess::spawn(&ns, &prog, &args).await?;
-        let faulty = !(self.drops.is_empty() && self.shaped.is_empty());
+        let mut p = self.spawn_client(name, host_idx).await?;
+        let faulty = self.faulty();
         let join_timeout = if faulty {
             JOIN_TIMEOUT_FAULTY
         } else {
             JOIN_TIMEOUT
         };
         let end = Instant::now() + join_timeout;
-        // A health check to a hung server stays established for the whole check timeout,
-        // longer when the machine is busy: twice the timeout plus a margin.
-        let persist = if faulty {
-            crate::runner::observer::PERSIST_LOSSY
-        } else {
-            crate::runner::observer::PERSIST
-        }
-        .max(self.scenario.health.timeout * 2 + Duration::from_millis(100));
+        let persist = join_persistence(
+            faulty,
+            counts_before.is_some(),
+            self.scenario.health.timeout,
+        );
         let mut connected = None;
+        let mut socket = None;
         let outcome = loop {
             let found = self.observer()?.new_sockets(&baseline, persist);
             // A health check also makes a socket on a server, and on a busy machine it may
@@ -69,6 +109,16 @@ impl Run<'_> {
                 && (counts_before.is_some() || found.len() == 1 || Instant::now() > end)
             {
                 connected = Some(lasting[0].first);
+                // Every new socket on that server: a health check there may be among
+                // them; the client's is the one that lasts (chosen at the end).
+                let server = lasting[0].server;
+                socket = Some(
+                    self.observer()?
+                        .lasting_new_sockets(&baseline, Duration::ZERO)
+                        .into_iter()
+                        .filter(|(s, _, _)| *s == server)
+                        .collect::<Vec<_>>(),
+                );
                 break JoinOutcome::Placed {
                     server: lasting[0].server,
                 };
@@ -109,17 +159,29 @@ impl Run<'_> {
             at,
             settled,
             outcome,
+            socket_closed: None,
         });
-        self.clients.insert(
-            name.to_string(),
-            Client {
-                proc: Arc::new(tokio::sync::Mutex::new(p)),
-                last_activity: Arc::new(Mutex::new(settled)),
-                chatter: None,
-                quit: false,
-            },
-        );
+        self.join_sockets.push(socket.unwrap_or_default());
+        self.add_client(name, host_idx, p, settled);
         Ok(())
+    }
+}
+
+/// How long a new server socket must last before a join counts it as the client's.
+///
+/// With the balancer's monotonic per-backend counters (both of ours), a health check
+/// cannot be taken for a client: a server counts only if its counter rose, and a check
+/// opens no session. The socket then only has to outlive a poll or two ([`PERSIST`], or
+/// [`PERSIST_LOSSY`] while packets are dropped: a check whose FIN was lost lingers).
+/// Without counters a health check to a hung server stays established for the whole
+/// check timeout, longer on a busy machine, so the socket must outlast twice the timeout
+/// plus 100 ms.
+pub(super) fn join_persistence(faulty: bool, counted: bool, check_timeout: Duration) -> Duration {
+    let base = if faulty { PERSIST_LOSSY } else { PERSIST };
+    if counted {
+        base
+    } else {
+        base.max(check_timeout * 2 + Duration::from_millis(100))
     }
 }
 
@@ -149,4 +211,21 @@ pub(super) async fn closed(p: &mut NsProcess) -> Option<(Instant, String)> {
         exited,
         format!("exited ({status}) without saying why"),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counted_join_waits_a_poll_or_two_an_uncounted_one_outlasts_a_check() {
+        let timeout = Duration::from_millis(100);
+        assert_eq!(join_persistence(false, true, timeout), PERSIST);
+        assert_eq!(join_persistence(true, true, timeout), PERSIST_LOSSY);
+        assert_eq!(
+            join_persistence(false, false, timeout),
+            Duration::from_millis(300)
+        );
+        assert_eq!(join_persistence(true, false, timeout), PERSIST_LOSSY);
+    }
 }

@@ -16,6 +16,7 @@ use anyhow::Context;
 
 mod blind;
 mod join;
+mod party;
 mod steps;
 
 use join::closed;
@@ -63,7 +64,11 @@ struct Client {
     /// writes it too.
     last_activity: Arc<Mutex<Duration>>,
     chatter: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the chatter when `silent` stops it.
+    chat_stop: Option<tokio::sync::watch::Sender<Option<Instant>>>,
     quit: bool,
+    /// The client host it runs on (index).
+    host: usize,
 }
 
 struct Run<'a> {
@@ -94,6 +99,18 @@ struct Run<'a> {
     seed: u64,
     /// Faults with a `for` (and perhaps an `every`): when each ends or comes back.
     timers: Vec<FaultTimer>,
+    /// For each join of the evidence, in order: the sockets on its server that may be
+    /// the session's (server, remote end, first seen); the one that lasted longest is,
+    /// and when it went away is when the session ended there.
+    join_sockets: Vec<Vec<(usize, SocketAddrV4, Instant)>>,
+    /// Output of the sessions a client ended to rejoin, oldest first.
+    earlier: BTreeMap<String, Vec<crate::process::Line>>,
+    /// Bulk transfers, written by their tasks.
+    bulks: Arc<Mutex<Vec<BulkRecord>>>,
+    /// The tasks sending them.
+    bulk_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Client processes ended to rejoin (checked gone at teardown).
+    ended_pids: Vec<u32>,
 }
 
 /// A fault that ends after its `for` and perhaps comes back every `every`.
@@ -199,6 +216,11 @@ pub async fn run(scenario: &Scenario, kind: BalancerKind, opts: &RunOptions) -> 
         wires: BTreeMap::new(),
         seed: opts.seed,
         timers: Vec::new(),
+        join_sockets: Vec::new(),
+        earlier: BTreeMap::new(),
+        bulks: Arc::new(Mutex::new(Vec::new())),
+        bulk_tasks: Vec::new(),
+        ended_pids: Vec::new(),
     };
     run.describe_topology();
     match run.set_up().await {
@@ -460,6 +482,9 @@ impl Run<'_> {
                 t.abort();
             }
         }
+        for t in self.bulk_tasks.drain(..) {
+            t.abort();
+        }
         // A last fresh reading of the balancer's sessions.
         tokio::time::sleep(POLL * 3).await;
         if let Some(reason) = self.ev.traits.no_health_view.clone() {
@@ -485,7 +510,29 @@ impl Run<'_> {
             // Kernel NAT: rules, no process; alive while its namespace is.
             None => self.kind == BalancerKind::Nat,
         };
+        if let Some(obs) = &self.observer {
+            for (j, sockets) in self.ev.joins.iter_mut().zip(&self.join_sockets) {
+                // Still open beats any close; otherwise the latest close.
+                let ends: Vec<Option<Instant>> = sockets
+                    .iter()
+                    .map(|(server, addr, first)| obs.gone_at(*server, *addr, *first))
+                    .collect();
+                if !ends.is_empty() && ends.iter().all(Option::is_some) {
+                    j.socket_closed = ends
+                        .into_iter()
+                        .flatten()
+                        .max()
+                        .map(|t| t.saturating_duration_since(self.start));
+                }
+            }
+        }
+        self.ev.balancer_alive_end = self
+            .balancer
+            .as_mut()
+            .is_some_and(|b| b.try_exit_code().is_none());
         let start = self.start;
+        let mut bulks = lock(&self.bulks).clone();
+        let bulk_senders: Vec<String> = bulks.iter().map(|b| b.client.clone()).collect();
         for (name, c) in &self.clients {
             let mut p = c.proc.lock().await;
             if let Some((at, how)) = closed(&mut p).await {
@@ -499,14 +546,28 @@ impl Run<'_> {
                     },
                 );
             }
-            let lines = p
-                .transcript()
+            let lines = self
+                .earlier
+                .remove(name)
+                .unwrap_or_default()
                 .into_iter()
+                .chain(p.transcript())
                 .filter(|l| !l.stderr)
                 .map(|l| (l.at.saturating_duration_since(start), l.text))
                 .collect();
-            self.ev.transcripts.insert(name.clone(), lines);
+            let split = party::split_bulk(name, lines, &bulk_senders);
+            if split.bulk_lines > 0 {
+                self.ev
+                    .bulk_lines_received
+                    .insert(name.clone(), split.bulk_lines);
+            }
+            for b in bulks.iter_mut().filter(|b| &b.client == name) {
+                b.echoed = split.own_seqs.iter().filter(|s| **s < b.lines).count() as u64;
+                b.echo_done = split.own_last;
+            }
+            self.ev.transcripts.insert(name.clone(), split.chat);
         }
+        self.ev.bulks = bulks;
         self.ev.says = lock(&self.says).clone();
         self.ev.says.sort_by_key(|s| s.at);
     }
@@ -519,6 +580,9 @@ impl Run<'_> {
             let mut p = c.proc.lock().await;
             pids.push((format!("client {}", p.pid()), p.pid()));
             let _ = p.stop(grace).await;
+        }
+        for pid in std::mem::take(&mut self.ended_pids) {
+            pids.push((format!("client {pid}, ended to rejoin"), pid));
         }
         if let Some(mut b) = self.balancer.take() {
             pids.push(("balancer".into(), b.pid()));

@@ -151,9 +151,16 @@ impl Run<'_> {
         match &step.action {
             Action::Join(names) => {
                 for name in names {
-                    self.join(step, name).await?;
+                    self.join(step, name, None).await?;
                 }
             }
+            Action::JoinTogether(names) => self.join_together(step, names).await?,
+            Action::Rejoin(names) => {
+                for name in names {
+                    self.rejoin(step, name).await?;
+                }
+            }
+            Action::Bulk { client, bytes } => self.bulk(step, client, *bytes).await?,
             Action::Say { clients, text } => {
                 for c in clients {
                     let client = self.clients.get(c).context("unknown client")?;
@@ -176,7 +183,14 @@ impl Run<'_> {
                 }
             }
             Action::Chat { client, every } => {
+                // The n-th line is due `every` × n after the chat began (its `at` when it
+                // has one), and `silent` stops before the first line due at or after its
+                // own time (its `at`, or when it ran): between steps at fixed times a chat
+                // says the same lines in every run, however late the machine runs them.
+                let anchor = self.start + step.at.unwrap_or_else(|| self.now());
                 let c = self.clients.get_mut(client).context("unknown client")?;
+                let (stop_tx, mut stop) = tokio::sync::watch::channel(None::<Instant>);
+                c.chat_stop = Some(stop_tx);
                 let (proc, last, says, start, every, name) = (
                     c.proc.clone(),
                     c.last_activity.clone(),
@@ -188,6 +202,22 @@ impl Run<'_> {
                 c.chatter = Some(tokio::spawn(async move {
                     let mut n = 0u32;
                     loop {
+                        let due = anchor + every * n;
+                        if stop.borrow().is_some_and(|s| due >= s) {
+                            return;
+                        }
+                        if Instant::now() < due {
+                            let until = tokio::time::Instant::from_std(due);
+                            tokio::select! {
+                                () = tokio::time::sleep_until(until) => {}
+                                changed = stop.changed() => {
+                                    if changed.is_err() {
+                                        tokio::time::sleep_until(until).await;
+                                    }
+                                }
+                            }
+                            continue;
+                        }
                         n += 1;
                         let text = format!("chatter {n}");
                         let at = start.elapsed();
@@ -200,7 +230,6 @@ impl Run<'_> {
                             text,
                             at,
                         });
-                        tokio::time::sleep(every).await;
                     }
                 }));
                 self.event(
@@ -213,8 +242,20 @@ impl Run<'_> {
                 );
             }
             Action::Silent(client) => {
-                if let Some(t) = self.clients.get_mut(client).and_then(|c| c.chatter.take()) {
-                    t.abort();
+                let stop_at = self.start + step.at.unwrap_or_else(|| self.now());
+                if let Some(c) = self.clients.get_mut(client) {
+                    if let Some(tx) = c.chat_stop.take() {
+                        let _ = tx.send(Some(stop_at));
+                    }
+                    if let Some(mut t) = c.chatter.take() {
+                        // It sends the lines already due, then ends.
+                        if tokio::time::timeout(Duration::from_secs(2), &mut t)
+                            .await
+                            .is_err()
+                        {
+                            t.abort();
+                        }
+                    }
                 }
                 self.event(Some(step), format!("{client} goes silent"), None);
             }

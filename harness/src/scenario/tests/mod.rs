@@ -124,3 +124,79 @@ fn layout_and_offloads_are_shown_as_the_file_names_them() {
 
 mod hostile;
 mod links;
+
+#[test]
+fn joint_joins_rejoins_bulk_and_their_expectations_parse_into_the_model() {
+    let text = r#"
+name = "t"
+purpose = "p"
+[[step]]
+join = ["a", "b"]
+together = true
+[[step]]
+rejoin = ["a"]
+[[step]]
+bulk = "b"
+bytes = 2500
+[[step]]
+say = "hi"
+client = "a"
+[[expect]]
+told_closed = { client = "a", within = "1s" }
+[[expect]]
+bulk_done = ["b"]
+within = "5s"
+"#;
+    let s = parse(text).unwrap();
+    assert_eq!(
+        s.steps[0].action,
+        Action::JoinTogether(vec!["a".into(), "b".into()])
+    );
+    assert_eq!(s.steps[1].action, Action::Rejoin(vec!["a".into()]));
+    assert_eq!(
+        s.steps[2].action,
+        Action::Bulk {
+            client: "b".into(),
+            bytes: 2500
+        }
+    );
+    assert_eq!(s.clients(), vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(
+        s.expectations[0].kind,
+        ExpectKind::ToldClosed {
+            client: "a".into(),
+            within: Duration::from_secs(1)
+        }
+    );
+    assert_eq!(
+        s.expectations[1].kind,
+        ExpectKind::BulkDone {
+            clients: vec!["b".into()],
+            within: Some(Duration::from_secs(5))
+        }
+    );
+    // `together = false` is a join one after the other.
+    let s = parse(&text.replace("together = true", "together = false")).unwrap();
+    assert!(matches!(s.steps[0].action, Action::Join(_)));
+}
+
+#[test]
+fn a_rejoin_twice_in_one_step_a_zero_byte_bulk_and_a_bad_within_are_refused_where_written() {
+    let base = "name = \"t\"\npurpose = \"p\"\n[[step]]\njoin = [\"a\"]\n";
+    let e = parse(&format!("{base}[[step]]\nrejoin = [\"a\", \"a\"]\n")).unwrap_err();
+    assert_eq!((e.0[0].line, e.0[0].column), (6, 16));
+    assert!(e.0[0].message.contains("rejoins twice"), "{:?}", e.0[0]);
+    let e = parse(&format!("{base}[[step]]\nbulk = \"a\"\nbytes = 0\n")).unwrap_err();
+    assert_eq!(e.0[0].line, 7);
+    assert!(e.0[0].message.contains("0 bytes"), "{:?}", e.0[0]);
+    let e = parse(&format!(
+        "{base}[[expect]]\ntold_closed = {{ client = \"a\", within = \"soon\" }}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.0[0].line, 6);
+    let e = parse(&format!(
+        "{base}[[expect]]\ntold_closed = {{ client = \"zz\", within = \"1s\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(e.0[0].message.contains("no client `zz`"), "{:?}", e.0[0]);
+}

@@ -183,6 +183,51 @@ impl Validator<'_> {
                     tolerance,
                 }
             }
+            ExpectKey::ToldClosed(t) => {
+                let t = t.get_ref();
+                let client = self.any_client(&t.client, tl);
+                let within = self.positive(&t.within, "within");
+                ExpectKind::ToldClosed {
+                    client: client?,
+                    within: within?,
+                }
+            }
+            ExpectKey::BulkDone(list) => {
+                let mut clients = Vec::new();
+                for c in list {
+                    let Some(name) = self.any_client(c, tl) else {
+                        continue;
+                    };
+                    if tl.bulk.contains_key(&name) {
+                        clients.push(name);
+                    } else {
+                        self.err(
+                            c.span(),
+                            format!("`{name}` makes no bulk transfer (no `bulk` step names it)"),
+                            Some(if tl.bulk.is_empty() {
+                                "a `bulk = \"client\"` step with `bytes` first".into()
+                            } else {
+                                format!(
+                                    "one of the clients with a bulk transfer: {}",
+                                    tl.bulk.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )
+                            }),
+                        );
+                    }
+                }
+                if list.is_empty() {
+                    self.err(
+                        span.clone(),
+                        "`bulk_done = []` checks nothing",
+                        Some("one or more clients with a `bulk` step".into()),
+                    );
+                }
+                let within = match &r.within {
+                    Some(w) => Some(self.positive(w, "within")?),
+                    None => None,
+                };
+                ExpectKind::BulkDone { clients, within }
+            }
             ExpectKey::Refused(list) => ExpectKind::Refused(self.clients(list, tl)),
             ExpectKey::NoRefused(_) => ExpectKind::NoRefused,
             ExpectKey::OpenSessions(n) => ExpectKind::OpenSessions(*n.get_ref()),

@@ -85,7 +85,16 @@ fn split_expected(msg: &str) -> (String, Option<String>) {
     let first_line = msg.lines().next().unwrap_or(msg);
     match first_line.split_once(", expected ") {
         Some((what, expected)) => (what.to_string(), Some(plain_type(expected))),
-        None => (first_line.to_string(), None),
+        None => match first_line
+            .strip_prefix("missing field `")
+            .and_then(|f| f.strip_suffix('`'))
+        {
+            Some(field) => (
+                first_line.to_string(),
+                Some(format!("`{field} = ...` in this table")),
+            ),
+            None => (first_line.to_string(), None),
+        },
     }
 }
 
@@ -112,6 +121,8 @@ struct Validator<'a> {
 struct Timeline {
     joined: BTreeMap<String, usize>,
     quit: BTreeMap<String, usize>,
+    /// Clients that run a bulk transfer, with the line of their first `bulk` step.
+    bulk: BTreeMap<String, usize>,
     /// Lines said, in order (for messages), and as a set (for lookups).
     said: Vec<String>,
     said_set: std::collections::HashSet<String>,

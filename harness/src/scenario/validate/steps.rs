@@ -120,7 +120,60 @@ impl Validator<'_> {
                         names.push(name.clone());
                     }
                 }
-                Action::Join(names)
+                match &r.together {
+                    Some(t) if *t.get_ref() => Action::JoinTogether(names),
+                    _ => Action::Join(names),
+                }
+            }
+            StepKey::Rejoin(list) => {
+                if list.get_ref().is_empty() {
+                    self.err(
+                        list.span(),
+                        "nobody rejoins",
+                        Some("one or more clients that joined before".into()),
+                    );
+                }
+                let mut names: Vec<String> = Vec::new();
+                for n in list.get_ref() {
+                    let Some(name) = self.active_client(n, tl) else {
+                        continue;
+                    };
+                    if names.contains(&name) {
+                        self.err(
+                            n.span(),
+                            format!("`{name}` rejoins twice in one step"),
+                            Some(
+                                "each client once; a second `rejoin` step for another reboot"
+                                    .into(),
+                            ),
+                        );
+                    } else {
+                        names.push(name);
+                    }
+                }
+                Action::Rejoin(names)
+            }
+            StepKey::Bulk(c) => {
+                let client = self.active_client(c, tl)?;
+                let Some(bytes) = &r.bytes else {
+                    self.err(
+                        span.clone(),
+                        "a `bulk` step needs `bytes`",
+                        Some("`bytes = 1000000` (how many bytes it sends and reads back)".into()),
+                    );
+                    return None;
+                };
+                let n = *bytes.get_ref();
+                if n == 0 || n > BULK_MAX {
+                    self.err(
+                        bytes.span(),
+                        format!("a bulk transfer of {n} bytes"),
+                        Some(format!("1 to {BULK_MAX} bytes")),
+                    );
+                    return None;
+                }
+                tl.bulk.entry(client.clone()).or_insert(line);
+                Action::Bulk { client, bytes: n }
             }
             StepKey::Say(text) => {
                 let mut who = Vec::new();
