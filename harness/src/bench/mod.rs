@@ -10,11 +10,13 @@
 //! - [`launch`]: starting, probing and stopping one path in the balancer's namespace.
 //! - [`cpu`]: CPU placement (balancer on one core, load and backends on the other).
 //! - [`mod@run`]: the run itself: topology, tuning, interleaved rounds, teardown.
+//! - [`goals`]: ours against the strongest peer of each kind, round by round (pure).
 //! - [`stats`], [`results`], [`report`], [`svg`]: medians and spreads, samples, the
 //!   Markdown/JSON report with ratios and goals, the bar chart.
 
 pub mod configs;
 pub mod cpu;
+pub mod goals;
 pub mod launch;
 pub mod load;
 pub mod paths;
