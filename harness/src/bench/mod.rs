@@ -69,16 +69,19 @@ pub enum WorkloadKind {
     Keep,
     /// One kept connection, one request at a time (latency percentiles).
     Latency,
+    /// Many kept connections writing 64-byte requests (packets per second).
+    Packets,
 }
 
 impl WorkloadKind {
     /// Every workload, in the order a round runs them.
-    pub const ALL: [WorkloadKind; 5] = [
+    pub const ALL: [WorkloadKind; 6] = [
         WorkloadKind::Bulk,
         WorkloadKind::BulkStreams,
         WorkloadKind::Connect,
         WorkloadKind::Keep,
         WorkloadKind::Latency,
+        WorkloadKind::Packets,
     ];
 }
 

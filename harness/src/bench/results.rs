@@ -110,6 +110,7 @@ pub fn figures(workload: Workload, outcome: &LoadOutcome) -> Vec<(Metric, f64)> 
         Workload::Bulk { .. } => vec![(Metric::BulkNGbps, outcome.gbps())],
         Workload::Connect { .. } => vec![(Metric::ConnPerSec, outcome.requests_per_sec())],
         Workload::Keep { .. } => vec![(Metric::KeepReqPerSec, outcome.requests_per_sec())],
+        Workload::Packets { .. } => vec![(Metric::SmallKpps, outcome.kpps())],
         Workload::Latency => match &outcome.latency_ns {
             Some(h) if !h.is_empty() => vec![
                 (Metric::LatP50Us, h.value_at_quantile(0.50) as f64 / 1e3),
@@ -132,7 +133,7 @@ pub fn cpu_figure(
     let metric = match workload {
         Workload::Connect { .. } => Metric::CpuUsPerConn,
         Workload::Keep { .. } => Metric::CpuUsPerReq,
-        Workload::Bulk { .. } | Workload::Latency => return None,
+        Workload::Bulk { .. } | Workload::Latency | Workload::Packets { .. } => return None,
     };
     (outcome.requests > 0).then(|| (metric, cpu.as_secs_f64() * 1e6 / outcome.requests as f64))
 }
