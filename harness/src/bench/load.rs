@@ -38,6 +38,16 @@ pub enum Workload {
     },
     /// One kept connection, one request at a time: latency.
     Latency,
+    /// Small packets: `flows` kept connections, each with up to `window` 64-byte requests
+    /// in flight, every request its own write (TCP_NODELAY), every response checked. Its
+    /// figure is packets per second at the client's interface (see
+    /// [`LoadOutcome::packets`]).
+    Packets {
+        /// Kept connections.
+        flows: usize,
+        /// Requests in flight per connection.
+        window: usize,
+    },
 }
 
 /// How long and how much.
@@ -78,6 +88,9 @@ pub struct LoadOutcome {
     pub per_server: Vec<u64>,
     /// Request latency in nanoseconds (latency workload only).
     pub latency_ns: Option<Histogram<u64>>,
+    /// Packets the client's interfaces sent and received during the workload (data and
+    /// ACKs alike; set by the caller, who can read the namespace's counters).
+    pub packets: u64,
 }
 
 impl LoadOutcome {
@@ -88,6 +101,15 @@ impl LoadOutcome {
             return 0.0;
         }
         self.bytes_confirmed as f64 * 8.0 / secs / 1e9
+    }
+
+    /// Thousands of packets per second (see [`LoadOutcome::packets`]).
+    pub fn kpps(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        self.packets as f64 / secs / 1e3
     }
 
     /// Complete requests per second.
@@ -177,6 +199,9 @@ pub async fn run(
         Workload::Keep { concurrency } => spawn_copies(&mut tasks, concurrency, || {
             keep_loop(target, deadline, spec, tally.clone(), stop.clone(), None)
         }),
+        Workload::Packets { flows, window } => spawn_copies(&mut tasks, flows, || {
+            packets_flow(target, deadline, spec, tally.clone(), stop.clone(), window)
+        }),
         Workload::Latency => {
             let hist = Arc::new(std::sync::Mutex::new(
                 Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
@@ -230,6 +255,7 @@ pub async fn run(
             .map(|c| c.load(Ordering::Relaxed))
             .collect(),
         latency_ns,
+        packets: 0,
     }
 }
 
@@ -398,5 +424,97 @@ async fn keep_loop(
         } else {
             stream = None;
         }
+    }
+}
+
+/// One flow of the small-packets workload: `window` requests written one by one (one
+/// segment each, TCP_NODELAY), then their `window` responses read and checked, until the
+/// deadline. Every batch takes `window` operations from the count bound.
+async fn packets_flow(
+    target: SocketAddrV4,
+    deadline: Instant,
+    spec: LoadSpec,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    window: usize,
+) {
+    let window = window.max(1);
+    let Some(mut stream) = connect(target, spec, &tally).await else {
+        return;
+    };
+    let req = proto::request();
+    let mut resp = [0u8; proto::RESPONSE_LEN];
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        if (0..window).any(|_| !tally.take_op(spec.max_ops)) {
+            return;
+        }
+        let batch = async {
+            for _ in 0..window {
+                stream.write_all(&req).await?;
+                tally.sent.fetch_add(req.len() as u64, Ordering::Relaxed);
+            }
+            for _ in 0..window {
+                stream.read_exact(&mut resp).await?;
+                match proto::response_server(&resp, spec.servers) {
+                    Some(server) => {
+                        tally
+                            .confirmed
+                            .fetch_add(req.len() as u64, Ordering::Relaxed);
+                        tally.requests.fetch_add(1, Ordering::Relaxed);
+                        tally.per_server[server].fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => return Err(std::io::Error::other("malformed response")),
+                }
+            }
+            tally.done_now();
+            Ok::<_, std::io::Error>(())
+        };
+        match tokio::time::timeout(spec.op_timeout, batch).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return tally.error(format!("small packets: {e}")),
+            Err(_) => {
+                return tally.error(format!(
+                    "small packets: no responses within {:?}",
+                    spec.op_timeout
+                ))
+            }
+        }
+    }
+}
+
+/// Packets sent plus received by every interface but loopback, from a `/proc/net/dev`
+/// text (the calling thread's namespace's, read as `/proc/thread-self/net/dev`).
+pub fn interface_packets(net_dev: &str) -> u64 {
+    net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            if name.trim() == "lo" {
+                return None;
+            }
+            let c: Vec<u64> = counters
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit.
+            Some(c.get(1).copied().unwrap_or(0) + c.get(9).copied().unwrap_or(0))
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_packets_sum_both_directions_without_loopback() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0
+  eth0: 5000000    4000    0    0    0     0          0         0  3000000    2500    0    0    0     0       0          0
+";
+        assert_eq!(interface_packets(text), 6500);
+        assert_eq!(interface_packets(""), 0);
     }
 }

@@ -11,11 +11,13 @@
 //! - [`launch`]: starting, probing and stopping one path in the balancer's namespace.
 //! - [`cpu`]: CPU placement (balancer on one core, load and backends on the other).
 //! - [`mod@run`]: the run itself: topology, tuning, interleaved rounds, teardown.
+//! - [`goals`]: ours against the strongest peer of each kind, round by round (pure).
 //! - [`stats`], [`results`], [`report`], [`svg`]: medians and spreads, samples, the
 //!   Markdown/JSON report with ratios and goals, the bar chart.
 
 pub use crate::peers::config as configs;
 pub mod cpu;
+pub mod goals;
 pub mod launch;
 pub mod load;
 pub mod paths;
@@ -68,16 +70,19 @@ pub enum WorkloadKind {
     Keep,
     /// One kept connection, one request at a time (latency percentiles).
     Latency,
+    /// Many kept connections writing 64-byte requests (packets per second).
+    Packets,
 }
 
 impl WorkloadKind {
     /// Every workload, in the order a round runs them.
-    pub const ALL: [WorkloadKind; 5] = [
+    pub const ALL: [WorkloadKind; 6] = [
         WorkloadKind::Bulk,
         WorkloadKind::BulkStreams,
         WorkloadKind::Connect,
         WorkloadKind::Keep,
         WorkloadKind::Latency,
+        WorkloadKind::Packets,
     ];
 }
 

@@ -29,11 +29,14 @@ pub enum Metric {
     CpuUsPerConn,
     /// CPU time the balancer process spent per request on kept connections (µs).
     CpuUsPerReq,
+    /// Small packets per second, thousands: every packet the client's interface sent and
+    /// received (data and ACKs) while many flows wrote 64-byte messages.
+    SmallKpps,
 }
 
 impl Metric {
     /// Every metric, in table order.
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Bulk1Gbps,
         Metric::BulkNGbps,
         Metric::ConnPerSec,
@@ -43,6 +46,7 @@ impl Metric {
         Metric::LatP999Us,
         Metric::CpuUsPerConn,
         Metric::CpuUsPerReq,
+        Metric::SmallKpps,
     ];
 
     /// Column header.
@@ -57,6 +61,7 @@ impl Metric {
             Metric::LatP999Us => "p99.9 µs",
             Metric::CpuUsPerConn => "CPU µs/conn",
             Metric::CpuUsPerReq => "CPU µs/kept req",
+            Metric::SmallKpps => "small packets kpps",
         }
     }
 
@@ -72,6 +77,7 @@ impl Metric {
             Metric::LatP999Us => "lat_p999_us",
             Metric::CpuUsPerConn => "cpu_us_per_conn",
             Metric::CpuUsPerReq => "cpu_us_per_kept_req",
+            Metric::SmallKpps => "small_kpps",
         }
     }
 
@@ -104,6 +110,7 @@ pub fn figures(workload: Workload, outcome: &LoadOutcome) -> Vec<(Metric, f64)> 
         Workload::Bulk { .. } => vec![(Metric::BulkNGbps, outcome.gbps())],
         Workload::Connect { .. } => vec![(Metric::ConnPerSec, outcome.requests_per_sec())],
         Workload::Keep { .. } => vec![(Metric::KeepReqPerSec, outcome.requests_per_sec())],
+        Workload::Packets { .. } => vec![(Metric::SmallKpps, outcome.kpps())],
         Workload::Latency => match &outcome.latency_ns {
             Some(h) if !h.is_empty() => vec![
                 (Metric::LatP50Us, h.value_at_quantile(0.50) as f64 / 1e3),
@@ -126,7 +133,7 @@ pub fn cpu_figure(
     let metric = match workload {
         Workload::Connect { .. } => Metric::CpuUsPerConn,
         Workload::Keep { .. } => Metric::CpuUsPerReq,
-        Workload::Bulk { .. } | Workload::Latency => return None,
+        Workload::Bulk { .. } | Workload::Latency | Workload::Packets { .. } => return None,
     };
     (outcome.requests > 0).then(|| (metric, cpu.as_secs_f64() * 1e6 / outcome.requests as f64))
 }

@@ -28,6 +28,10 @@ pub const CLIENT_PORTS: &str = "1024 65000";
 pub const LB_PORTS: &str = "21000 65000";
 /// Number of servers.
 pub const SERVERS: usize = 3;
+/// Connections of the small-packets workload.
+pub const PACKET_FLOWS: usize = 200;
+/// 64-byte requests in flight per connection in the small-packets workload.
+pub const PACKET_WINDOW: usize = 4;
 
 /// The error a run returns when it was interrupted (after cleaning up).
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +138,10 @@ async fn measure(
             "each workload runs {:?}: bulk upload over 1 and {} streams to one backend (server 1's \
              sink, which confirms the byte count); new connections/s (one 64-byte request, \
              128-byte response, the client closes) and requests/s on kept connections, {} \
-             connections over 3 backends; latency on one kept connection",
+             connections over 3 backends; latency on one kept connection; small packets: \
+             {PACKET_FLOWS} kept connections with {PACKET_WINDOW} 64-byte requests in flight \
+             each, every request its own write (TCP_NODELAY), counted as packets per second \
+             at the client's interface (data and ACKs, both ways)",
             config.duration, config.streams, config.concurrency
         ),
         format!(
@@ -322,6 +329,13 @@ pub fn phases(config: &BenchConfig) -> Vec<(Mode, Vec<Workload>)> {
             },
         ),
         wanted(WorkloadKind::Latency, Workload::Latency),
+        wanted(
+            WorkloadKind::Packets,
+            Workload::Packets {
+                flows: PACKET_FLOWS,
+                window: PACKET_WINDOW,
+            },
+        ),
     ]
     .into_iter()
     .flatten()
@@ -338,6 +352,7 @@ fn workload_name(w: Workload) -> String {
         Workload::Connect { .. } => "new conn/s".into(),
         Workload::Keep { .. } => "kept req/s".into(),
         Workload::Latency => "latency".into(),
+        Workload::Packets { .. } => "small packets".into(),
     }
 }
 
@@ -358,7 +373,15 @@ async fn run_load(
                 .worker_threads(workers)
                 .enable_all()
                 .build()?;
-            Ok(rt.block_on(load::run(target, workload, spec, stop)))
+            // The counters of this namespace: the thread's own view of /proc/net.
+            let packets = || {
+                std::fs::read_to_string("/proc/thread-self/net/dev")
+                    .map(|t| load::interface_packets(&t))
+            };
+            let before = packets()?;
+            let mut outcome = rt.block_on(load::run(target, workload, spec, stop));
+            outcome.packets = packets()?.saturating_sub(before);
+            Ok(outcome)
         })
     })
     .await
@@ -376,7 +399,7 @@ mod tests {
         let config = BenchConfig::standard("l4lb".into());
         let phases = phases(&config);
         let counts: Vec<usize> = phases.iter().map(|(_, w)| w.len()).collect();
-        assert_eq!(counts, [2, 3]);
+        assert_eq!(counts, [2, 4]);
     }
 
     #[test]

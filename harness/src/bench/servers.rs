@@ -213,6 +213,13 @@ mod tests {
             (rr_addr, Workload::Connect { concurrency: 4 }),
             (rr_addr, Workload::Keep { concurrency: 4 }),
             (rr_addr, Workload::Latency),
+            (
+                rr_addr,
+                Workload::Packets {
+                    flows: 8,
+                    window: 4,
+                },
+            ),
         ] {
             let o = load::run(target, w, spec(1), stop.clone()).await;
             assert_eq!(
@@ -234,6 +241,9 @@ mod tests {
             if w == Workload::Latency {
                 let h = o.latency_ns.as_ref().unwrap();
                 assert_eq!(h.len(), o.requests);
+            }
+            if let Workload::Packets { window, .. } = w {
+                assert_eq!(o.requests % window as u64, 0, "whole batches: {o:?}");
             }
         }
         assert_eq!(backends.errors(), 0);

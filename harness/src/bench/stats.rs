@@ -58,15 +58,21 @@ pub fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
 /// ratios vary less than the ratio of two medians. `None` unless both have the same
 /// number of samples (one per round) and some base is nonzero.
 pub fn paired_ratios(a: &[f64], b: &[f64]) -> Option<Summary> {
+    Summary::of(&paired_ratios_all(a, b)?)
+}
+
+/// The per-round ratios `a[i] / b[i]` themselves (rounds whose base is zero are left
+/// out); `None` unless both have the same number of samples.
+pub fn paired_ratios_all(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
     if a.len() != b.len() {
         return None;
     }
-    let ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(&x, &y)| ratio(Some(x), Some(y)))
-        .collect();
-    Summary::of(&ratios)
+    Some(
+        a.iter()
+            .zip(b)
+            .filter_map(|(&x, &y)| ratio(Some(x), Some(y)))
+            .collect(),
+    )
 }
 
 /// The best of `candidates` (name, value): the largest when `higher_is_better`, else the
