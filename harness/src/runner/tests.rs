@@ -544,6 +544,8 @@ fn the_matrix_puts_key_figures_side_by_side_and_names_the_differences() {
             && html.contains("href=\"#run-003-server-crash-nat\"")
     );
     assert_eq!(html.matches("<svg").count(), 2);
+}
+
 #[test]
 fn an_idle_close_is_measured_at_the_server_even_if_the_client_typed_later() {
     let s = scenario("007-idle-timeout.toml");
@@ -730,6 +732,7 @@ fn a_rejoined_client_counts_once_where_its_last_join_put_it_and_chat_follows_its
         &crate::scenario::Expectation {
             line: 1,
             only: None,
+            algorithm: None,
             why: None,
             kind: crate::scenario::ExpectKind::ChatIsolation,
         },
@@ -745,6 +748,7 @@ fn a_rejoined_client_counts_once_where_its_last_join_put_it_and_chat_follows_its
         &crate::scenario::Expectation {
             line: 1,
             only: None,
+            algorithm: None,
             why: None,
             kind: crate::scenario::ExpectKind::ChatIsolation,
         },
@@ -772,6 +776,7 @@ fn bulk_done_needs_every_line_back_in_time() {
             &crate::scenario::Expectation {
                 line: 1,
                 only: None,
+                algorithm: None,
                 why: None,
                 kind: crate::scenario::ExpectKind::BulkDone {
                     clients: vec!["nas".into()],
