@@ -29,6 +29,10 @@ pub struct Traits {
     /// Whether it closes a session on time after the idle timeout; None: it does; Some:
     /// why not.
     pub no_idle_close: Option<String>,
+    /// How late after the idle timeout it may close by design (the raw balancer's once-a-
+    /// second sweep): an `idle_closed` whose tolerance is smaller cannot be met, and is
+    /// not applicable; a wider one is judged as for any balancer.
+    pub idle_close_lag: std::time::Duration,
     /// Why it keeps sending clients to a dead server (None: it takes dead ones out).
     pub no_failover: Option<String>,
     /// Why it keeps sending clients to a hung (stopped) server while it takes a crashed
@@ -38,6 +42,10 @@ pub struct Traits {
     /// it does one or the other).
     pub no_idle_timeout: Option<String>,
 }
+
+/// How often the raw balancer sweeps idle rows (resetting both ends of each): its idle
+/// close comes up to this long after the idle timeout.
+pub const RAW_IDLE_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why kernel NAT cannot meet health expectations.
 pub const NAT_NO_CHECKS: &str = "kernel NAT has no health checks: it keeps sending new \
@@ -59,18 +67,13 @@ pub fn traits(kind: BalancerKind, scenario: &Scenario) -> Traits {
         active_checks: true,
         no_health_view: None,
         no_idle_close: None,
+        idle_close_lag: std::time::Duration::ZERO,
         no_failover: None,
         no_hang_failover: None,
         no_idle_timeout: None,
     };
     match kind {
-        BalancerKind::Raw => {
-            t.no_idle_close = Some(
-                "the raw balancer frees idle rows on a sweep once a second (resetting both \
-                 ends), so its close comes up to 1 s after the idle timeout and is not timed"
-                    .into(),
-            )
-        }
+        BalancerKind::Raw => t.idle_close_lag = RAW_IDLE_SWEEP,
         BalancerKind::Proxy | BalancerKind::Haproxy => {}
         BalancerKind::Nginx => {
             t.active_checks = false;

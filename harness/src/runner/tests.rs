@@ -824,3 +824,26 @@ fn a_joint_join_shows_counts_not_names_in_the_snapshot() {
         "{text}"
     );
 }
+
+#[test]
+fn raw_idle_close_is_judged_when_the_tolerance_covers_its_sweep_and_na_when_not() {
+    // 007 allows 700 ms: less than raw's 1 s sweep, so raw cannot meet it by design.
+    let s = scenario("007-idle-timeout.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Raw);
+    ev.joins.push(JoinRecord {
+        client: "quiet".into(),
+        at: ms(0),
+        settled: ms(10),
+        outcome: JoinOutcome::Placed { server: 0 },
+        socket_closed: Some(ms(2900)),
+    });
+    let o = outcome(&s, ev);
+    let v = verdict(&o, "idle sessions");
+    assert_eq!(v.status, Status::NotApplicable, "{v:?}");
+    assert!(v.summary.contains("up to 1s after the idle timeout"), "{}", v.summary);
+    // 024 allows 1.2 s: raw is judged like any balancer.
+    let (s, ev) = sleeping_phone(Some(4600));
+    let o = outcome(&s, ev);
+    let v = verdict(&o, "idle sessions");
+    assert_ne!(v.status, Status::NotApplicable, "{v:?}");
+}

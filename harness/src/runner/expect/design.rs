@@ -23,7 +23,22 @@ pub(super) fn by_design(e: &Expectation, ev: &Evidence, judged: Judgement) -> Ju
             .clone()
             .map(|r| (r, after_fault_text(ev, Some(*s)))),
         ExpectKind::StayedUp(_) => t.no_health_view.clone().map(|r| (r, String::new())),
-        ExpectKind::IdleClosed { .. } => t.no_idle_close.clone().map(|r| (r, String::new())),
+        ExpectKind::IdleClosed { tolerance, .. } => t
+            .no_idle_close
+            .clone()
+            .or_else(|| {
+                (*tolerance < t.idle_close_lag).then(|| {
+                    format!(
+                        "the {} balancer closes idle sessions on a sweep, up to {} after the \
+                         idle timeout, more than this tolerance of {} (widen it to judge \
+                         the close)",
+                        ev.balancer.as_str(),
+                        humantime::format_duration(t.idle_close_lag),
+                        humantime::format_duration(*tolerance)
+                    )
+                })
+            })
+            .map(|r| (r, String::new())),
         ExpectKind::OpenSessions(_) if judged.status == Status::Fail => {
             t.no_idle_timeout.clone().map(|r| (r, String::new()))
         }
