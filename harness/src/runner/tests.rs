@@ -840,7 +840,11 @@ fn raw_idle_close_is_judged_when_the_tolerance_covers_its_sweep_and_na_when_not(
     let o = outcome(&s, ev);
     let v = verdict(&o, "idle sessions");
     assert_eq!(v.status, Status::NotApplicable, "{v:?}");
-    assert!(v.summary.contains("up to 1s after the idle timeout"), "{}", v.summary);
+    assert!(
+        v.summary.contains("up to 1s after the idle timeout"),
+        "{}",
+        v.summary
+    );
     // 024 allows 1.2 s: raw is judged like any balancer.
     let (s, ev) = sleeping_phone(Some(4600));
     let o = outcome(&s, ev);

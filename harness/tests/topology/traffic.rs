@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::Duration;
 
 use l4lb_harness::privilege::root_or_skip;
+use l4lb_harness::topology::home::{HomeSpec, Site};
 use l4lb_harness::topology::{Host, Layout, Offloads, Topology, TopologySpec};
 
 use crate::tcp_round_trip;
@@ -65,6 +66,7 @@ async fn routed_layout_forwards_through_lb() {
         mtu: Some(1400),
         offloads: Offloads::Off,
         rst_drop: false,
+        ..TopologySpec::default()
     };
     let topo = Topology::build(&spec).await.unwrap();
     assert_eq!(topo.addr(Host::Server(1)), Ipv4Addr::new(10, 7, 1, 12));
@@ -125,4 +127,55 @@ async fn set_link_cuts_and_restores_traffic() {
         topo.addr(Host::Server(0)),
         7300,
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_router_forwards_its_port_masquerades_and_keeps_its_route_after_a_flap() {
+    if !root_or_skip("a_home_router_forwards_its_port_masquerades_and_keeps_its_route_after_a_flap")
+    {
+        return;
+    }
+    let spec = TopologySpec {
+        clients: 2,
+        servers: 1,
+        layout: Layout::Home,
+        subnet: Ipv4Addr::new(192, 168, 1, 0),
+        rst_drop: false,
+        home: HomeSpec {
+            sites: vec![Site::Outside, Site::Carrier],
+            forward: Some(20000),
+            ..HomeSpec::default()
+        },
+        ..TopologySpec::default()
+    };
+    let topo = Topology::build(&spec).await.unwrap();
+    let public = Ipv4Addr::new(203, 0, 113, 2);
+    assert_eq!(topo.entry(0), public);
+    // Through the port forward the lb sees the outside client's own address (DNAT only).
+    let peer = tcp_round_trip(
+        topo.namespace(Host::Client(0)),
+        topo.namespace(Host::Lb),
+        public,
+        20000,
+    );
+    assert_eq!(*peer.ip(), Ipv4Addr::new(198, 51, 100, 101));
+    // From behind the carrier it sees the carrier's public address (masqueraded).
+    let peer = tcp_round_trip(
+        topo.namespace(Host::Client(1)),
+        topo.namespace(Host::Lb),
+        public,
+        20000,
+    );
+    assert_eq!(*peer.ip(), Ipv4Addr::new(198, 51, 100, 2));
+    // A flap of the uplink drops the router's default route; the harness puts it back.
+    topo.set_link(Host::Router, false).await.unwrap();
+    topo.set_link(Host::Router, true).await.unwrap();
+    let peer = tcp_round_trip(
+        topo.namespace(Host::Client(0)),
+        topo.namespace(Host::Lb),
+        public,
+        20000,
+    );
+    assert_eq!(*peer.ip(), Ipv4Addr::new(198, 51, 100, 101));
+    topo.teardown().await.unwrap();
 }
