@@ -243,17 +243,37 @@ pub fn render(ev: &Evidence) -> String {
             esc(label)
         );
     }
-    // Sessions the other side closed (idle timeouts among them), as ticks under the lanes.
+    // Sessions the other side closed, as ticks under the lanes: an idle close (after at
+    // least the idle timeout of silence, where it happened) in purple and labelled
+    // "idle", any other close in black.
+    let idle = ev.settings.idle_timeout;
     for (name, c) in ev.closes.iter().filter(|(_, c)| !c.by_quit) {
-        let px = x(c.at.as_secs_f64());
+        let (at, idle_close) = match crate::runner::expect::session_close(ev, name) {
+            Some((at, silent, _)) => (at, silent >= idle.mul_f64(0.9)),
+            None => (c.at, false),
+        };
+        let px = x(at.as_secs_f64());
+        let (class, colour, what) = if idle_close {
+            ("closed idle", "#7b3fa0", "closed by the idle timeout")
+        } else {
+            ("closed", "#000", "closed")
+        };
         let _ = writeln!(
             s,
-            r##"<line class="closed" x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="#000"><title>{} closed: {}</title></line>"##,
+            r##"<line class="{class}" x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="{colour}"><title>{} {what}: {}</title></line>"##,
             lanes_bottom - 6.0,
             lanes_bottom + 2.0,
             esc(name),
             esc(&c.how)
         );
+        if idle_close {
+            let _ = writeln!(
+                s,
+                r##"<text class="idle-label" x="{:.1}" y="{:.1}" font-size="9" fill="{colour}">idle</text>"##,
+                px + 2.0,
+                lanes_bottom - 7.0
+            );
+        }
     }
     let axis_y = lanes_bottom + 5.0;
     let step = tick_step(end, 8);

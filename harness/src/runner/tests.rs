@@ -851,3 +851,34 @@ fn raw_idle_close_is_judged_when_the_tolerance_covers_its_sweep_and_na_when_not(
     let v = verdict(&o, "idle sessions");
     assert_ne!(v.status, Status::NotApplicable, "{v:?}");
 }
+
+#[test]
+fn the_timeline_labels_an_idle_close_apart_from_other_closes() {
+    let s = scenario("007-idle-timeout.toml");
+    let mut ev = Evidence::new(&s, BalancerKind::Proxy);
+    for (i, (client, closed)) in [("quiet", 2030), ("chatty", 700)].iter().enumerate() {
+        ev.joins.push(JoinRecord {
+            client: client.to_string(),
+            at: ms(10 * i as u64),
+            settled: ms(10 * i as u64 + 5),
+            outcome: JoinOutcome::Placed { server: i },
+            socket_closed: Some(ms(*closed)),
+        });
+        ev.closes.insert(
+            client.to_string(),
+            CloseRecord {
+                at: ms(*closed + 1),
+                last_activity: ms(0),
+                by_quit: false,
+                how: "closed by the other side".into(),
+            },
+        );
+    }
+    let svg = crate::report::svg::render(&ev);
+    assert_eq!(svg.matches(r#"class="closed idle""#).count(), 1, "{svg}");
+    assert!(svg.contains("quiet closed by the idle timeout"), "{svg}");
+    assert!(
+        svg.contains(r#"class="closed" "#) && svg.contains(">idle<"),
+        "{svg}"
+    );
+}

@@ -23,6 +23,8 @@ mod health;
 mod placement;
 mod sessions;
 
+pub use sessions::session_close;
+
 pub use bulk::bulk_figures;
 pub use placement::placement_text;
 

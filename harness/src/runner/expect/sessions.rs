@@ -34,10 +34,7 @@ pub(super) fn kept(line: Option<usize>, ev: &Evidence, clients: &[String]) -> Ju
 /// before it: at its server's socket (sock_diag) when that went away, otherwise when the
 /// client saw it. Silence runs from the client's last own activity (its join or a line it
 /// said) before that moment, so a line typed after the close does not count.
-pub(super) fn session_close(
-    ev: &Evidence,
-    client: &str,
-) -> Option<(Duration, Duration, &'static str)> {
+pub fn session_close(ev: &Evidence, client: &str) -> Option<(Duration, Duration, &'static str)> {
     let session = ev.session_of(client)?;
     let (at, where_) = match (session.socket_closed, ev.closes.get(client)) {
         (Some(at), _) => (at, "at its server"),
