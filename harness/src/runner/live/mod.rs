@@ -526,10 +526,6 @@ impl Run<'_> {
                 }
             }
         }
-        self.ev.balancer_alive_end = self
-            .balancer
-            .as_mut()
-            .is_some_and(|b| b.try_exit_code().is_none());
         let start = self.start;
         let mut bulks = lock(&self.bulks).clone();
         let bulk_senders: Vec<String> = bulks.iter().map(|b| b.client.clone()).collect();
