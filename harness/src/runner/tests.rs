@@ -825,18 +825,23 @@ fn a_joint_join_shows_counts_not_names_in_the_snapshot() {
     );
 }
 
+/// A join at `at` ms placed on `server`, its session closed at its server at `closed` ms.
+fn placed(client: &str, at: u64, server: usize, closed: Option<u64>) -> JoinRecord {
+    JoinRecord {
+        client: client.into(),
+        at: ms(at),
+        settled: ms(at + 10),
+        outcome: JoinOutcome::Placed { server },
+        socket_closed: closed.map(ms),
+    }
+}
+
 #[test]
 fn raw_idle_close_is_judged_when_the_tolerance_covers_its_sweep_and_na_when_not() {
     // 007 allows 700 ms: less than raw's 1 s sweep, so raw cannot meet it by design.
     let s = scenario("007-idle-timeout.toml");
     let mut ev = Evidence::new(&s, BalancerKind::Raw);
-    ev.joins.push(JoinRecord {
-        client: "quiet".into(),
-        at: ms(0),
-        settled: ms(10),
-        outcome: JoinOutcome::Placed { server: 0 },
-        socket_closed: Some(ms(2900)),
-    });
+    ev.joins.push(placed("quiet", 0, 0, Some(2900)));
     let o = outcome(&s, ev);
     let v = verdict(&o, "idle sessions");
     assert_eq!(v.status, Status::NotApplicable, "{v:?}");
@@ -857,13 +862,8 @@ fn the_timeline_labels_an_idle_close_apart_from_other_closes() {
     let s = scenario("007-idle-timeout.toml");
     let mut ev = Evidence::new(&s, BalancerKind::Proxy);
     for (i, (client, closed)) in [("quiet", 2030), ("chatty", 700)].iter().enumerate() {
-        ev.joins.push(JoinRecord {
-            client: client.to_string(),
-            at: ms(10 * i as u64),
-            settled: ms(10 * i as u64 + 5),
-            outcome: JoinOutcome::Placed { server: i },
-            socket_closed: Some(ms(*closed)),
-        });
+        ev.joins
+            .push(placed(client, 10 * i as u64, i, Some(*closed)));
         ev.closes.insert(
             client.to_string(),
             CloseRecord {

@@ -167,6 +167,19 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A valid error about `10.0.0.2:20000 -> 10.0.0.9:5555`, next-hop MTU 1400.
+    fn sample() -> Vec<u8> {
+        build_frag_needed(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            1400,
+            a("10.0.0.2:20000"),
+            a("10.0.0.9:5555"),
+            1,
+            1500,
+        )
+    }
+
     #[test]
     fn a_built_error_reads_back_and_its_checksums_verify() {
         let b = build_frag_needed(
@@ -201,15 +214,7 @@ mod tests {
 
     #[test]
     fn what_is_not_a_frag_needed_about_tcp_is_refused_with_a_reason() {
-        let good = build_frag_needed(
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 2),
-            1400,
-            a("10.0.0.2:20000"),
-            a("10.0.0.9:5555"),
-            1,
-            1500,
-        );
+        let good = sample();
         let refit = |f: &dyn Fn(&mut Vec<u8>)| {
             let mut b = good.clone();
             f(&mut b);
@@ -247,15 +252,7 @@ mod tests {
     #[test]
     fn random_bytes_never_panic() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let good = build_frag_needed(
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 2),
-            1400,
-            a("10.0.0.2:20000"),
-            a("10.0.0.9:5555"),
-            1,
-            1500,
-        );
+        let good = sample();
         for _ in 0..20_000 {
             let mut b = good.clone();
             for _ in 0..rng.usize(1..6) {
