@@ -1,5 +1,6 @@
 //! Fuzz the raw balancer's parse-and-rewrite entry point: any bytes, in either direction,
-//! must be forwarded or counted as a drop, never panic. The same entry point runs in
+//! must be forwarded, relayed (an ICMP "fragmentation needed" about a row) or counted as a
+//! drop, never panic. The same entry point runs in
 //! `cargo test` with a seeded generator (`random_bytes_never_panic_...`). Seeds (blind,
 //! exact and in-window resets, bad and partial checksums, invalid flags, unknown flows, a
 //! SYN flood over the 4 NAT ports, an idle row): `cargo +nightly fuzz run parse_rewrite
@@ -56,6 +57,14 @@ fuzz_target!(|data: &[u8]| {
             }
             Outcome::Drop(_) => {
                 assert_eq!(nat.counters().drops.iter().sum::<u64>(), before + 1);
+            }
+            Outcome::Relayed => {
+                // An ICMP error about a row: relayed, never counted as a drop, and the
+                // relayed datagram is a valid ICMP error itself.
+                assert_eq!(nat.counters().drops.iter().sum::<u64>(), before);
+                let pending = nat.take_pending();
+                let (relayed, _) = pending.last().expect("a relayed error is pending");
+                assert!(l4lb_balancers::raw::wire::icmp::parse_frag_needed(relayed).is_ok());
             }
         }
         nat.expire(Duration::from_millis(t * 300));
