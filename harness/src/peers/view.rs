@@ -183,30 +183,13 @@ pub fn parse_prometheus(
 ) -> Stats {
     let mut up = BTreeMap::new();
     let mut sessions: Option<f64> = None;
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = match series.split_once('{') {
-            Some((n, l)) => (n, l.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if name == up_metric {
-            let backend = labels.split("\",").find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k.trim() == backend_label).then(|| v.trim_matches('"').to_string())
-            });
-            if let Some(b) = backend {
-                up.insert(b, value > 0.5);
+    for sample in probe::samples(text) {
+        if sample.name == up_metric {
+            if let Some(b) = sample.label(backend_label) {
+                up.insert(b, sample.value > 0.5);
             }
-        } else if Some(name) == sessions_metric {
-            *sessions.get_or_insert(0.0) += value;
+        } else if Some(sample.name) == sessions_metric {
+            *sessions.get_or_insert(0.0) += sample.value;
         }
     }
     Stats {

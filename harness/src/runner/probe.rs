@@ -20,6 +20,46 @@ pub struct Stats {
     pub opened_per_backend: BTreeMap<String, u32>,
 }
 
+/// One sample line of Prometheus text: metric name, the text between its braces, value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample<'a> {
+    /// Metric name.
+    pub name: &'a str,
+    labels: &'a str,
+    /// The sample's value.
+    pub value: f64,
+}
+
+impl Sample<'_> {
+    /// The value of label `key`, unquoted.
+    pub fn label(&self, key: &str) -> Option<String> {
+        self.labels.split("\",").find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.trim() == key).then(|| v.trim_matches('"').to_string())
+        })
+    }
+}
+
+/// The sample lines of Prometheus text, comments, blank and unparsable lines left out.
+pub fn samples(text: &str) -> impl Iterator<Item = Sample<'_>> {
+    text.lines().filter_map(|line| {
+        if line.starts_with('#') || line.trim().is_empty() {
+            return None;
+        }
+        let (series, value) = line.rsplit_once(' ')?;
+        let value = value.trim().parse::<f64>().ok()?;
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        Some(Sample {
+            name,
+            labels,
+            value,
+        })
+    })
+}
+
 /// Parses the Prometheus text of `l4lb raw|proxy --admin`.
 ///
 /// Up/down: `l4lb_backend_state{state="up"}` when present (a fully healthy backend),
@@ -32,26 +72,8 @@ pub fn parse_metrics(text: &str) -> Stats {
     let mut live: Option<f64> = None;
     let mut sessions_opened: BTreeMap<String, u32> = BTreeMap::new();
     let mut rows_opened: BTreeMap<String, u32> = BTreeMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = match series.split_once('{') {
-            Some((n, l)) => (n, l.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let label = |key: &str| -> Option<String> {
-            labels.split("\",").find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k.trim() == key).then(|| v.trim_matches('"').to_string())
-            })
-        };
+    for sample in samples(text) {
+        let (name, value, label) = (sample.name, sample.value, |key| sample.label(key));
         match name {
             metrics::BACKEND_UP => {
                 if let Some(b) = label("backend") {
