@@ -11,8 +11,9 @@ use crate::topology::home::{Site, MIN_MTU};
 use crate::topology::{Host, Layout};
 
 impl Validator<'_> {
-    /// Fills `t.home` from the home keys of `r`, or says why they do not fit.
-    pub(super) fn home(&mut self, r: &TopologyTable, t: &mut TopologySettings) {
+    /// Fills `t.home` from the home keys of `r`, or says why they do not fit; the router
+    /// forwards `port` (the balancer's) unless `forward = false`.
+    pub(super) fn home(&mut self, r: &TopologyTable, t: &mut TopologySettings, port: u16) {
         if t.layout != Layout::Home {
             let given = [
                 ("sites", r.sites.as_ref().map(Spanned::span)),
@@ -71,9 +72,8 @@ impl Validator<'_> {
             t.home.sites = out;
         }
         let home = &mut t.home;
-        if let Some(f) = &r.forward {
-            home.forward = f.get_ref().then_some(0);
-        }
+        let forward = r.forward.as_ref().is_none_or(|f| *f.get_ref());
+        home.forward = forward.then_some(port);
         if let Some(h) = &r.hairpin {
             home.hairpin = *h.get_ref();
         }

@@ -236,8 +236,9 @@ impl<'a> Validator<'a> {
         let topology = self.topology(written.topology.as_ref());
         let mut topology = topology;
         let health = self.health(written.balancer.as_ref());
-        if topology.home.forward.is_some() {
-            topology.home.forward = Some(health.port);
+        if let Some(t) = &written.topology {
+            // After [balancer]: the router forwards the balancer's port.
+            self.home(t.get_ref(), &mut topology, health.port);
         }
         let programs = self.programs(written.programs.as_ref());
         let mut timeline = Timeline::default();
@@ -407,7 +408,6 @@ impl<'a> Validator<'a> {
             }
             (None, None) => t.server_ports = vec![DEFAULT_SERVER_PORT; t.servers],
         }
-        self.home(r, &mut t);
         t
     }
 
