@@ -185,3 +185,80 @@ async fn topo_up_tears_down_on_sigint_and_sigterm() {
         assert!(ours().is_empty(), "{signal} left {:?}", ours());
     }
 }
+
+/// `l4lb topo up --scenario FILE` builds the file's home (router, isp, carrier) and draws
+/// it; a malformed file is refused with exit 2 before anything is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topo_up_builds_a_scenarios_home_and_draws_it() {
+    if !root_or_skip("topo_up_builds_a_scenarios_home_and_draws_it") {
+        return;
+    }
+    let host = Topology::build(&TopologySpec::default()).await.unwrap();
+    let ns = host.namespace(Host::Client(0));
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/033-carrier-nat-mapping-expires.toml"
+    );
+    let mut up = NsProcess::spawn(
+        ns,
+        BIN.as_ref(),
+        &["topo".into(), "up".into(), "--scenario".into(), file.into()],
+    )
+    .await
+    .unwrap();
+    expect(&up, "the waiting line", |l| l.starts_with("waiting:")).await;
+    let pid = up.pid();
+    let prefix = format!("l4lb-{pid}-");
+    let ours = || -> Vec<String> {
+        l4lb_harness::cleanup::list_namespaces()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    };
+    for role in ["router", "isp", "carrier", "crouter2", "lb", "s2"] {
+        assert!(
+            ours().iter().any(|n| n.ends_with(&format!("-{role}"))),
+            "no {role}: {:?}",
+            ours()
+        );
+    }
+    let text = lines(&up);
+    assert!(
+        text.contains("carrier-grade NAT 198.51.100.2 (idle mappings expire after 3s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reaches the balancer at 203.0.113.2:20000 through the router"),
+        "{text}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    up.wait_exit(WAIT)
+        .await
+        .unwrap()
+        .expect("topo up exits on SIGTERM");
+    assert!(ours().is_empty(), "left {:?}", ours());
+
+    let bad = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/bad-scenarios/home-uplink-mtu-too-small.toml"
+    );
+    let mut refused = NsProcess::spawn(
+        ns,
+        BIN.as_ref(),
+        &["topo".into(), "up".into(), "--scenario".into(), bad.into()],
+    )
+    .await
+    .unwrap();
+    let status = refused.wait_exit(WAIT).await.unwrap().expect("exits");
+    assert_eq!(status.code(), Some(2), "{}", lines(&refused));
+    assert!(
+        lines(&refused).contains("uplink_mtu 500 is out of range"),
+        "{}",
+        lines(&refused)
+    );
+}
