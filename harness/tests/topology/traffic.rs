@@ -179,3 +179,64 @@ async fn a_home_router_forwards_its_port_masquerades_and_keeps_its_route_after_a
     assert_eq!(*peer.ip(), Ipv4Addr::new(198, 51, 100, 101));
     topo.teardown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wifi_access_point_is_one_cable_that_link_steps_can_cut() {
+    if !root_or_skip("the_wifi_access_point_is_one_cable_that_link_steps_can_cut") {
+        return;
+    }
+    let spec = TopologySpec {
+        clients: 1,
+        servers: 2,
+        layout: Layout::Home,
+        subnet: Ipv4Addr::new(192, 168, 1, 0),
+        rst_drop: false,
+        home: HomeSpec {
+            sites: vec![Site::Inside],
+            wifi: vec![Host::Server(1)],
+            ..HomeSpec::default()
+        },
+        ..TopologySpec::default()
+    };
+    let topo = Topology::build(&spec).await.unwrap();
+    let (client, wired, wifi) = (Host::Client(0), Host::Server(0), Host::Server(1));
+    tcp_round_trip(
+        topo.namespace(client),
+        topo.namespace(wifi),
+        topo.addr(wifi),
+        7301,
+    );
+    // A listener behind the access point, so a refused connect cannot pass for a cut.
+    let _listener = topo
+        .namespace(wifi)
+        .run(|| std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 7302)))
+        .unwrap()
+        .expect("bind on the Wi-Fi host");
+    topo.set_link(Host::WifiAp, false).await.unwrap();
+    let cut = topo
+        .namespace(client)
+        .run(move || {
+            let to = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 12), 7302);
+            TcpStream::connect_timeout(&to.into(), Duration::from_millis(300))
+        })
+        .unwrap();
+    assert!(
+        cut.is_err(),
+        "the Wi-Fi host is still reachable with its access point down"
+    );
+    // The wired server is not behind the access point.
+    tcp_round_trip(
+        topo.namespace(client),
+        topo.namespace(wired),
+        topo.addr(wired),
+        7303,
+    );
+    topo.set_link(Host::WifiAp, true).await.unwrap();
+    tcp_round_trip(
+        topo.namespace(client),
+        topo.namespace(wifi),
+        topo.addr(wifi),
+        7304,
+    );
+    topo.teardown().await.unwrap();
+}
