@@ -37,10 +37,15 @@ impl IpCapture {
         Ok(Self { socket })
     }
 
-    /// Receives up to `bufs.len()` datagrams, their lengths into `lens` (see
-    /// [`mmsg::recv_many`]).
-    pub fn recv(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        mmsg::recv_many::<libc::sockaddr_in>(self.socket.as_raw_fd(), bufs, lens, None)
+    /// Receives up to `bufs.len()` datagrams, their lengths into `lens`, waiting as
+    /// `wait` says (see [`mmsg::recv_many`]).
+    pub fn recv(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        wait: mmsg::Wait,
+    ) -> io::Result<usize> {
+        mmsg::recv_many::<libc::sockaddr_in>(self.socket.as_raw_fd(), bufs, lens, None, wait)
     }
 
     /// Sends every datagram; returns the failures by index.

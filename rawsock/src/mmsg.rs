@@ -22,15 +22,25 @@ pub fn zeroed<A: SockAddr>() -> A {
     unsafe { MaybeUninit::<A>::zeroed().assume_init() }
 }
 
-/// Receives up to `bufs.len()` datagrams, waiting for the first up to the socket's read
-/// timeout (`MSG_WAITFORONE`); each one's length goes to `lens`, and its sender's address
-/// to `names` when given (as long as `bufs`). Returns how many arrived (0 on timeout or
-/// interruption).
+/// Whether a receive may sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Sleep for the first datagram, up to the socket's read timeout.
+    UpToTimeout,
+    /// Take only what is queued now (`MSG_DONTWAIT`): a busy-polling loop's call.
+    No,
+}
+
+/// Receives up to `bufs.len()` datagrams, waiting for the first as `wait` says
+/// (`MSG_WAITFORONE`); each one's length goes to `lens`, and its sender's address to
+/// `names` when given (as long as `bufs`). Returns how many arrived (0 on timeout, on
+/// interruption, or when nothing was queued and `wait` is [`Wait::No`]).
 pub fn recv_many<A: SockAddr>(
     fd: RawFd,
     bufs: &mut [Vec<u8>],
     lens: &mut [usize],
     mut names: Option<&mut [A]>,
+    wait: Wait,
 ) -> io::Result<usize> {
     let n = bufs.len().min(lens.len());
     let mut iovs: Vec<libc::iovec> = bufs
@@ -61,7 +71,10 @@ pub fn recv_many<A: SockAddr>(
             fd,
             msgs.as_mut_ptr(),
             n as libc::c_uint,
-            libc::MSG_WAITFORONE,
+            match wait {
+                Wait::UpToTimeout => libc::MSG_WAITFORONE,
+                Wait::No => libc::MSG_WAITFORONE | libc::MSG_DONTWAIT,
+            },
             std::ptr::null_mut(),
         )
     };

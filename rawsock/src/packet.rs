@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
-use super::{mmsg, opt};
+use super::mmsg::{self, Wait};
+use super::opt;
 
 /// Receive buffer asked for, so bursts are not dropped by the kernel.
 const RCVBUF: usize = 32 << 20;
@@ -63,15 +64,17 @@ impl PacketSocket {
     }
 
     /// Receives up to `bufs.len()` frames: each one's length into `lens` and the index
-    /// of the interface it came in on into `ifindexes` (see [`mmsg::recv_many`]).
+    /// of the interface it came in on into `ifindexes`, waiting as `wait` says (see
+    /// [`mmsg::recv_many`]).
     pub fn recv(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
         ifindexes: &mut [i32],
+        wait: Wait,
     ) -> io::Result<usize> {
         let mut names = vec![mmsg::zeroed::<libc::sockaddr_ll>(); bufs.len()];
-        let got = mmsg::recv_many(self.rx.as_raw_fd(), bufs, lens, Some(&mut names))?;
+        let got = mmsg::recv_many(self.rx.as_raw_fd(), bufs, lens, Some(&mut names), wait)?;
         for (ifindex, name) in ifindexes.iter_mut().zip(&names).take(got) {
             *ifindex = name.sll_ifindex;
         }
@@ -141,7 +144,13 @@ impl PortSocket {
     /// Receives up to `bufs.len()` frames without waiting longer than the socket's
     /// timeout; each one's length goes to `lens`.
     pub fn recv(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        mmsg::recv_many::<libc::sockaddr_ll>(self.socket.as_raw_fd(), bufs, lens, None)
+        mmsg::recv_many::<libc::sockaddr_ll>(
+            self.socket.as_raw_fd(),
+            bufs,
+            lens,
+            None,
+            Wait::UpToTimeout,
+        )
     }
 
     /// Sends every frame (offload header first) out of the interface; returns the

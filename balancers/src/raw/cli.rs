@@ -84,6 +84,12 @@ pub struct RawOptions {
     /// Send on a second thread (overlaps the receivers' kernel work with receiving).
     #[arg(long)]
     pub send_thread: bool,
+    /// After each batch, poll the socket without sleeping for this long before sleeping
+    /// in the kernel (0s: sleep at once). Saves the wake-up on each packet of a
+    /// request-response flow, for up to this much CPU time per quiet gap; an idle
+    /// balancer still sleeps.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20us")]
+    pub busy_poll: Duration,
     /// How rewritten packets leave: `direct` (default with `--capture packet`: straight
     /// to the device and the next hop learned from received frames, super-packets whole)
     /// or `routed` (through the kernel's IP output path, the only choice with
@@ -142,6 +148,8 @@ pub struct RawConfig {
     pub capture: Capture,
     /// Whether to send on a second thread.
     pub send_thread: bool,
+    /// How long receiving polls before it sleeps.
+    pub busy_poll: Duration,
     /// How rewritten packets leave.
     pub send: SendPath,
 }
@@ -323,6 +331,7 @@ impl RawArgs {
             batch: opts.batch,
             capture: opts.capture,
             send_thread: opts.send_thread,
+            busy_poll: opts.busy_poll,
             send,
         })
     }
@@ -362,6 +371,7 @@ mod tests {
         assert_eq!(c.port, DEFAULT_PORT);
         assert_eq!(c.table.nat_ports, 20001..=32767);
         assert_eq!(c.batch, 64);
+        assert_eq!(c.busy_poll, Duration::from_micros(20));
         assert_eq!(c.capture, Capture::Packet);
         assert_eq!(c.send, SendPath::Direct);
         assert_eq!(c.admin, None);

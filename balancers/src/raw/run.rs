@@ -73,15 +73,16 @@ fn open_device(
     let nat = &config.table.nat_ports;
     match config.capture {
         Capture::Raw => {
-            let dev = RawDevice::open(MARK, config.port, nat)
+            let dev = RawDevice::open(MARK, config.port, nat, config.busy_poll)
                 .context("opening the raw socket (--capture raw)")?;
             let sender = dev.sender().context("cloning the sending socket")?;
             Ok((Box::new(dev), 0, sender))
         }
         Capture::Packet => {
             let direct = config.send == SendPath::Direct;
-            let mut dev = PacketDevice::open(MARK, config.port, nat, direct, config.mtu)
-                .context("opening the packet sockets (--capture packet)")?;
+            let mut dev =
+                PacketDevice::open(MARK, config.port, nat, direct, config.mtu, config.busy_poll)
+                    .context("opening the packet sockets (--capture packet)")?;
             if direct {
                 let routes = RouteChecker::spawn(runtime.handle())
                     .context("opening a netlink socket for route lookups (--send direct)")?;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::raw::device::hops::{Hop, Hops};
 use crate::raw::device::routes::RouteChecker;
-use crate::raw::device::{Device, Forward, FramesSent, RecvBatch};
+use crate::raw::device::{poll, Device, Forward, FramesSent, RecvBatch};
 use crate::raw::wire::packet::{flags, ChecksumState};
 use l4lb_rawsock::bpf::frame_filter;
 use l4lb_rawsock::ip::RawSender;
@@ -54,6 +54,8 @@ pub struct PacketDevice {
     /// Frames larger than this that are not super-packets go the routed way (which cuts
     /// them to size).
     mtu: usize,
+    /// How long receiving polls before it sleeps (`--busy-poll`).
+    busy_poll: Duration,
     hops: Hops,
     routes: Option<RouteChecker>,
     start: Instant,
@@ -63,13 +65,14 @@ pub struct PacketDevice {
 impl PacketDevice {
     /// Opens the sockets (needs root or CAP_NET_RAW), marks them and installs the
     /// filter. `direct` allows direct sending; `mtu` bounds frames sent directly that are
-    /// not super-packets.
+    /// not super-packets; receiving polls for `busy_poll` before it sleeps.
     pub fn open(
         mark: u32,
         listen: u16,
         nat: &RangeInclusive<u16>,
         direct: bool,
         mtu: usize,
+        busy_poll: Duration,
     ) -> io::Result<Self> {
         let socket = PacketSocket::open(mark, &frame_filter(listen, nat))?;
         Ok(Self {
@@ -78,6 +81,7 @@ impl PacketDevice {
             local: local_addresses()?,
             direct,
             mtu,
+            busy_poll,
             hops: Hops::new(),
             routes: None,
             start: Instant::now(),
@@ -148,9 +152,10 @@ impl Device for PacketDevice {
         let n = batch.bufs.len();
         let mut lens = vec![0usize; n];
         let mut ifindexes = vec![0i32; n];
-        let got = self
-            .socket
-            .recv(&mut batch.bufs, &mut lens, &mut ifindexes)?;
+        let socket = &self.socket;
+        let got = poll::receive(self.busy_poll, |wait| {
+            socket.recv(&mut batch.bufs, &mut lens, &mut ifindexes, wait)
+        })?;
         // Keep frames that carry an IPv4 header addressed to this host, in order; a
         // frame too short for one goes on to be counted by the parser.
         let mut kept = 0;

@@ -7,6 +7,7 @@
 //! - [`afpacket`]: the packet-socket device (`--capture packet`, default): frames in,
 //!   rewritten frames straight back out of a device where the next hop is known.
 //! - [`raw`]: the raw-socket device (`--capture raw`).
+//! - [`poll`]: busy polling before sleeping (`--busy-poll`).
 //! - [`sender`]: the optional sender thread (`--send-thread`) for routed sends.
 //! - [`hops`]: next hops learned from received frames; [`routes`]: the route lookups
 //!   that confirm them.
@@ -19,6 +20,7 @@ pub mod afpacket;
 pub mod hops;
 #[cfg(test)]
 pub mod mem;
+pub mod poll;
 pub mod pump;
 pub mod raw;
 pub mod routes;

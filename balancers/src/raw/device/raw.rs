@@ -5,8 +5,9 @@
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
-use crate::raw::device::{Device, RecvBatch};
+use crate::raw::device::{poll, Device, RecvBatch};
 use crate::raw::wire::packet::ChecksumState;
 use l4lb_rawsock::bpf::port_filter;
 use l4lb_rawsock::ip::{IpCapture, RawSender};
@@ -14,14 +15,21 @@ use l4lb_rawsock::ip::{IpCapture, RawSender};
 /// The raw-socket device.
 pub struct RawDevice {
     socket: IpCapture,
+    /// How long receiving polls before it sleeps (`--busy-poll`).
+    busy_poll: Duration,
 }
 
 impl RawDevice {
     /// Opens the socket (needs root or CAP_NET_RAW), marked with `mark`, passing only TCP
-    /// to `listen` or into `nat`.
-    pub fn open(mark: u32, listen: u16, nat: &RangeInclusive<u16>) -> io::Result<Self> {
+    /// to `listen` or into `nat`; receiving polls for `busy_poll` before it sleeps.
+    pub fn open(
+        mark: u32,
+        listen: u16,
+        nat: &RangeInclusive<u16>,
+        busy_poll: Duration,
+    ) -> io::Result<Self> {
         let socket = IpCapture::open(mark, &port_filter(listen, nat, 0))?;
-        Ok(Self { socket })
+        Ok(Self { socket, busy_poll })
     }
 
     /// A second handle on the sending socket, for a sender thread.
@@ -32,7 +40,10 @@ impl RawDevice {
 
 impl Device for RawDevice {
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
-        let got = self.socket.recv(&mut batch.bufs, &mut batch.lens)?;
+        let socket = &self.socket;
+        let got = poll::receive(self.busy_poll, |wait| {
+            socket.recv(&mut batch.bufs, &mut batch.lens, wait)
+        })?;
         batch.checksums[..got].fill(ChecksumState::Unknown);
         Ok(got)
     }
