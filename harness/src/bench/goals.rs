@@ -147,18 +147,21 @@ pub struct Goal {
 }
 
 /// `ours` against the strongest of `peers` on `m`: which peer, the per-round ratios and
-/// the verdict for `bound`. `peers` are the peer paths' results (any that did not measure
-/// `m` are skipped); `fmt` writes a figure of `m` for the detail.
+/// the verdict for `bound`. `kinds` names ours and the peers wanted, so the claim reads
+/// the same whether or not they ran; `peers` are the peer paths' results (any that did
+/// not measure `m` are skipped); `fmt` writes a figure of `m` for the detail.
 pub fn versus_best(
+    kinds: (PathKind, &[PathKind]),
     ours: Option<&PathResult>,
     peers: &[&PathResult],
     m: Metric,
     bound: Bound,
     fmt: impl Fn(f64) -> String,
 ) -> Goal {
-    let kinds: Vec<&str> = peers.iter().map(|p| p.path.name()).collect();
-    let ours_name = ours.map_or("ours", |o| o.path.name());
-    let against = match kinds.as_slice() {
+    let (ours_kind, peer_kinds) = kinds;
+    let names: Vec<&str> = peer_kinds.iter().map(|k| k.name()).collect();
+    let ours_name = ours_kind.name();
+    let against = match names.as_slice() {
         [one] => format!("{one}'s"),
         many => format!("the best of {}", many.join(", ")),
     };
@@ -254,6 +257,20 @@ mod tests {
     use super::*;
     use crate::bench::results::PathStatus;
 
+    /// [`versus_best`] with the kinds taken from the results given (ours: the proxy when
+    /// absent).
+    fn vs(
+        ours: Option<&PathResult>,
+        peers: &[&PathResult],
+        m: Metric,
+        bound: Bound,
+        fmt: fn(f64) -> String,
+    ) -> Goal {
+        let ours_kind = ours.map_or(PathKind::Proxy, |o| o.path);
+        let kinds: Vec<PathKind> = peers.iter().map(|p| p.path).collect();
+        versus_best((ours_kind, &kinds), ours, peers, m, bound, fmt)
+    }
+
     fn path(kind: PathKind, m: Metric, samples: &[f64]) -> PathResult {
         let mut p = PathResult::new(kind, PathStatus::Measured);
         p.samples.insert(m, samples.to_vec());
@@ -286,7 +303,7 @@ mod tests {
         let rr = path(PathKind::HaproxyRr, KEEP, &[90.0, 90.0, 90.0, 90.0, 90.0]);
         let lc = path(PathKind::HaproxyLc, KEEP, &[95.0, 95.0, 95.0, 95.0, 95.0]);
         let ng = path(PathKind::Nginx, KEEP, &[100.0, 100.0, 100.0, 100.0, 100.0]);
-        let g = versus_best(
+        let g = vs(
             Some(&ours),
             &[&rr, &lc, &ng],
             KEEP,
@@ -303,7 +320,7 @@ mod tests {
             g.detail
         );
         // Against HAProxy alone the same run would be a bigger lead; nginx decides.
-        let g = versus_best(Some(&ours), &[&rr, &lc], KEEP, Bound::AtLeast(1.1), fmt);
+        let g = vs(Some(&ours), &[&rr, &lc], KEEP, Bound::AtLeast(1.1), fmt);
         assert_eq!(g.peer, Some("haproxy-lc"));
         assert_eq!(g.verdict, Verdict::Unclear, "1.10× lead 0.00: {}", g.detail);
     }
@@ -313,12 +330,12 @@ mod tests {
         let peer = path(PathKind::Nginx, KEEP, &[100.0; 5]);
         // Median 1.02×, but the rounds spread from 0.90× to 1.15× (IQR 0.95–1.10).
         let ours = path(PathKind::Proxy, KEEP, &[90.0, 95.0, 102.0, 110.0, 115.0]);
-        let g = versus_best(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
+        let g = vs(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
         assert_eq!(g.verdict, Verdict::Unclear, "{}", g.detail);
         assert!(g.detail.contains("within the spread"), "{}", g.detail);
         // Clearly behind: missed.
         let ours = path(PathKind::Proxy, KEEP, &[80.0, 81.0, 82.0, 83.0, 84.0]);
-        let g = versus_best(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
+        let g = vs(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
         assert_eq!(g.verdict, Verdict::Missed, "{}", g.detail);
     }
 
@@ -327,13 +344,13 @@ mod tests {
         let m = Metric::CpuUsPerReq;
         let peer = path(PathKind::Nginx, m, &[25.0, 26.0, 25.0]);
         let ours = path(PathKind::Proxy, m, &[20.0, 20.5, 20.0]);
-        let g = versus_best(Some(&ours), &[&peer], m, Bound::AtMost(1.0), fmt);
+        let g = vs(Some(&ours), &[&peer], m, Bound::AtMost(1.0), fmt);
         assert_eq!(g.verdict, Verdict::Met, "{}", g.detail);
-        let g = versus_best(Some(&ours), &[&peer], m, Bound::AtMost(0.7), fmt);
+        let g = vs(Some(&ours), &[&peer], m, Bound::AtMost(0.7), fmt);
         assert_eq!(g.verdict, Verdict::Missed, "{}", g.detail);
         // For a cost, the best peer is the cheapest.
         let dear = path(PathKind::HaproxyLc, m, &[40.0, 40.0, 40.0]);
-        let g = versus_best(Some(&ours), &[&dear, &peer], m, Bound::AtMost(1.0), fmt);
+        let g = vs(Some(&ours), &[&dear, &peer], m, Bound::AtMost(1.0), fmt);
         assert_eq!(g.peer, Some("nginx"));
     }
 
@@ -341,17 +358,45 @@ mod tests {
     fn too_few_rounds_or_misaligned_rounds_claim_nothing() {
         let peer = path(PathKind::Nat, KEEP, &[100.0, 100.0]);
         let ours = path(PathKind::Raw, KEEP, &[200.0, 200.0]);
-        let g = versus_best(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
+        let g = vs(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
         assert_eq!(g.verdict, Verdict::Unclear, "two rounds: {}", g.detail);
         let mut peer = path(PathKind::Nat, KEEP, &[100.0, 100.0, 100.0]);
         let ours = path(PathKind::Raw, KEEP, &[200.0, 200.0, 200.0]);
         peer.problem("round 2: start failed".into());
-        let g = versus_best(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
+        let g = vs(Some(&ours), &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
         assert_eq!(g.verdict, Verdict::Unclear);
         assert!(g.detail.contains("do not line up"), "{}", g.detail);
-        let g = versus_best(None, &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
+        let g = vs(None, &[&peer], KEEP, Bound::AtLeast(1.0), fmt);
         assert_eq!(g.verdict, Verdict::NotMeasured);
-        let g = versus_best(Some(&ours), &[], KEEP, Bound::AtLeast(1.0), fmt);
+        let g = vs(Some(&ours), &[], KEEP, Bound::AtLeast(1.0), fmt);
         assert_eq!(g.verdict, Verdict::NotMeasured);
+    }
+
+    #[test]
+    fn a_goal_not_measured_still_names_both_sides() {
+        let g = versus_best(
+            (PathKind::Raw, peers_of(PathKind::Raw)),
+            None,
+            &[],
+            Metric::LatP50Us,
+            Bound::AtMost(1.5),
+            fmt,
+        );
+        assert_eq!(g.verdict, Verdict::NotMeasured);
+        assert_eq!(g.claim, "raw p50 µs at most 1.50× nat's");
+        let g = versus_best(
+            (PathKind::Proxy, peers_of(PathKind::Proxy)),
+            None,
+            &[],
+            KEEP,
+            Bound::AtLeast(1.0),
+            fmt,
+        );
+        assert!(
+            g.claim
+                .ends_with("at least 1.00× the best of haproxy-rr, haproxy-lc, nginx"),
+            "{}",
+            g.claim
+        );
     }
 }

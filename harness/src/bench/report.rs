@@ -146,9 +146,14 @@ impl BenchReport {
         ];
         for (kind, m, bound, peer_kinds) in wanted {
             let peers: Vec<&PathResult> = peer_kinds.iter().filter_map(|k| self.path(*k)).collect();
-            out.push(goals::versus_best(self.path(kind), &peers, m, bound, |v| {
-                fmt(v, m)
-            }));
+            out.push(goals::versus_best(
+                (kind, peer_kinds),
+                self.path(kind),
+                &peers,
+                m,
+                bound,
+                |v| fmt(v, m),
+            ));
         }
         for kind in [PathKind::Raw, PathKind::Proxy] {
             let claim = format!(
