@@ -149,6 +149,22 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
     Ok(d)
 }
 
+/// Longest `--busy-poll`: past a millisecond of silence, polling is only spinning.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
+
+/// Parses `--busy-poll` (a clap value parser): a human duration from `0s` (off) to
+/// [`MAX_BUSY_POLL`].
+pub fn parse_busy_poll(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 0s, 20us, 100us)"))?;
+    if d > MAX_BUSY_POLL {
+        return Err(format!(
+            "{text:?} is too long: at most 1ms (past that, polling only burns CPU; 0s turns it off)"
+        ));
+    }
+    Ok(d)
+}
+
 /// Active health-check flags (defaults: the original raw balancer's).
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthArgs {

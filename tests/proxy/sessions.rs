@@ -6,6 +6,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, timeout, Instant};
 
+use l4lb_harness::bench::cpu::process_cpu_time;
+
 use crate::{join, three_backends, Backend, Ending, Proxy, WAIT};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_session_is_closed_and_a_chatty_one_is_not() {
@@ -99,4 +101,25 @@ async fn client_reset_tears_down_the_backend_side(forward: &str, ip: [u8; 4]) {
     proxy
         .wait_metric("l4lb_proxy_sessions_closed_total{reason=\"error\"}", 1.0)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_forwards_and_an_idle_proxy_still_sleeps() {
+    let s1 = Backend::start("s1", [127, 0, 0, 28]).await;
+    let proxy = Proxy::start(&[&s1], &["--busy-poll", "1ms"]);
+    let mut c = join(&proxy).await;
+    for i in 0..200 {
+        c.say(&format!("line {i}")).await;
+    }
+    // A moment for the budget to run out, then a second of silence: a worker still
+    // polling would spend most of it on the CPU.
+    sleep(Duration::from_millis(100)).await;
+    let before = process_cpu_time(proxy.child.id()).unwrap();
+    sleep(Duration::from_secs(1)).await;
+    let idle = process_cpu_time(proxy.child.id()).unwrap() - before;
+    assert!(
+        idle < Duration::from_millis(150),
+        "the idle proxy used {idle:?} of CPU in 1 s"
+    );
+    c.say("after the silence").await;
 }

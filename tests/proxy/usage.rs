@@ -71,4 +71,12 @@ fn bad_cli_input_gives_exit_code_2_and_one_clear_line() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // A busy-poll budget past a millisecond only burns CPU: refused, with the bound.
+    let out = Command::new(env!("CARGO_BIN_EXE_l4lb"))
+        .args(["proxy", "--backend", "10.0.0.2:80", "--busy-poll", "5ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at most 1ms"), "{stderr}");
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use l4lb_harness::bench::cpu::process_cpu_time;
 use l4lb_harness::privilege::root_or_skip;
 use l4lb_harness::topology::{Host, Offloads};
 use tokio::time::{sleep, Instant};
@@ -57,6 +58,17 @@ async fn six_clients_land_round_robin_share_chat_and_leave_an_empty_table() {
             .expect("client exits");
         assert!(status.success(), "client exit {status}");
     }
+    // Idle, the balancer sleeps: its busy polling (default 20 µs after each batch)
+    // stops with the traffic. Spinning on would cost most of this second.
+    sleep(Duration::from_millis(100)).await;
+    let pid = lab.lb.pid();
+    let before = process_cpu_time(pid).expect("lb CPU time");
+    sleep(Duration::from_secs(1)).await;
+    let idle = process_cpu_time(pid).expect("lb CPU time") - before;
+    assert!(
+        idle < Duration::from_millis(150),
+        "the idle raw balancer used {idle:?} of CPU in 1 s"
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         // Snapshots are published once a second.

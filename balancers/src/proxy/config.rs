@@ -54,6 +54,11 @@ pub struct ProxyArgs {
     /// one: most of a proxy's time is the kernel's TCP work, which needs CPUs of its own).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// For this long after a worker last moved bytes, it polls for events without
+    /// sleeping (0s: sleep at once): the next request saves the wake-up, for up to this
+    /// much CPU time per quiet gap; an idle proxy still sleeps.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::args::parse_busy_poll)]
+    pub busy_poll: Duration,
     /// Active health checks.
     #[command(flatten)]
     pub health: Box<HealthArgs>,
@@ -93,6 +98,8 @@ pub struct ProxyConfig {
     pub forward: Mode,
     /// Worker threads (at least 1).
     pub workers: usize,
+    /// How long a worker polls after its last bytes before it sleeps.
+    pub busy_poll: Duration,
     /// Active checker settings.
     pub check: CheckConfig,
     /// Rise/fall thresholds.
@@ -137,6 +144,7 @@ impl ProxyArgs {
             idle_timeout: parse_duration("--idle-timeout", &self.idle_timeout)?,
             max_sessions,
             grace: parse_duration("--grace", &self.grace)?,
+            busy_poll: self.busy_poll,
             forward: self.forward,
             admin: self.admin.resolve()?,
             log_sessions: self.log_sessions,

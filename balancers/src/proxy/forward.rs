@@ -69,6 +69,7 @@ impl Transfer {
     }
 
     fn record(&self, counter: &AtomicU64, n: usize) {
+        super::spin::activity();
         counter.fetch_add(n as u64, Ordering::Relaxed);
         let ms = self.base.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);

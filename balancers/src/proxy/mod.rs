@@ -7,6 +7,7 @@
 //! - [`server`]: listener, per-CPU workers, accept loop, session limit, graceful shutdown.
 //! - [`session`]: one client: connect (timeout, retry elsewhere), forward, idle timeout.
 //! - [`forward`]: two half-duplex copies (splice(2) through a pipe, or a buffer).
+//! - [`spin`]: busy polling after a worker's last bytes (`--busy-poll`).
 //! - [`descriptors`]: the descriptor budget `--max-sessions` needs.
 //! - [`stats`]: proxy-wide counters, exported on the stats endpoint.
 
@@ -15,6 +16,7 @@ pub mod descriptors;
 pub mod forward;
 pub mod server;
 pub mod session;
+pub mod spin;
 mod splice;
 pub mod stats;
 

@@ -209,7 +209,11 @@ fn worker(
         .on_thread_park(crate::logging::flush_batch)
         .build()
         .context("cannot start a worker's tokio runtime")?;
+    let busy_poll = shared.ctx.config.busy_poll;
     runtime.block_on(async move {
+        if !busy_poll.is_zero() {
+            tokio::spawn(super::spin::poll_while_busy(busy_poll));
+        }
         let listener =
             TcpListener::from_std(listener).context("cannot register the listener with tokio")?;
         accept_loop(&listener, &shared).await;

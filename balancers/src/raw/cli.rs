@@ -88,7 +88,7 @@ pub struct RawOptions {
     /// in the kernel (0s: sleep at once). Saves the wake-up on each packet of a
     /// request-response flow, for up to this much CPU time per quiet gap; an idle
     /// balancer still sleeps.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "20us")]
+    #[arg(long, value_parser = crate::args::parse_busy_poll, default_value = "20us")]
     pub busy_poll: Duration,
     /// How rewritten packets leave: `direct` (default with `--capture packet`: straight
     /// to the device and the next hop learned from received frames, super-packets whole)
