@@ -1,22 +1,24 @@
 #!/bin/sh
-# System calls per kept request of each user-space balancer: runs `l4lb bench` on the
-# kept-connection workload only (one round, bounded by --duration) and attaches
+# System calls per request of each user-space balancer: runs `l4lb bench` on one workload
+# (WORKLOAD, default keep: kept connections; connect: a new connection per request) only
+# (one round, bounded by --duration) and attaches
 # `strace -c -f` to each balancer process as soon as it starts; the per-request figure
 # is strace's call count over the requests bench.json reports for that path.
 # strace slows every balancer alike, so compare counts per request, not rates.
 # With TOOL=perf, `perf stat` counts instead (software events and syscall tracepoints,
 # which barely slow the process): context switches (a sleep and wake-up each),
 # epoll_wait, recvfrom and the task clock per request, at full speed.
-# Usage (root): [TOOL=perf] scripts/bench-syscalls.sh [L4LB_BINARY] [OUT_DIR] [PATHS]
+# Usage (root): [TOOL=perf] [WORKLOAD=keep|connect] scripts/bench-syscalls.sh [L4LB_BINARY] [OUT_DIR] [PATHS]
 set -eu
 L4LB=${1:-target/release/l4lb}
 OUT=${2:-target/l4lb-syscalls}
 PATHS=${3:-nginx,haproxy-lc,proxy}
 TOOL=${TOOL:-strace}
+WORKLOAD=${WORKLOAD:-keep}
 EVENTS=task-clock,context-switches,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_exit_recvfrom
 mkdir -p "$OUT"
 rm -f "$OUT"/*.strace "$OUT"/*.perf
-"$L4LB" bench --paths "$PATHS" --workloads keep --rounds 1 --duration 3s \
+"$L4LB" bench --paths "$PATHS" --workloads "$WORKLOAD" --rounds 1 --duration 3s \
     --no-progress --out "$OUT" >"$OUT/bench.log" 2>&1 &
 BENCH=$!
 seen=""
@@ -36,18 +38,19 @@ while kill -0 "$BENCH" 2>/dev/null; do
 done
 wait "$BENCH" || true
 sleep 1
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "$WORKLOAD" <<'PY'
 import json, sys, glob, re
-out = sys.argv[1]
+out, workload = sys.argv[1], sys.argv[2]
 report = json.load(open(f"{out}/bench.json"))
 reqs = {p["path"]: p["requests"] for p in report["paths"]}
+what = "kept requests" if workload == "keep" else "connections"
 names = {"nginx": "nginx", "haproxy": "haproxy-lc", "l4lb": "proxy"}
 for f in sorted(glob.glob(f"{out}/*.perf")):
     path = next((v for k, v in names.items() if k in f.split("/")[-1].split(".")[1]), None)
     if path is None or not reqs.get(path):
         continue
     n = reqs[path]
-    print(f"{path}: {n} kept requests, per request:")
+    print(f"{path}: {n} {what}, per request:")
     for line in open(f):
         cols = line.strip().split(",")
         if len(cols) > 2 and cols[0].replace(".", "").isdigit():
@@ -65,7 +68,7 @@ for f in sorted(glob.glob(f"{out}/*.strace")):
         if m:
             calls[m.group(3)] = (int(m.group(1)), int(m.group(2) or 0))
     total = calls.pop("total", (0, 0))
-    print(f"{path}: {n} kept requests, {total[0] / n:.2f} system calls per request")
+    print(f"{path}: {n} {what}, {total[0] / n:.2f} system calls per request")
     for name, (c, e) in sorted(calls.items(), key=lambda kv: -kv[1][0])[:8]:
         print(f"    {name:16} {c / n:6.2f}/req" + (f" ({e} failed in all)" if e else ""))
 PY

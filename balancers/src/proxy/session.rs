@@ -59,7 +59,9 @@ pub async fn run(
 
     let transfer = Transfer::new();
     let started = Instant::now();
+    // Biased: polled in this order, no random pick per poll; forwarding is the common case.
     let how = tokio::select! {
+        biased;
         result = forward::forward(&client, &backend, ctx.config.forward, &transfer) => match result {
             Ok(()) => Close::Done,
             Err(error) => {
