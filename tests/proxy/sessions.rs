@@ -106,6 +106,7 @@ async fn client_reset_tears_down_the_backend_side(forward: &str, ip: [u8; 4]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_polling_forwards_and_an_idle_proxy_still_sleeps() {
     let s1 = Backend::start("s1", [127, 0, 0, 28]).await;
+    // The longest budget, so that polling left on would show.
     let proxy = Proxy::start(&[&s1], &["--busy-poll", "1ms"]);
     let mut c = join(&proxy).await;
     for i in 0..200 {

@@ -57,7 +57,7 @@ pub struct ProxyArgs {
     /// For this long after a worker last moved bytes, it polls for events without
     /// sleeping (0s: sleep at once): the next request saves the wake-up, for up to this
     /// much CPU time per quiet gap; an idle proxy still sleeps.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::args::parse_busy_poll)]
+    #[arg(long, value_name = "DURATION", default_value = "20us", value_parser = crate::args::parse_busy_poll)]
     pub busy_poll: Duration,
     /// Active health checks.
     #[command(flatten)]
@@ -196,6 +196,7 @@ mod tests {
         assert_eq!(c.admin, None);
         assert_eq!(c.backends.len(), 2);
         assert_eq!(c.max_sessions, DEFAULT_MAX_SESSIONS);
+        assert_eq!(c.busy_poll, Duration::from_micros(20));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Busy polling for a worker (`--busy-poll`): for a short budget after the last byte a
-//! worker moved, it keeps asking the kernel for events without sleeping, so the next
-//! request does not pay a wake-up of the worker's thread (on another core an
+//! Busy polling for a worker (`--busy-poll`, 20 µs by default): for a short budget after
+//! the last byte a worker moved, it keeps asking the kernel for events without sleeping,
+//! so the next request does not pay a wake-up of the worker's thread (on another core an
 //! inter-processor interrupt and, in a virtual machine, the exit from the idle halt).
+//! HAProxy's `busy-polling` is the same idea without the budget (it never sleeps).
 //!
 //! A task per worker yields again and again while bytes moved within the budget: each
 //! yield makes the worker's single-threaded runtime poll its event queue with a zero
