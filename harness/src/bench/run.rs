@@ -154,6 +154,10 @@ async fn measure(
          /proc/PID/task/*/schedstat) over the workload, per completed request; with the \
          balancer pinned, this is its cost whatever core limits the rate"
             .to_string(),
+        "every balancer runs with its own defaults: l4lb raw and l4lb proxy poll for 20 µs \
+         after their last packet before they sleep (--busy-poll), HAProxy's busy-polling is \
+         off (its default), nginx has no such setting"
+            .to_string(),
         format!(
             "client and lb namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range {CLIENT_PORTS} \
              (client) / {LB_PORTS} (lb), for every path alike; when a path stops, the \
