@@ -149,12 +149,12 @@ impl Device for PacketDevice {
             batch.head, HEAD,
             "a PacketDevice needs RecvBatch::with_head(_, HEAD)"
         );
-        let n = batch.bufs.len();
+        let n = batch.wanted().len();
         let mut lens = vec![0usize; n];
         let mut ifindexes = vec![0i32; n];
         let socket = &self.socket;
         let got = poll::receive(self.busy_poll, |wait| {
-            socket.recv(&mut batch.bufs, &mut lens, &mut ifindexes, wait)
+            socket.recv(batch.wanted(), &mut lens, &mut ifindexes, wait)
         })?;
         // Keep frames that carry an IPv4 header addressed to this host, in order; a
         // frame too short for one goes on to be counted by the parser.

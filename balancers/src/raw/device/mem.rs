@@ -24,7 +24,7 @@ pub struct MemDevice {
 impl Device for MemDevice {
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
         let mut n = 0;
-        while n < batch.bufs.len() {
+        while n < batch.wanted().len() {
             let Some(pkt) = self.inbox.pop_front() else {
                 break;
             };

@@ -45,6 +45,9 @@ pub struct RecvBatch {
     /// Bytes before the datagram in every buffer (a device's frame headers, kept so the
     /// frame can be sent back out whole), the same for the whole batch.
     pub head: usize,
+    /// How many datagrams the next receive asks for (at most `bufs.len()`): the loop
+    /// lowers it while super-packets arrive, so a batch stays small enough for the cache.
+    pub want: usize,
 }
 
 impl RecvBatch {
@@ -61,7 +64,14 @@ impl RecvBatch {
             lens: vec![0; n],
             checksums: vec![ChecksumState::Unknown; n],
             head,
+            want: n,
         }
+    }
+
+    /// The buffers the next receive fills: the first [`RecvBatch::want`] of them.
+    pub fn wanted(&mut self) -> &mut [Vec<u8>] {
+        let want = self.want.clamp(1, self.bufs.len());
+        &mut self.bufs[..want]
     }
 
     /// The datagram received into buffer `i`, `len` bytes of it.
@@ -94,7 +104,7 @@ pub struct FramesSent {
 
 /// A source and sink of whole IPv4 datagrams.
 pub trait Device {
-    /// Receives up to `batch.bufs.len()` datagrams, waiting at most a short while (the
+    /// Receives up to `batch.want` datagrams, waiting at most a short while (the
     /// caller's housekeeping tick); returns how many (0 on timeout).
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize>;
 

@@ -41,8 +41,9 @@ impl RawDevice {
 impl Device for RawDevice {
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
         let socket = &self.socket;
+        let want = batch.wanted().len();
         let got = poll::receive(self.busy_poll, |wait| {
-            socket.recv(&mut batch.bufs, &mut batch.lens, wait)
+            socket.recv(&mut batch.bufs[..want], &mut batch.lens[..want], wait)
         })?;
         batch.checksums[..got].fill(ChecksumState::Unknown);
         Ok(got)

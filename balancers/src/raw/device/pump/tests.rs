@@ -524,3 +524,63 @@ fn resets_of_expired_rows_are_sent_without_waiting_for_traffic() {
     );
     assert_eq!(pump.counters().sent_routed, 2);
 }
+
+#[test]
+fn a_batch_holds_about_batch_bytes_from_one_to_the_most() {
+    use crate::raw::device::pump::{next_batch, BATCH_BYTES};
+    assert_eq!(next_batch(64, 0), 64, "nothing known: ask for all");
+    assert_eq!(next_batch(64, 65_000), BATCH_BYTES / 65_000);
+    assert_eq!(next_batch(64, 1500), 64, "full-size segments fill a batch");
+    assert_eq!(next_batch(64, 9000), BATCH_BYTES / 9000);
+    assert_eq!(
+        next_batch(64, usize::MAX / 2),
+        1,
+        "huge frames: one at a time"
+    );
+    assert_eq!(next_batch(0, 100), 1, "never zero");
+}
+
+#[test]
+fn super_packets_shrink_the_next_receive_and_small_ones_grow_it_back() {
+    let (mut nat, mut sel) = (test_nat(16), FixedRoundRobin::new(vec![backend()]));
+    let mut dev = MemDevice::default();
+    let mut pump = Pump::new(64, 1500);
+    let big = vec![0u8; 60_000];
+    for _ in 0..20 {
+        dev.inbox.push_back(big.clone());
+    }
+    // Nothing known yet: the first receive takes everything queued.
+    let got = pump
+        .once(&mut dev, &mut nat, &mut sel, Duration::ZERO)
+        .unwrap();
+    assert_eq!(got, 20);
+    for _ in 0..20 {
+        dev.inbox.push_back(big.clone());
+    }
+    let got = pump
+        .once(&mut dev, &mut nat, &mut sel, Duration::ZERO)
+        .unwrap();
+    assert_eq!(
+        got,
+        (256 << 10) / 60_000,
+        "after super-packets, a few at a time"
+    );
+    // A batch of ACKs with one super-packet among them is sized by the super-packet.
+    dev.inbox.clear();
+    dev.inbox.push_back(big.clone());
+    for _ in 0..100 {
+        dev.inbox.push_back(vec![0u8; 60]);
+    }
+    let got = pump
+        .once(&mut dev, &mut nat, &mut sel, Duration::ZERO)
+        .unwrap();
+    assert_eq!(got, (256 << 10) / 60_000);
+    let got = pump
+        .once(&mut dev, &mut nat, &mut sel, Duration::ZERO)
+        .unwrap();
+    assert_eq!(got, (256 << 10) / 60_000, "still sized by the last batch");
+    let got = pump
+        .once(&mut dev, &mut nat, &mut sel, Duration::ZERO)
+        .unwrap();
+    assert_eq!(got, 64, "small datagrams: a full batch again");
+}
