@@ -28,6 +28,9 @@ pub const CLIENT_PORTS: &str = "1024 65000";
 pub const LB_PORTS: &str = "21000 65000";
 /// Number of servers.
 pub const SERVERS: usize = 3;
+/// How long a path's server sessions may take to close after its last workload, before
+/// the path is stopped (they close in milliseconds through a working balancer).
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// Connections of the small-packets workload.
 pub const PACKET_FLOWS: usize = 200;
 /// 64-byte requests in flight per connection in the small-packets workload.
@@ -272,6 +275,19 @@ async fn measure(
                         result.add_cpu(w, &outcome, b.saturating_sub(a));
                     }
                     bar.inc(1);
+                }
+                // The last workload's sessions end through this path before it stops:
+                // their closes, and any error in them, are this path's.
+                let before = backends.errors();
+                let open = backends.drained(DRAIN).await;
+                let closing_errors = backends.errors() - before;
+                if closing_errors > 0 || open > 0 {
+                    result.server_errors += closing_errors;
+                    result.problem(format!(
+                        "round {}: after its workloads, {closing_errors} errors on the servers \
+                         while its sessions closed, {open} still open after {DRAIN:?}",
+                        round + 1
+                    ));
                 }
                 if let Err(e) = active.check_alive() {
                     result.errors += 1;

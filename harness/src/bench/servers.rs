@@ -24,6 +24,8 @@ pub struct ServerCounters {
     pub accepted: AtomicU64,
     /// Malformed requests, I/O errors and short reads.
     pub errors: AtomicU64,
+    /// Sessions open now (accepted and not yet ended).
+    pub open: AtomicU64,
 }
 
 /// Running backends; dropping this stops them.
@@ -90,6 +92,26 @@ impl Backends {
         self.counters.errors.load(Ordering::Relaxed)
     }
 
+    /// Sessions open on the servers now.
+    pub fn open_sessions(&self) -> u64 {
+        self.counters.open.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every server session has ended, for at most `within`; returns how
+    /// many are still open then. Run after a workload and before its path stops, so the
+    /// closes (and any error in them) happen while that path still carries them and
+    /// count against it, not against the path measured next.
+    pub async fn drained(&self, within: std::time::Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let open = self.open_sessions();
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Stops every backend task.
     pub fn stop(mut self) {
         self.tasks.abort_all();
@@ -108,6 +130,7 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    counters.open.fetch_add(1, Ordering::Relaxed);
                     let _ = stream.set_nodelay(true);
                     let fut = session(stream, counters.clone());
                     let counters = counters.clone();
@@ -115,6 +138,7 @@ where
                         if fut.await.is_err() {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
                         }
+                        counters.open.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 // EMFILE and friends: count, back off a little, keep serving.
@@ -199,6 +223,26 @@ mod tests {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(_) => unreachable!(),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drained_waits_for_open_sessions_and_says_how_many_are_left() {
+        let (sink, rr) = (loopback(), loopback());
+        let rr_addr = addr(&rr);
+        let backends = Backends::serve(vec![(sink, rr)]).unwrap();
+        assert_eq!(backends.drained(Duration::from_millis(10)).await, 0);
+        let client = tokio::net::TcpStream::connect(rr_addr).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while backends.open_sessions() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never accepted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A session its client keeps open is still open when the wait runs out.
+        assert_eq!(backends.drained(Duration::from_millis(50)).await, 1);
+        // Once the client closes, the wait sees it end.
+        drop(client);
+        assert_eq!(backends.drained(Duration::from_secs(5)).await, 0);
+        assert_eq!(backends.errors(), 0, "a clean close is no error");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
