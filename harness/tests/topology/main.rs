@@ -43,8 +43,23 @@ fn tcp_round_trip(
     server_addr: Ipv4Addr,
     port: u16,
 ) -> SocketAddrV4 {
+    // The last round trip's server socket on this port may still be closing (the kernel
+    // refuses the bind then, SO_REUSEADDR or not): try again for a moment.
     let listener = server
-        .run(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+        .run(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                match TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    other => return other,
+                }
+            }
+        })
         .unwrap()
         .expect("bind inside the server namespace");
     let accept = std::thread::spawn(move || {
