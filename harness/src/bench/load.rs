@@ -169,6 +169,13 @@ impl Tally {
         }
     }
 
+    /// Counts one complete response from `server` to a request of `bytes` bytes.
+    fn answered(&self, bytes: usize, server: usize) {
+        self.confirmed.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.per_server[server].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Takes one operation from the count bound; false once it is used up.
     fn take_op(&self, max: u64) -> bool {
         self.ops.fetch_add(1, Ordering::Relaxed) < max
@@ -351,11 +358,7 @@ async fn exchange(stream: &mut TcpStream, spec: LoadSpec, tally: &Tally) -> bool
     match tokio::time::timeout(spec.op_timeout, io).await {
         Ok(Ok(())) => match proto::response_server(&resp, spec.servers) {
             Some(server) => {
-                tally
-                    .confirmed
-                    .fetch_add(req.len() as u64, Ordering::Relaxed);
-                tally.requests.fetch_add(1, Ordering::Relaxed);
-                tally.per_server[server].fetch_add(1, Ordering::Relaxed);
+                tally.answered(req.len(), server);
                 tally.done_now();
                 true
             }
@@ -457,11 +460,7 @@ async fn packets_flow(
                 stream.read_exact(&mut resp).await?;
                 match proto::response_server(&resp, spec.servers) {
                     Some(server) => {
-                        tally
-                            .confirmed
-                            .fetch_add(req.len() as u64, Ordering::Relaxed);
-                        tally.requests.fetch_add(1, Ordering::Relaxed);
-                        tally.per_server[server].fetch_add(1, Ordering::Relaxed);
+                        tally.answered(req.len(), server);
                     }
                     None => return Err(std::io::Error::other("malformed response")),
                 }
