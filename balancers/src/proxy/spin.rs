@@ -16,21 +16,22 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 thread_local! {
-    /// When this worker last moved bytes (`None`: never, or polling is off).
-    static LAST_ACTIVITY: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// How many times this worker has moved bytes: the polling task compares it with
+    /// what it saw last, so the data path does not read the clock.
+    static MOVES: Cell<u64> = const { Cell::new(0) };
     /// The polling task, when it sleeps until the next activity.
     static SLEEPING: RefCell<Option<Waker>> = const { RefCell::new(None) };
-    /// Whether this thread runs a polling task (activity is not timed otherwise).
+    /// Whether this thread runs a polling task (activity is not counted otherwise).
     static POLLING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Notes that this worker just moved bytes, and wakes its polling task if it sleeps.
-/// Costs one thread-local read when polling is off.
+/// Costs one thread-local read when polling is off, and a count when it is on.
 pub fn activity() {
     if !POLLING.get() {
         return;
     }
-    LAST_ACTIVITY.set(Some(Instant::now()));
+    MOVES.set(MOVES.get().wrapping_add(1));
     if let Some(waker) = SLEEPING.take() {
         waker.wake();
     }
@@ -40,15 +41,22 @@ pub fn activity() {
 /// the runtime's end drops it.
 pub async fn poll_while_busy(budget: Duration) {
     POLLING.set(true);
+    // The moves seen last, and when the task first saw them (`None`: not since sleeping).
+    let mut seen = MOVES.get();
+    let mut since: Option<Instant> = None;
     loop {
-        let recent = LAST_ACTIVITY.get().is_some_and(|t| t.elapsed() < budget);
-        if recent {
+        let now = MOVES.get();
+        if now != seen {
+            (seen, since) = (now, Some(Instant::now()));
+        }
+        if since.is_some_and(|t| t.elapsed() < budget) {
             tokio::task::yield_now().await;
             continue;
         }
+        since = None;
         let mut asked = false;
         poll_fn(|cx| {
-            if asked {
+            if asked || MOVES.get() != seen {
                 return Poll::Ready(());
             }
             asked = true;
