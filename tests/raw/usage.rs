@@ -63,3 +63,21 @@ fn a_source_ip_that_is_not_this_hosts_is_a_usage_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_busy_poll_budget_past_a_millisecond_is_refused() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "raw",
+            "--source-ip",
+            "127.0.0.1",
+            "--backend",
+            "127.0.0.1:7000",
+        ])
+        .args(["--busy-poll", "5ms"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("at most 1ms"), "{err}");
+}

@@ -164,3 +164,16 @@ fn unescape_payloads() {
     assert_eq!(unescape(r"a\nb\tc\\d\q"), b"a\nb\tc\\d\\q");
     assert_eq!(unescape("HEALTH CHECK"), b"HEALTH CHECK");
 }
+
+#[test]
+fn busy_poll_takes_zero_to_a_millisecond_and_refuses_the_rest() {
+    assert_eq!(parse_busy_poll("0s"), Ok(Duration::ZERO));
+    assert_eq!(parse_busy_poll("20us"), Ok(Duration::from_micros(20)));
+    assert_eq!(parse_busy_poll(" 1ms "), Ok(MAX_BUSY_POLL));
+    let too_long = parse_busy_poll("2ms").unwrap_err();
+    assert!(too_long.contains("at most 1ms"), "{too_long}");
+    for bad in ["fast", "", "-1us", "99999999999999999999999s"] {
+        let err = parse_busy_poll(bad).unwrap_err();
+        assert!(err.contains(&format!("{bad:?}")), "{bad:?}: {err}");
+    }
+}
