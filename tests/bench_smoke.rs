@@ -25,11 +25,15 @@ const METRICS: [&str; 7] = [
     "lat_p999_us",
 ];
 
+/// One bench at a time: two would share the two cores and each other's pinning.
+static ONE_BENCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn every_installed_path_moves_bytes_without_error_or_loss() {
     if !root_or_skip("bench_smoke") {
         return;
     }
+    let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
     let out = std::env::temp_dir().join(format!("l4lb-bench-smoke-{}", std::process::id()));
     let run = Command::new(env!("CARGO_BIN_EXE_l4lb"))
         .args([
@@ -133,6 +137,58 @@ fn every_installed_path_moves_bytes_without_error_or_loss() {
         }
     }
     assert!(run.status.success(), "ours were not clean\n{context}");
+}
+
+#[test]
+fn with_offloads_off_raw_and_kernel_nat_move_every_segment_on_its_own() {
+    if !root_or_skip("bench_smoke offloads off") {
+        return;
+    }
+    let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::env::temp_dir().join(format!("l4lb-bench-off-{}", std::process::id()));
+    let run = Command::new(env!("CARGO_BIN_EXE_l4lb"))
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--duration",
+            "300ms",
+            "--no-progress",
+        ])
+        .args([
+            "--offloads",
+            "off",
+            "--paths",
+            "nat,raw",
+            "--workloads",
+            "bulk,packets",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("running l4lb bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let context = format!(
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "raw was not clean\n{context}");
+    let json = std::fs::read_to_string(out.join("bench.json"))
+        .unwrap_or_else(|e| panic!("no bench.json ({e})\n{context}"));
+    std::fs::remove_dir_all(&out).ok();
+    let report: serde_json::Value = serde_json::from_str(&json).expect("bench.json is JSON");
+    let setup = report["setup"].to_string();
+    assert!(setup.contains("offloads off on every veth"), "{setup}");
+    for p in report["paths"].as_array().expect("paths array") {
+        let name = p["path"].as_str().unwrap_or("?");
+        assert_eq!(p["status"]["state"], "measured", "{name}: {p}\n{context}");
+        for m in ["bulk1_gbps", "small_kpps"] {
+            let v = p["metrics"][m]["median"].as_f64();
+            assert!(v.is_some_and(|v| v > 0.0), "{name}: no {m} figure: {p}");
+        }
+        assert_eq!(p["lost_bytes"], 0, "{name} lost bytes: {}", p["problems"]);
+    }
 }
 
 /// The bench prints its namespace prefix in its setup lines: `namespaces l4lb-<pid>-<n>-*`.

@@ -55,6 +55,8 @@ pub struct BenchConfig {
     pub progress: bool,
     /// Workloads to run (all by default), in the fixed order of [`run::phases`].
     pub workloads: Vec<WorkloadKind>,
+    /// Offloads of every veth of the bench topology (kernel defaults unless `--offloads off`).
+    pub offloads: crate::topology::Offloads,
 }
 
 /// The workloads `--workloads` can pick, by name.
@@ -98,6 +100,7 @@ impl BenchConfig {
             l4lb,
             progress: true,
             workloads: WorkloadKind::ALL.to_vec(),
+            offloads: crate::topology::Offloads::Default,
         }
     }
 

@@ -18,7 +18,7 @@ use super::results::{PathResult, PathStatus};
 use super::servers::Backends;
 use super::{BenchConfig, WorkloadKind};
 use crate::netns::Namespace;
-use crate::topology::{Host, Layout, Topology, TopologySpec};
+use crate::topology::{Host, Layout, Offloads, Topology, TopologySpec};
 
 /// Bound on operations (connections or requests) of one workload run.
 pub const MAX_OPS: u64 = 5_000_000;
@@ -56,6 +56,7 @@ pub async fn run(
         servers: SERVERS,
         layout: Layout::Routed,
         rst_drop: false,
+        offloads: config.offloads,
         ..TopologySpec::default()
     };
     let topology = Topology::build(&spec)
@@ -148,9 +149,14 @@ async fn measure(
             config.duration, config.streams, config.concurrency
         ),
         format!(
-            "topology: routed, client — lb — 3 servers, one veth per link, offloads at kernel \
-             defaults, namespaces {}* (removed at the end); load generator: ours (tokio, in \
-             the client namespace)",
+            "topology: routed, client — lb — 3 servers, one veth per link, {}, namespaces {}* \
+             (removed at the end); load generator: ours (tokio, in the client namespace)",
+            match config.offloads {
+                Offloads::Default => "offloads at kernel defaults (GRO/GSO/TSO on)",
+                Offloads::Off =>
+                    "offloads off on every veth (GRO, GSO, TSO, checksums: \
+                                  every segment on its own)",
+            },
             topology.prefix()
         ),
         "CPU µs/conn and CPU µs/kept req: CPU time of the balancer process (all its threads, \

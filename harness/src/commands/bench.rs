@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Do not pin the balancer and the load to separate cores (let the scheduler place them).
     #[arg(long)]
     pub no_pin: bool,
+    /// Offloads of every veth: `default` (GRO/GSO/TSO on, super-packets) or `off` (every
+    /// segment crosses each hop on its own, as on a link without offloads).
+    #[arg(long, value_enum, default_value_t = super::topo::OffloadsArg::Default)]
+    pub offloads: super::topo::OffloadsArg,
 }
 
 /// An error with the exit code of the signal that caused it (0: no signal).
@@ -90,6 +94,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         config.workloads = args.workloads.clone();
     }
     config.progress = !args.no_progress;
+    config.offloads = args.offloads.into();
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("`l4lb bench` needs root (network namespaces, iptables): run it with sudo");
     }

@@ -67,10 +67,23 @@ enum LayoutArg {
     Routed,
 }
 
+/// `--offloads` of `l4lb topo up` and `l4lb bench`: the veths' offloads as a fresh veth
+/// has them, or GRO, GSO, TSO and checksum offload off.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum OffloadsArg {
+pub enum OffloadsArg {
+    /// Whatever a fresh veth has (GRO/GSO/TSO on).
     Default,
+    /// GRO, GSO, TSO and checksum offload off on every veth (every segment on its own).
     Off,
+}
+
+impl From<OffloadsArg> for Offloads {
+    fn from(arg: OffloadsArg) -> Offloads {
+        match arg {
+            OffloadsArg::Default => Offloads::Default,
+            OffloadsArg::Off => Offloads::Off,
+        }
+    }
 }
 
 /// Runs `l4lb topo`.
@@ -113,10 +126,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         },
         subnet: args.subnet,
         mtu: args.mtu,
-        offloads: match args.offloads {
-            OffloadsArg::Default => Offloads::Default,
-            OffloadsArg::Off => Offloads::Off,
-        },
+        offloads: args.offloads.into(),
         rst_drop: !args.no_rst_drop,
         home: Default::default(),
     };
