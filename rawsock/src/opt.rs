@@ -46,6 +46,12 @@ pub fn set_int_option(
     }
 }
 
+/// Turns on `SO_TIMESTAMPNS`: every received datagram carries its kernel arrival time
+/// (`CLOCK_REALTIME`), read by [`crate::mmsg::recv_many_stamped`].
+pub fn timestamp_ns(socket: &Socket) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
 /// Binds a packet socket to interface `ifindex` for link protocol `protocol` (network
 /// order, e.g. `ETH_P_ALL`), so it receives only that interface's frames and sends out
 /// of it.

@@ -63,18 +63,26 @@ impl PacketSocket {
         Ok(Self { rx, tx })
     }
 
-    /// Receives up to `bufs.len()` frames: each one's length into `lens` and the index
-    /// of the interface it came in on into `ifindexes`, waiting as `wait` says (see
-    /// [`mmsg::recv_many`]).
+    /// Turns on kernel arrival times for received frames (`SO_TIMESTAMPNS`), which
+    /// [`PacketSocket::recv`] then reads into its `stamps`.
+    pub fn stamp_arrivals(&self) -> io::Result<()> {
+        opt::timestamp_ns(&self.rx)
+    }
+
+    /// Receives up to `bufs.len()` frames: each one's length into `lens`, the index of
+    /// the interface it came in on into `ifindexes` and, when given, its kernel arrival
+    /// time into `stamps` (see [`mmsg::recv_many_stamped`]), waiting as `wait` says.
     pub fn recv(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
         ifindexes: &mut [i32],
+        stamps: Option<&mut [u64]>,
         wait: Wait,
     ) -> io::Result<usize> {
         let mut names = vec![mmsg::zeroed::<libc::sockaddr_ll>(); bufs.len()];
-        let got = mmsg::recv_many(self.rx.as_raw_fd(), bufs, lens, Some(&mut names), wait)?;
+        let fd = self.rx.as_raw_fd();
+        let got = mmsg::recv_many_stamped(fd, bufs, lens, Some(&mut names), stamps, wait)?;
         for (ifindex, name) in ifindexes.iter_mut().zip(&names).take(got) {
             *ifindex = name.sll_ifindex;
         }

@@ -9,6 +9,7 @@ mod balancing;
 mod bulk;
 mod firewall;
 mod refusal;
+mod stages;
 mod usage;
 
 use std::net::SocketAddrV4;

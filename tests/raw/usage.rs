@@ -44,6 +44,25 @@ fn usage_error(args: &[&str]) -> String {
 }
 
 #[test]
+fn a_stage_times_file_that_cannot_be_written_is_a_usage_error() {
+    if !l4lb_harness::privilege::root_or_skip("a_stage_times_file_that_cannot_be_written") {
+        return;
+    }
+    let err = usage_error(&[
+        "--source-ip",
+        "127.0.0.1",
+        "--backend",
+        "127.0.0.1:7000",
+        "--stage-times",
+        "/nonexistent-l4lb-dir/stages.json",
+    ]);
+    assert!(
+        err.contains("cannot write --stage-times /nonexistent-l4lb-dir/stages.json"),
+        "{err}"
+    );
+}
+
+#[test]
 fn port_zero_and_a_batch_out_of_range_are_usage_errors() {
     let base = ["--source-ip", "127.0.0.1", "--backend", "127.0.0.1:7000"];
     let err = usage_error(&[&base[..], &["--port", "0"]].concat());

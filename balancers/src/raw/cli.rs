@@ -96,6 +96,11 @@ pub struct RawOptions {
     /// `--capture raw`).
     #[arg(long, value_enum)]
     pub send: Option<SendPath>,
+    /// Time where each packet's time goes (queued in the socket, rewrite, send) and write
+    /// the histograms to FILE as JSON when stopping. Costs three clock reads a batch and a
+    /// kernel timestamp per frame; the queued stage needs `--capture packet`.
+    #[arg(long, value_name = "FILE")]
+    pub stage_times: Option<std::path::PathBuf>,
 }
 
 /// Where segments are taken from.
@@ -152,6 +157,8 @@ pub struct RawConfig {
     pub busy_poll: Duration,
     /// How rewritten packets leave.
     pub send: SendPath,
+    /// Where the stage histograms go when stopping (`--stage-times`), if anywhere.
+    pub stage_times: Option<std::path::PathBuf>,
 }
 
 /// Takes the source address from `--source-ip`, or else from the first positional word
@@ -333,6 +340,7 @@ impl RawArgs {
             send_thread: opts.send_thread,
             busy_poll: opts.busy_poll,
             send,
+            stage_times: opts.stage_times.clone(),
         })
     }
 }

@@ -9,6 +9,7 @@
 //!   the sender thread) and the forwarding loop between device and NAT.
 //! - [`firewall`]: the RST-drop rule and the mark exemption for forwarded RSTs.
 //! - [`stats`]: the balancer's metrics on the shared stats endpoint.
+//! - [`stages`]: where a packet's time goes (`--stage-times`: queued, rewrite, send).
 //! - [`cli`]: arguments, resolved into one [`cli::RawConfig`]; `run` wires it all together.
 //!
 //! Offloads: no setting is required. With a veth's default offloads a sender's TSO hands
@@ -57,6 +58,7 @@ pub mod device;
 pub mod firewall;
 pub mod nat;
 mod run;
+pub mod stages;
 pub mod stats;
 pub mod wire;
 

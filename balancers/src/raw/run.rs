@@ -24,6 +24,7 @@ use crate::raw::device::sender::ThreadedDevice;
 use crate::raw::device::Device;
 use crate::raw::firewall::{self, MARK};
 use crate::raw::nat::{Nat, NatConfig, Selector};
+use crate::raw::stages::StageTimes;
 use crate::raw::stats::{Published, Snapshot};
 use crate::usage::UsageError;
 use l4lb_rawsock::ip::RawSender;
@@ -83,6 +84,10 @@ fn open_device(
             let mut dev =
                 PacketDevice::open(MARK, config.port, nat, direct, config.mtu, config.busy_poll)
                     .context("opening the packet sockets (--capture packet)")?;
+            if config.stage_times.is_some() {
+                dev.stamp_arrivals()
+                    .context("asking for arrival times (SO_TIMESTAMPNS, --stage-times)")?;
+            }
             if direct {
                 let routes = RouteChecker::spawn(runtime.handle())
                     .context("opening a netlink socket for route lookups (--send direct)")?;
@@ -91,6 +96,26 @@ fn open_device(
             let sender = dev.sender().context("cloning the sending socket")?;
             Ok((Box::new(dev), afpacket::HEAD, sender))
         }
+    }
+}
+
+/// Writes the stage histograms to `--stage-times` and logs their medians; a failure to
+/// write is logged, not fatal (the balancer is stopping anyway and its rules must go).
+fn write_stage_times(path: &std::path::Path, file: std::fs::File, stages: &StageTimes) {
+    let report = stages.report();
+    for s in &report.stages {
+        tracing::info!(
+            event = "stage_times",
+            stage = s.stage,
+            per = s.per,
+            count = s.count,
+            p50_us = s.p50_us,
+            p99_us = s.p99_us,
+            "time spent in one stage"
+        );
+    }
+    if let Err(e) = serde_json::to_writer_pretty(std::io::BufWriter::new(file), &report) {
+        tracing::warn!(path = %path.display(), error = %e, "could not write --stage-times");
     }
 }
 
@@ -125,6 +150,19 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
              run it as root, e.g. `sudo l4lb raw ...`"
         );
     }
+    // Created before anything is set up, so a path that cannot be written fails first.
+    let stage_file = match &config.stage_times {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| {
+                UsageError::new(format!(
+                    "cannot write --stage-times {}: {e}; give a file in a directory that exists",
+                    path.display()
+                ))
+            })?,
+        )),
+        None => None,
+    };
     let mut rules = firewall::prepare(config.install_rst_drop, config.port)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -188,6 +226,9 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
     });
     let mut selector = PoolSelector::new(Arc::clone(&pool), config.backend_addrs.clone());
     let mut pump = Pump::with_head(config.batch, config.mtu, head);
+    if stage_file.is_some() {
+        pump.time_stages();
+    }
     let start = Instant::now();
     let mut next_expiry = Duration::from_secs(1);
     let mut next_publish = PUBLISH_EVERY;
@@ -237,6 +278,9 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
         drops = %snap.drops_line(),
         "raw balancer stopping"
     );
+    if let (Some((path, file)), Some(stages)) = (stage_file, pump.stages()) {
+        write_stage_times(path, file, stages);
+    }
     runtime.block_on(checker.shutdown());
     runtime.shutdown_timeout(Duration::from_millis(200));
     let cleanup = rules.remove();

@@ -60,6 +60,8 @@ pub struct PacketDevice {
     routes: Option<RouteChecker>,
     start: Instant,
     next_expiry: Duration,
+    /// Whether received frames carry their kernel arrival time (`--stage-times`).
+    stamped: bool,
 }
 
 impl PacketDevice {
@@ -86,6 +88,7 @@ impl PacketDevice {
             routes: None,
             start: Instant::now(),
             next_expiry: EXPIRE_EVERY,
+            stamped: false,
         })
     }
 
@@ -93,6 +96,14 @@ impl PacketDevice {
     /// the routed way.
     pub fn set_route_checker(&mut self, routes: RouteChecker) {
         self.routes = Some(routes);
+    }
+
+    /// Makes every received frame carry its kernel arrival time into
+    /// [`RecvBatch::arrived`] (`--stage-times`).
+    pub fn stamp_arrivals(&mut self) -> io::Result<()> {
+        self.socket.stamp_arrivals()?;
+        self.stamped = true;
+        Ok(())
     }
 
     /// A second handle on the routed sender, for a sender thread.
@@ -152,9 +163,15 @@ impl Device for PacketDevice {
         let n = batch.wanted().len();
         let mut lens = vec![0usize; n];
         let mut ifindexes = vec![0i32; n];
+        let mut stamps = if self.stamped {
+            vec![0u64; n]
+        } else {
+            Vec::new()
+        };
         let socket = &self.socket;
         let got = poll::receive(self.busy_poll, |wait| {
-            socket.recv(batch.wanted(), &mut lens, &mut ifindexes, wait)
+            let stamps = (!stamps.is_empty()).then_some(&mut stamps[..]);
+            socket.recv(batch.wanted(), &mut lens, &mut ifindexes, stamps, wait)
         })?;
         // Keep frames that carry an IPv4 header addressed to this host, in order; a
         // frame too short for one goes on to be counted by the parser.
@@ -170,6 +187,7 @@ impl Device for PacketDevice {
                 self.learn(frame, ifindexes[i], now);
             }
             batch.bufs.swap(kept, i);
+            batch.arrived[kept] = stamps.get(i).copied().unwrap_or(0);
             batch.lens[kept] = lens[i].saturating_sub(HEAD);
             batch.checksums[kept] = if hdr.needs_csum() {
                 ChecksumState::Partial

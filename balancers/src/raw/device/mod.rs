@@ -48,6 +48,9 @@ pub struct RecvBatch {
     /// How many datagrams the next receive asks for (at most `bufs.len()`): the loop
     /// lowers it while super-packets arrive, so a batch stays small enough for the cache.
     pub want: usize,
+    /// Kernel arrival time of each datagram (`CLOCK_REALTIME` ns), from a device that
+    /// stamps arrivals (`--stage-times`); 0 otherwise.
+    pub arrived: Vec<u64>,
 }
 
 impl RecvBatch {
@@ -65,6 +68,7 @@ impl RecvBatch {
             checksums: vec![ChecksumState::Unknown; n],
             head,
             want: n,
+            arrived: vec![0; n],
         }
     }
 

@@ -4,10 +4,11 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::raw::device::{Device, Forward, RecvBatch};
 use crate::raw::nat::{Nat, Outcome, Selector};
+use crate::raw::stages::{realtime_ns, StageTimes};
 use crate::raw::wire::gso;
 use crate::raw::wire::packet::{self, ChecksumState, DropReason};
 
@@ -61,6 +62,8 @@ pub struct Pump {
     counters: PumpCounters,
     /// Failed sends on this thread, for rate-limiting their log lines.
     send_errors_logged: u64,
+    /// Where each batch's time goes, when asked for (`--stage-times`).
+    stages: Option<StageTimes>,
 }
 
 impl Pump {
@@ -77,7 +80,18 @@ impl Pump {
             mtu,
             counters: PumpCounters::default(),
             send_errors_logged: 0,
+            stages: None,
         }
+    }
+
+    /// Times every batch from now on, by stage ([`StageTimes`]).
+    pub fn time_stages(&mut self) {
+        self.stages = Some(StageTimes::new());
+    }
+
+    /// The stage times so far, when timed.
+    pub fn stages(&self) -> Option<&StageTimes> {
+        self.stages.as_ref()
     }
 
     /// The counters.
@@ -103,6 +117,16 @@ impl Pump {
         if n == 0 {
             return Ok(0);
         }
+        let received = match self.stages.as_mut() {
+            Some(stages) => {
+                let at = realtime_ns();
+                for &arrived in &self.batch.arrived[..n] {
+                    stages.datagram(arrived, at);
+                }
+                Some(Instant::now())
+            }
+            None => None,
+        };
         let largest = self.batch.lens[..n].iter().copied().max().unwrap_or(0);
         self.batch.want = next_batch(self.batch.bufs.len(), largest);
         let mut forwards: Vec<Forward> = Vec::with_capacity(n);
@@ -113,6 +137,7 @@ impl Pump {
                 forwards.push(Forward { index: i, len, dst });
             }
         }
+        let rewritten = received.map(|_| Instant::now());
         let sent = dev.send_frames(&mut self.batch, &forwards);
         let direct = forwards.len() - sent.routed.len() - sent.failed.len();
         for err in sent.failed {
@@ -152,6 +177,11 @@ impl Pump {
         );
         packets.extend(extra.iter().map(|(p, dst)| (p.as_slice(), *dst)));
         let failed = dev.send(&packets);
+        if let (Some(stages), Some(received), Some(rewritten)) =
+            (self.stages.as_mut(), received, rewritten)
+        {
+            stages.batch(rewritten - received, rewritten.elapsed());
+        }
         self.counters.sent_direct += direct as u64;
         self.counters.sent_routed += (packets.len() - failed.len()) as u64;
         for (_, err) in failed {
