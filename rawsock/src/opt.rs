@@ -47,7 +47,7 @@ pub fn set_int_option(
 }
 
 /// Turns on `SO_TIMESTAMPNS`: every received datagram carries its kernel arrival time
-/// (`CLOCK_REALTIME`), read by [`crate::mmsg::recv_many_stamped`].
+/// (`CLOCK_REALTIME`), read by [`crate::mmsg::RecvScratch::recv`].
 pub fn timestamp_ns(socket: &Socket) -> io::Result<()> {
     set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }

@@ -34,6 +34,11 @@ pub struct LinkDest {
 pub struct PacketSocket {
     rx: Socket,
     tx: Socket,
+    /// The receive's headers, kept between receives.
+    scratch: mmsg::RecvScratch<libc::sockaddr_ll>,
+    /// The send's headers, addresses and frame list, kept between sends.
+    sending: mmsg::SendScratch,
+    send_names: Vec<libc::sockaddr_ll>,
 }
 
 /// The Ethernet header's IPv4 type, in network order.
@@ -60,7 +65,13 @@ impl PacketSocket {
         opt::set_int_option(&tx, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
         tx.set_mark(mark)?;
         opt::send_buffer(&tx, SNDBUF)?;
-        Ok(Self { rx, tx })
+        Ok(Self {
+            rx,
+            tx,
+            scratch: mmsg::RecvScratch::default(),
+            sending: mmsg::SendScratch::default(),
+            send_names: Vec::new(),
+        })
     }
 
     /// Turns on kernel arrival times for received frames (`SO_TIMESTAMPNS`), which
@@ -71,41 +82,40 @@ impl PacketSocket {
 
     /// Receives up to `bufs.len()` frames: each one's length into `lens`, the index of
     /// the interface it came in on into `ifindexes` and, when given, its kernel arrival
-    /// time into `stamps` (see [`mmsg::recv_many_stamped`]), waiting as `wait` says.
+    /// time into `stamps` (see [`mmsg::RecvScratch::recv`]), waiting as `wait` says.
+    /// Allocates nothing: the headers are kept from one receive to the next.
     pub fn recv(
-        &self,
+        &mut self,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
         ifindexes: &mut [i32],
         stamps: Option<&mut [u64]>,
         wait: Wait,
     ) -> io::Result<usize> {
-        let mut names = vec![mmsg::zeroed::<libc::sockaddr_ll>(); bufs.len()];
         let fd = self.rx.as_raw_fd();
-        let got = mmsg::recv_many_stamped(fd, bufs, lens, Some(&mut names), stamps, wait)?;
-        for (ifindex, name) in ifindexes.iter_mut().zip(&names).take(got) {
+        let got = self.scratch.recv(fd, bufs, lens, stamps, wait)?;
+        for (ifindex, name) in ifindexes.iter_mut().zip(self.scratch.names()).take(got) {
             *ifindex = name.sll_ifindex;
         }
         Ok(got)
     }
 
     /// Sends every frame (IPv4, headers included) to its link destination; returns the
-    /// failures by index. A failure never stops the others.
-    pub fn send(&self, frames: &[(&[u8], LinkDest)]) -> Vec<(usize, io::Error)> {
-        let mut names: Vec<libc::sockaddr_ll> = frames
-            .iter()
-            .map(|(_, to)| {
-                let mut a: libc::sockaddr_ll = mmsg::zeroed();
-                a.sll_family = libc::AF_PACKET as u16;
-                a.sll_protocol = eth_p_ip_be();
-                a.sll_ifindex = to.ifindex;
-                a.sll_halen = 6;
-                a.sll_addr[..6].copy_from_slice(&to.mac);
-                a
-            })
-            .collect();
-        let bytes: Vec<&[u8]> = frames.iter().map(|(frame, _)| *frame).collect();
-        mmsg::send_many(self.tx.as_raw_fd(), &bytes, &mut names)
+    /// failures by index. A failure never stops the others. Allocates nothing but the
+    /// list of failures (none when all went out).
+    pub fn send(&mut self, frames: &[&[u8]], to: &[LinkDest]) -> Vec<(usize, io::Error)> {
+        self.send_names.clear();
+        self.send_names.extend(to.iter().map(|to| {
+            let mut a: libc::sockaddr_ll = mmsg::zeroed();
+            a.sll_family = libc::AF_PACKET as u16;
+            a.sll_protocol = eth_p_ip_be();
+            a.sll_ifindex = to.ifindex;
+            a.sll_halen = 6;
+            a.sll_addr[..6].copy_from_slice(&to.mac);
+            a
+        }));
+        let fd = self.tx.as_raw_fd();
+        self.sending.send(fd, frames, &mut self.send_names)
     }
 }
 

@@ -62,6 +62,34 @@ pub struct PacketDevice {
     next_expiry: Duration,
     /// Whether received frames carry their kernel arrival time (`--stage-times`).
     stamped: bool,
+    /// What each receive fills in besides the frames, kept between receives.
+    rx: RecvInfo,
+    /// The frames of a batch sent directly and their destinations, kept between batches.
+    tx_direct: Vec<(usize, usize, Hop)>,
+    tx_to: Vec<LinkDest>,
+}
+
+/// Per-frame results of a receive (length, interface, arrival time), kept from one
+/// receive to the next so a busy-polling loop allocates nothing.
+#[derive(Default)]
+struct RecvInfo {
+    lens: Vec<usize>,
+    ifindexes: Vec<i32>,
+    /// Empty unless arrivals are stamped.
+    stamps: Vec<u64>,
+}
+
+impl RecvInfo {
+    /// Room for `n` frames (and their stamps, when `stamped`).
+    fn fit(&mut self, n: usize, stamped: bool) {
+        if self.lens.len() < n {
+            self.lens.resize(n, 0);
+            self.ifindexes.resize(n, 0);
+        }
+        if stamped && self.stamps.len() < n {
+            self.stamps.resize(n, 0);
+        }
+    }
 }
 
 impl PacketDevice {
@@ -89,6 +117,9 @@ impl PacketDevice {
             start: Instant::now(),
             next_expiry: EXPIRE_EVERY,
             stamped: false,
+            rx: RecvInfo::default(),
+            tx_direct: Vec::new(),
+            tx_to: Vec::new(),
         })
     }
 
@@ -161,18 +192,27 @@ impl Device for PacketDevice {
             "a PacketDevice needs RecvBatch::with_head(_, HEAD)"
         );
         let n = batch.wanted().len();
-        let mut lens = vec![0usize; n];
-        let mut ifindexes = vec![0i32; n];
-        let mut stamps = if self.stamped {
-            vec![0u64; n]
-        } else {
-            Vec::new()
-        };
-        let socket = &self.socket;
+        // Taken out for the loop below, which also learns hops (`&mut self`); put back
+        // at the end (a failed receive puts it back at once).
+        let mut rx = std::mem::take(&mut self.rx);
+        rx.fit(n, self.stamped);
+        let socket = &mut self.socket;
         let got = poll::receive(self.busy_poll, |wait| {
-            let stamps = (!stamps.is_empty()).then_some(&mut stamps[..]);
-            socket.recv(batch.wanted(), &mut lens, &mut ifindexes, stamps, wait)
-        })?;
+            let stamps = match rx.stamps.is_empty() {
+                true => None,
+                false => Some(&mut rx.stamps[..n]),
+            };
+            let (lens, ifindexes) = (&mut rx.lens[..n], &mut rx.ifindexes[..n]);
+            socket.recv(batch.wanted(), lens, ifindexes, stamps, wait)
+        });
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                self.rx = rx;
+                return Err(e);
+            }
+        };
+        let (lens, ifindexes, stamps) = (&rx.lens, &rx.ifindexes, &rx.stamps);
         // Keep frames that carry an IPv4 header addressed to this host, in order; a
         // frame too short for one goes on to be counted by the parser.
         let mut kept = 0;
@@ -196,6 +236,7 @@ impl Device for PacketDevice {
             };
             kept += 1;
         }
+        self.rx = rx;
         Ok(kept)
     }
 
@@ -210,8 +251,9 @@ impl Device for PacketDevice {
             return result;
         }
         let now = self.now();
-        // (index into forwards, frame length, hop)
-        let mut direct: Vec<(usize, usize, Hop)> = Vec::with_capacity(forwards.len());
+        // (index into forwards, frame length, hop), in a list kept between batches.
+        let mut direct = std::mem::take(&mut self.tx_direct);
+        direct.clear();
         for (k, f) in forwards.iter().enumerate() {
             let buf = &mut batch.bufs[f.index];
             let hdr = VnetHdr::read(buf).unwrap_or_default();
@@ -236,25 +278,25 @@ impl Device for PacketDevice {
                 _ => result.routed.push(k),
             }
         }
-        if direct.is_empty() {
-            return result;
-        }
-        let frames: Vec<(&[u8], LinkDest)> = direct
-            .iter()
-            .map(|&(k, len, hop)| {
-                let to = LinkDest {
+        if !direct.is_empty() {
+            let frames: Vec<&[u8]> = direct
+                .iter()
+                .map(|&(k, len, _)| &batch.bufs[forwards[k].index][..len])
+                .collect();
+            self.tx_to.clear();
+            self.tx_to
+                .extend(direct.iter().map(|&(_, _, hop)| LinkDest {
                     ifindex: hop.ifindex,
                     mac: hop.mac,
-                };
-                (&batch.bufs[forwards[k].index][..len], to)
-            })
-            .collect();
-        result.failed = self
-            .socket
-            .send(&frames)
-            .into_iter()
-            .map(|(_, err)| err)
-            .collect();
+                }));
+            result.failed = self
+                .socket
+                .send(&frames, &self.tx_to)
+                .into_iter()
+                .map(|(_, err)| err)
+                .collect();
+        }
+        self.tx_direct = direct;
         result
     }
 }

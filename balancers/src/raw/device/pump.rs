@@ -64,6 +64,8 @@ pub struct Pump {
     send_errors_logged: u64,
     /// Where each batch's time goes, when asked for (`--stage-times`).
     stages: Option<StageTimes>,
+    /// The datagrams of a batch to forward, kept between batches.
+    forwards: Vec<Forward>,
 }
 
 impl Pump {
@@ -81,6 +83,7 @@ impl Pump {
             counters: PumpCounters::default(),
             send_errors_logged: 0,
             stages: None,
+            forwards: Vec::new(),
         }
     }
 
@@ -129,7 +132,9 @@ impl Pump {
         };
         let largest = self.batch.lens[..n].iter().copied().max().unwrap_or(0);
         self.batch.want = next_batch(self.batch.bufs.len(), largest);
-        let mut forwards: Vec<Forward> = Vec::with_capacity(n);
+        // A list kept between batches (taken out while `self` is borrowed below).
+        let mut forwards = std::mem::take(&mut self.forwards);
+        forwards.clear();
         for i in 0..n {
             let (len, checksum) = (self.batch.lens[i], self.batch.checksums[i]);
             let buf = self.batch.datagram_mut(i, len);
@@ -187,6 +192,7 @@ impl Pump {
         for (_, err) in failed {
             self.count_failed_send(&err);
         }
+        self.forwards = forwards;
         Ok(n)
     }
 
