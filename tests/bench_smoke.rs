@@ -35,26 +35,8 @@ fn every_installed_path_moves_bytes_without_error_or_loss() {
     }
     let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
     let out = std::env::temp_dir().join(format!("l4lb-bench-smoke-{}", std::process::id()));
-    let run = Command::new(env!("CARGO_BIN_EXE_l4lb"))
-        .args([
-            "bench",
-            "--rounds",
-            "1",
-            "--duration",
-            "300ms",
-            "--no-progress",
-        ])
-        .args(["--paths", &PATHS.join(",")])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("running l4lb bench");
+    let (run, context) = short_bench(&["--paths", &PATHS.join(",")], &out);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let context = format!(
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        run.status
-    );
 
     // Nothing of that run is left: no namespace with its prefix.
     let prefix = namespace_prefix(&stdout).unwrap_or_else(|| panic!("no prefix\n{context}"));
@@ -146,32 +128,10 @@ fn with_offloads_off_raw_and_kernel_nat_move_every_segment_on_its_own() {
     }
     let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
     let out = std::env::temp_dir().join(format!("l4lb-bench-off-{}", std::process::id()));
-    let run = Command::new(env!("CARGO_BIN_EXE_l4lb"))
-        .args([
-            "bench",
-            "--rounds",
-            "1",
-            "--duration",
-            "300ms",
-            "--no-progress",
-        ])
-        .args([
-            "--offloads",
-            "off",
-            "--paths",
-            "nat,raw",
-            "--workloads",
-            "bulk,packets",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("running l4lb bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let context = format!(
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
+    let offloads_off = ["--offloads", "off", "--paths", "nat,raw"];
+    let (run, context) = short_bench(
+        &[&offloads_off[..], &["--workloads", "bulk,packets"]].concat(),
+        &out,
     );
     assert!(run.status.success(), "raw was not clean\n{context}");
     let json = std::fs::read_to_string(out.join("bench.json"))
@@ -189,6 +149,32 @@ fn with_offloads_off_raw_and_kernel_nat_move_every_segment_on_its_own() {
         }
         assert_eq!(p["lost_bytes"], 0, "{name} lost bytes: {}", p["problems"]);
     }
+}
+
+/// Runs `l4lb bench` for one round of 300 ms workloads with `args`, its report into
+/// `out`; returns its output and a context (exit status, stdout, stderr) for failures.
+fn short_bench(args: &[&str], out: &std::path::Path) -> (std::process::Output, String) {
+    let run = Command::new(env!("CARGO_BIN_EXE_l4lb"))
+        .args([
+            "bench",
+            "--rounds",
+            "1",
+            "--duration",
+            "300ms",
+            "--no-progress",
+        ])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("running l4lb bench");
+    let context = format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    (run, context)
 }
 
 /// The bench prints its namespace prefix in its setup lines: `namespaces l4lb-<pid>-<n>-*`.

@@ -57,14 +57,65 @@ pub fn recv_many<A: SockAddr>(
 /// bytes on 64-bit Linux), as u64s so it is aligned for a `cmsghdr`.
 type StampControl = [u64; 8];
 
+/// Message headers and their iovecs, one each a datagram, grown as needed and kept
+/// between calls; every call points them afresh at its buffers.
+#[derive(Default)]
+struct Headers {
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers inside `iovs` and `msgs` are written afresh before every
+// system call and only read by the kernel during it; between calls they are never
+// dereferenced, so moving the headers to another thread moves no live borrow.
+unsafe impl Send for Headers {}
+
+impl Headers {
+    /// Room for `n` headers.
+    fn fit(&mut self, n: usize) {
+        if self.msgs.len() < n {
+            let null = libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            };
+            self.iovs.resize(n, null);
+            // SAFETY: an all-zero mmsghdr is a valid "no name, no control" header.
+            self.msgs
+                .resize_with(n, || unsafe { MaybeUninit::zeroed().assume_init() });
+        }
+    }
+
+    /// Points header `k` at `len` bytes at `data`, the address `name` of `namelen` bytes
+    /// and the control buffer `control` of `controllen` bytes (null and 0: none).
+    fn point(
+        &mut self,
+        k: usize,
+        (data, len): (*mut u8, usize),
+        (name, namelen): (*mut libc::c_void, usize),
+        (control, controllen): (*mut libc::c_void, usize),
+    ) {
+        self.iovs[k] = libc::iovec {
+            iov_base: data.cast(),
+            iov_len: len,
+        };
+        let h = &mut self.msgs[k].msg_hdr;
+        h.msg_iov = &mut self.iovs[k];
+        h.msg_iovlen = 1;
+        h.msg_name = name;
+        h.msg_namelen = namelen as libc::socklen_t;
+        h.msg_control = control;
+        h.msg_controllen = controllen;
+        h.msg_flags = 0;
+    }
+}
+
 /// The message headers, iovecs, sender addresses and control buffers of `recvmmsg`,
 /// kept from one receive to the next so a receive allocates nothing: a busy-polling
 /// loop receives hundreds of thousands of times a second, most of them finding nothing,
 /// and building these afresh cost it more than the system call (`perf`: malloc, free
 /// and zeroing about 12% of the balancer's samples under a request-response load).
 pub struct RecvScratch<A: SockAddr> {
-    iovs: Vec<libc::iovec>,
-    msgs: Vec<libc::mmsghdr>,
+    headers: Headers,
     names: Vec<A>,
     controls: Vec<StampControl>,
 }
@@ -72,23 +123,11 @@ pub struct RecvScratch<A: SockAddr> {
 impl<A: SockAddr> Default for RecvScratch<A> {
     fn default() -> Self {
         Self {
-            iovs: Vec::new(),
-            msgs: Vec::new(),
+            headers: Headers::default(),
             names: Vec::new(),
             controls: Vec::new(),
         }
     }
-}
-
-// SAFETY: the raw pointers inside `iovs` and `msgs` are written afresh by every receive
-// before its system call and only read by the kernel during it; between receives they
-// are never dereferenced, so moving the scratch to another thread moves no live borrow.
-unsafe impl<A: SockAddr + Send> Send for RecvScratch<A> {}
-
-/// An all-zero `mmsghdr`: no name, no control, no iovec.
-fn empty_mmsghdr() -> libc::mmsghdr {
-    // SAFETY: an all-zero mmsghdr is a valid "no name, no control" header.
-    unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() }
 }
 
 impl<A: SockAddr> RecvScratch<A> {
@@ -111,36 +150,28 @@ impl<A: SockAddr> RecvScratch<A> {
     ) -> io::Result<usize> {
         let n = bufs.len().min(lens.len());
         let stamped = stamps.is_some();
-        if self.msgs.len() < n {
-            let null = libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            };
-            self.iovs.resize(n, null);
-            self.msgs.resize_with(n, empty_mmsghdr);
+        self.headers.fit(n);
+        if self.names.len() < n {
             self.names.resize(n, zeroed());
         }
         if stamped && self.controls.len() < n {
             self.controls.resize(n, [0; 8]);
         }
         for (k, buf) in bufs.iter_mut().take(n).enumerate() {
-            self.iovs[k] = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
+            let control = match stamped {
+                true => (
+                    self.controls[k].as_mut_ptr().cast(),
+                    size_of::<StampControl>(),
+                ),
+                false => (std::ptr::null_mut(), 0),
             };
-            let h = &mut self.msgs[k].msg_hdr;
-            h.msg_iov = &mut self.iovs[k];
-            h.msg_iovlen = 1;
-            h.msg_name = (&mut self.names[k] as *mut A).cast();
-            h.msg_namelen = size_of::<A>() as libc::socklen_t;
-            if stamped {
-                h.msg_control = self.controls[k].as_mut_ptr().cast();
-                h.msg_controllen = size_of::<StampControl>();
-            } else {
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-            }
-            h.msg_flags = 0;
+            let name = (&mut self.names[k] as *mut A).cast();
+            self.headers.point(
+                k,
+                (buf.as_mut_ptr(), buf.len()),
+                (name, size_of::<A>()),
+                control,
+            );
         }
         let flags = match wait {
             Wait::UpToTimeout => libc::MSG_WAITFORONE,
@@ -157,7 +188,7 @@ impl<A: SockAddr> RecvScratch<A> {
             libc::syscall(
                 libc::SYS_recvmmsg,
                 fd,
-                self.msgs.as_mut_ptr(),
+                self.headers.msgs.as_mut_ptr(),
                 n as libc::c_uint,
                 flags,
                 std::ptr::null_mut::<libc::timespec>(),
@@ -173,11 +204,11 @@ impl<A: SockAddr> RecvScratch<A> {
             };
         }
         let got = rc as usize;
-        for (len, m) in lens.iter_mut().zip(&self.msgs).take(got) {
+        for (len, m) in lens.iter_mut().zip(&self.headers.msgs).take(got) {
             *len = m.msg_len as usize;
         }
         if let Some(stamps) = stamps {
-            for (stamp, m) in stamps.iter_mut().zip(&self.msgs).take(got) {
+            for (stamp, m) in stamps.iter_mut().zip(&self.headers.msgs).take(got) {
                 *stamp = arrival_ns(&m.msg_hdr);
             }
         }
@@ -220,13 +251,8 @@ pub fn send_many<A: SockAddr>(
 /// send allocates nothing (see [`RecvScratch`]).
 #[derive(Default)]
 pub struct SendScratch {
-    iovs: Vec<libc::iovec>,
-    msgs: Vec<libc::mmsghdr>,
+    headers: Headers,
 }
-
-// SAFETY: as for `RecvScratch`: the pointers are written afresh before every system
-// call and never dereferenced between sends.
-unsafe impl Send for SendScratch {}
 
 impl SendScratch {
     /// [`send_many`] with these headers.
@@ -238,31 +264,16 @@ impl SendScratch {
     ) -> Vec<(usize, io::Error)> {
         let mut failed = Vec::new();
         let n = datagrams.len().min(names.len());
-        if self.msgs.len() < n {
-            let null = libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            };
-            self.iovs.resize(n, null);
-            self.msgs.resize_with(n, empty_mmsghdr);
-        }
+        self.headers.fit(n);
         for (k, (bytes, name)) in datagrams.iter().zip(names.iter_mut()).enumerate() {
-            self.iovs[k] = libc::iovec {
-                iov_base: bytes.as_ptr() as *mut libc::c_void,
-                iov_len: bytes.len(),
-            };
-            let h = &mut self.msgs[k].msg_hdr;
-            h.msg_iov = &mut self.iovs[k];
-            h.msg_iovlen = 1;
-            h.msg_name = (name as *mut A).cast();
-            h.msg_namelen = size_of::<A>() as libc::socklen_t;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
+            // The kernel only reads the bytes of a send.
+            let data = (bytes.as_ptr() as *mut u8, bytes.len());
+            let name = ((name as *mut A).cast(), size_of::<A>());
+            self.headers.point(k, data, name, (std::ptr::null_mut(), 0));
         }
         let mut start = 0;
         while start < n {
-            let rest = &mut self.msgs[start..n];
+            let rest = &mut self.headers.msgs[start..n];
             // The system call itself, for the reason given in `RecvScratch::recv`.
             // SAFETY: every header points at a live iovec (into `datagrams`, only read
             // by the kernel) and a live address of the size given.
