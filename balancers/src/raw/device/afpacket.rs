@@ -60,8 +60,6 @@ pub struct PacketDevice {
     routes: Option<RouteChecker>,
     start: Instant,
     next_expiry: Duration,
-    /// Whether received frames carry their kernel arrival time (`--stage-times`).
-    stamped: bool,
     /// What each receive fills in besides the frames, kept between receives.
     rx: RecvInfo,
     /// The frames of a batch sent directly and their destinations, kept between batches.
@@ -73,6 +71,8 @@ pub struct PacketDevice {
 /// receive to the next so a busy-polling loop allocates nothing.
 #[derive(Default)]
 struct RecvInfo {
+    /// Whether received frames carry their kernel arrival time (`--stage-times`).
+    stamped: bool,
     lens: Vec<usize>,
     ifindexes: Vec<i32>,
     /// Empty unless arrivals are stamped.
@@ -80,13 +80,13 @@ struct RecvInfo {
 }
 
 impl RecvInfo {
-    /// Room for `n` frames (and their stamps, when `stamped`).
-    fn fit(&mut self, n: usize, stamped: bool) {
+    /// Room for `n` frames (and their stamps, when stamped).
+    fn fit(&mut self, n: usize) {
         if self.lens.len() < n {
             self.lens.resize(n, 0);
             self.ifindexes.resize(n, 0);
         }
-        if stamped && self.stamps.len() < n {
+        if self.stamped && self.stamps.len() < n {
             self.stamps.resize(n, 0);
         }
     }
@@ -116,7 +116,6 @@ impl PacketDevice {
             routes: None,
             start: Instant::now(),
             next_expiry: EXPIRE_EVERY,
-            stamped: false,
             rx: RecvInfo::default(),
             tx_direct: Vec::new(),
             tx_to: Vec::new(),
@@ -133,7 +132,7 @@ impl PacketDevice {
     /// [`RecvBatch::arrived`] (`--stage-times`).
     pub fn stamp_arrivals(&mut self) -> io::Result<()> {
         self.socket.stamp_arrivals()?;
-        self.stamped = true;
+        self.rx.stamped = true;
         Ok(())
     }
 
@@ -195,12 +194,13 @@ impl Device for PacketDevice {
         // Taken out for the loop below, which also learns hops (`&mut self`); put back
         // at the end (a failed receive puts it back at once).
         let mut rx = std::mem::take(&mut self.rx);
-        rx.fit(n, self.stamped);
+        rx.fit(n);
         let socket = &mut self.socket;
         let got = poll::receive(self.busy_poll, |wait| {
-            let stamps = match rx.stamps.is_empty() {
-                true => None,
-                false => Some(&mut rx.stamps[..n]),
+            let stamps = if rx.stamped {
+                Some(&mut rx.stamps[..n])
+            } else {
+                None
             };
             let (lens, ifindexes) = (&mut rx.lens[..n], &mut rx.ifindexes[..n]);
             socket.recv(batch.wanted(), lens, ifindexes, stamps, wait)
