@@ -6,10 +6,11 @@
 //! - [`ip`]: raw IPv4 sockets (capture and the kernel's routed send path).
 //! - [`bpf`]: classic BPF filters that keep only the frames a user wants.
 //! - [`mmsg`]: batched `recvmmsg`/`sendmmsg`.
+//! - [`ring`]: a `PACKET_RX_RING` receive ring (frames taken without a system call).
 //! - [`opt`]: socket options socket2 lacks.
 //!
 //! It depends only on std, libc, socket2 and nix. All of its `unsafe` code lives in
-//! [`mmsg`] and [`opt`], each block with its `SAFETY` comment; everything else is safe.
+//! [`mmsg`], [`opt`] and [`ring`], each block with its `SAFETY` comment; everything else is safe.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -20,6 +21,8 @@ pub mod mmsg;
 #[allow(unsafe_code)]
 pub mod opt;
 pub mod packet;
+#[allow(unsafe_code)]
+pub mod ring;
 pub mod vnet;
 
 use std::io;

@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use super::mmsg::{self, Wait};
 use super::opt;
+use super::ring::RxRing;
 
 /// Receive buffer asked for, so bursts are not dropped by the kernel.
 const RCVBUF: usize = 32 << 20;
@@ -39,6 +40,8 @@ pub struct PacketSocket {
     /// The send's headers, addresses and frame list, kept between sends.
     sending: mmsg::SendScratch,
     send_names: Vec<libc::sockaddr_ll>,
+    /// The receive ring, when mapped ([`PacketSocket::map_receive_ring`]).
+    ring: Option<RxRing>,
 }
 
 /// The Ethernet header's IPv4 type, in network order.
@@ -71,7 +74,19 @@ impl PacketSocket {
             scratch: mmsg::RecvScratch::default(),
             sending: mmsg::SendScratch::default(),
             send_names: Vec::new(),
+            ring: None,
         })
+    }
+
+    /// Maps a receive ring of at least `slots` slots ([`RxRing`]): from then on
+    /// [`PacketSocket::recv`] takes frames from it, and every frame carries its arrival
+    /// time whether or not arrivals were stamped. Returns the ring's number of slots
+    /// (at least `slots`); a second call keeps the first ring.
+    pub fn map_receive_ring(&mut self, slots: usize) -> io::Result<usize> {
+        if self.ring.is_none() {
+            self.ring = Some(RxRing::map(&self.rx, slots)?);
+        }
+        Ok(self.ring.as_ref().map_or(0, RxRing::slots))
     }
 
     /// Turns on kernel arrival times for received frames (`SO_TIMESTAMPNS`), which
@@ -92,6 +107,9 @@ impl PacketSocket {
         stamps: Option<&mut [u64]>,
         wait: Wait,
     ) -> io::Result<usize> {
+        if let Some(ring) = &mut self.ring {
+            return take_from_ring(ring, bufs, lens, ifindexes, stamps, wait);
+        }
         let fd = self.rx.as_raw_fd();
         let got = self.scratch.recv(fd, bufs, lens, stamps, wait)?;
         for (ifindex, name) in ifindexes.iter_mut().zip(self.scratch.names()).take(got) {
@@ -117,6 +135,39 @@ impl PacketSocket {
         let fd = self.tx.as_raw_fd();
         self.sending.send(fd, frames, &mut self.send_names)
     }
+}
+
+/// [`PacketSocket::recv`] from a ring: up to `bufs.len()` frames, waiting up to the
+/// socket's 100 ms for the first when `wait` says so. A frame the ring dropped is
+/// skipped.
+fn take_from_ring(
+    ring: &mut RxRing,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize],
+    ifindexes: &mut [i32],
+    mut stamps: Option<&mut [u64]>,
+    wait: Wait,
+) -> io::Result<usize> {
+    if wait == Wait::UpToTimeout && !ring.ready() {
+        ring.wait(100)?;
+    }
+    let n = bufs.len().min(lens.len()).min(ifindexes.len());
+    let mut got = 0;
+    while got < n {
+        let Some(taken) = ring.take(&mut bufs[got])? else {
+            break;
+        };
+        if taken.len == 0 {
+            continue;
+        }
+        lens[got] = taken.len;
+        ifindexes[got] = taken.ifindex;
+        if let Some(stamp) = stamps.as_deref_mut().and_then(|s| s.get_mut(got)) {
+            *stamp = taken.stamp_ns;
+        }
+        got += 1;
+    }
+    Ok(got)
 }
 
 /// `SOL_PACKET` option: do not deliver frames this host sends out of the interface.

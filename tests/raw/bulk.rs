@@ -191,6 +191,15 @@ async fn bulk(offloads: Offloads, capture: &str, extra: &[&str], path: SendPath)
         assert!(cl.starts_with(&format!("{TOTAL} ")), "client: {cl}");
         assert_eq!(cl, sl, "{client_mode} through the balancer ({offloads:?})");
     }
+    if extra.contains(&"ring") {
+        assert!(
+            lb.transcript()
+                .iter()
+                .any(|l| l.text.contains("\"event\":\"receive_ring\"")),
+            "--receive ring but no ring mapped: {:#?}",
+            lb.transcript()
+        );
+    }
     let status = lb.stop(Duration::from_secs(5)).await.expect("stop");
     assert!(status.success(), "{:#?}", lb.transcript());
     let stop_line = lb
@@ -268,6 +277,35 @@ async fn bulk_100mb_arrives_intact_with_offloads_off() {
         Offloads::Off,
         "packet",
         &["--send-thread"],
+        SendPath::Direct,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_100mb_arrives_intact_through_a_receive_ring_with_default_offloads() {
+    if !root_or_skip("bulk_100mb_arrives_intact_through_a_receive_ring_with_default_offloads") {
+        return;
+    }
+    // Super-packets are larger than a slot: they come through the socket's queue.
+    bulk(
+        Offloads::Default,
+        "packet",
+        &["--receive", "ring"],
+        SendPath::Direct,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_100mb_arrives_intact_through_a_receive_ring_with_offloads_off() {
+    if !root_or_skip("bulk_100mb_arrives_intact_through_a_receive_ring_with_offloads_off") {
+        return;
+    }
+    bulk(
+        Offloads::Off,
+        "packet",
+        &["--receive", "ring"],
         SendPath::Direct,
     )
     .await;

@@ -96,6 +96,11 @@ pub struct RawOptions {
     /// `--capture raw`).
     #[arg(long, value_enum)]
     pub send: Option<SendPath>,
+    /// How `--capture packet` takes frames from the kernel: `socket` (a batched receive
+    /// system call) or `ring` (a receive ring shared with the kernel: no system call
+    /// while frames are waiting; super-packets still come through the socket).
+    #[arg(long, value_enum, default_value_t = Receive::Socket)]
+    pub receive: Receive,
     /// Time where each packet's time goes (queued in the socket, rewrite, send) and write
     /// the histograms to FILE as JSON when stopping. Costs three clock reads a batch and a
     /// kernel timestamp per frame; the queued stage needs `--capture packet`.
@@ -112,6 +117,15 @@ pub enum Capture {
     Packet,
     /// A raw TCP socket: a copy of what the kernel also processes (the original's way).
     Raw,
+}
+
+/// How the packet capture takes frames from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Receive {
+    /// `recvmmsg` on the packet socket.
+    Socket,
+    /// A `PACKET_RX_RING` (`TPACKET_V2`) ring mapped onto it.
+    Ring,
 }
 
 /// How rewritten packets leave the balancer.
@@ -157,6 +171,8 @@ pub struct RawConfig {
     pub busy_poll: Duration,
     /// How rewritten packets leave.
     pub send: SendPath,
+    /// How the packet capture takes frames.
+    pub receive: Receive,
     /// Where the stage histograms go when stopping (`--stage-times`), if anywhere.
     pub stage_times: Option<std::path::PathBuf>,
 }
@@ -340,6 +356,7 @@ impl RawArgs {
             send_thread: opts.send_thread,
             busy_poll: opts.busy_poll,
             send,
+            receive: opts.receive,
             stage_times: opts.stage_times.clone(),
         })
     }

@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use crate::admin::MetricsSource;
 use crate::health::HealthChecker;
 use crate::pool::Pool;
-use crate::raw::cli::{self, Capture, RawArgs, SendPath};
+use crate::raw::cli::{self, Capture, RawArgs, Receive, SendPath};
 use crate::raw::device::afpacket::{self, PacketDevice};
 use crate::raw::device::pump::Pump;
 use crate::raw::device::raw::RawDevice;
@@ -84,6 +84,12 @@ fn open_device(
             let mut dev =
                 PacketDevice::open(MARK, config.port, nat, direct, config.mtu, config.busy_poll)
                     .context("opening the packet sockets (--capture packet)")?;
+            if config.receive == Receive::Ring {
+                let slots = dev
+                    .map_receive_ring()
+                    .context("mapping the receive ring (PACKET_RX_RING, --receive ring)")?;
+                tracing::info!(event = "receive_ring", slots, "receive ring mapped");
+            }
             if config.stage_times.is_some() {
                 dev.stamp_arrivals()
                     .context("asking for arrival times (SO_TIMESTAMPNS, --stage-times)")?;

@@ -40,6 +40,8 @@ use l4lb_rawsock::vnet::{self, VnetHdr};
 const ETH_LEN: usize = 14;
 /// Bytes before the IPv4 datagram in every frame buffer.
 pub const HEAD: usize = vnet::LEN + ETH_LEN;
+/// Receive ring slots (2 KB each): about 10 ms of a saturated 1500-byte stream.
+const RING_SLOTS: usize = 4096;
 /// How often learned hops are aged.
 const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 
@@ -134,6 +136,12 @@ impl PacketDevice {
         self.socket.stamp_arrivals()?;
         self.rx.stamped = true;
         Ok(())
+    }
+
+    /// Takes frames from a receive ring ([`l4lb_rawsock::ring`]) from now on
+    /// (`--receive ring`); returns its number of slots.
+    pub fn map_receive_ring(&mut self) -> io::Result<usize> {
+        self.socket.map_receive_ring(RING_SLOTS)
     }
 
     /// A second handle on the routed sender, for a sender thread.
