@@ -71,10 +71,18 @@ async fn a_real_client_joins_within_a_second_during_a_syn_flood() {
     let sent = flood.await.expect("flood task");
     let flood_took = started.elapsed();
     let drops = lab.drops();
+    // Why rows went, for a failure's diagnosis (a real client's row evicted mid-handshake
+    // looks like `unknown_client` drops and a reset client).
+    let metrics = lab.metrics();
+    let freed: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("l4lb_raw_rows_freed_total{"))
+        .collect();
     assert!(
         failures.is_empty(),
         "{} of {joins} real clients could not join within 1s during/after a flood of {sent} \
-         spoofed SYNs ({flood_took:.1?} incl. 2s after); drops {drops:?}:\n  {}",
+         spoofed SYNs ({flood_took:.1?} incl. 2s after); drops {drops:?}; rows freed \
+         {freed:?}:\n  {}",
         failures.len(),
         failures.join("\n  ")
     );
