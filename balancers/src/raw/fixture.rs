@@ -30,14 +30,18 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// A segment from `src` to `dst` with `flags`, nothing else.
+    /// A segment from `src` to `dst` with `flags`, nothing else: sequence number 1000
+    /// and, for a SYN-ACK, the acknowledgment of a SYN with that default (1001), as a
+    /// backend answers; 0 otherwise.
     pub fn new(src: SocketAddrV4, dst: SocketAddrV4, flags: u8) -> Self {
+        use crate::raw::wire::packet::flags as f;
+        let syn_ack = flags & (f::SYN | f::ACK) == f::SYN | f::ACK;
         Self {
             src,
             dst,
             flags,
             seq: 1000,
-            ack: 0,
+            ack: if syn_ack { 1001 } else { 0 },
             ip_options: Vec::new(),
             tcp_options: Vec::new(),
             payload: Vec::new(),

@@ -482,14 +482,26 @@ impl Nat {
         let Some(row) = self.table.get(id) else {
             return self.counters.drop(DropReason::UnknownNatPort);
         };
-        let stale_ack = row.state == RowState::HalfOpen
-            && !row.backend_seen
+        let unanswered = row.state == RowState::HalfOpen && !row.backend_seen;
+        let stale_ack =
+            unanswered && seg.has(flags::ACK) && seg.flags & (flags::SYN | flags::RST) == 0;
+        // A SYN-ACK that does not acknowledge the client's SYN answers an earlier SYN on
+        // this NAT port (the backend's half-open connection retransmitting): forwarded,
+        // it would make the client reset its own attempt, and the row with it.
+        let stale_syn_ack = unanswered
+            && seg.has(flags::SYN)
             && seg.has(flags::ACK)
-            && seg.flags & (flags::SYN | flags::RST) == 0;
-        if stale_ack {
+            && !seg.has(flags::RST)
+            && seg.ack != row.track.client.end;
+        if stale_syn_ack && row.syn.is_none() {
+            return self.counters.drop(DropReason::BackendTimeWait);
+        }
+        if stale_ack || stale_syn_ack {
             let nat_port = row.nat_port;
             if let Some(syn) = self.table.get_mut(id).and_then(|r| r.syn.take()) {
-                // Reset the backend's TIME_WAIT connection, then offer the SYN again.
+                // Reset the backend's earlier connection on this port (TIME_WAIT, or
+                // half-open: the ACK field is the sequence number it expects), then offer
+                // the SYN again.
                 let rst = packet::build_rst(self.source_ip, nat_port, seg.src, seg.sport, seg.ack);
                 self.pending.push((rst, seg.src));
                 self.pending.push((syn.into_vec(), seg.src));

@@ -278,6 +278,57 @@ fn a_backend_time_wait_answer_is_reset_and_the_syn_sent_again() {
 }
 
 #[test]
+fn a_stale_syn_ack_on_a_reused_nat_port_is_reset_and_never_reaches_the_client() {
+    let mut nat = test_nat(16);
+    let b = addr([10, 0, 0, 11], 7000);
+    let mut sel = FixedRoundRobin::new(vec![b]);
+    let mut syn = Spec::new(client(1), addr(LB, 20_000), f::SYN);
+    syn.seq = 1000;
+    let mut syn = syn.build();
+    nat.process(&mut syn, secs(0), &mut sel, ChecksumState::Unknown);
+    // The backend's half-open connection from an earlier SYN on this NAT port
+    // retransmits its SYN-ACK: it acknowledges another SYN, not the client's 1000.
+    let stale_syn_ack = |ack: u32| {
+        let mut p = Spec::new(b, addr(LB, 21_000), f::SYN | f::ACK);
+        p.ack = ack;
+        p.build()
+    };
+    for round in 0..2 {
+        let outcome = nat.process(
+            &mut stale_syn_ack(0xdead_beef),
+            secs(0),
+            &mut sel,
+            ChecksumState::Unknown,
+        );
+        assert_eq!(
+            outcome,
+            crate::raw::nat::Outcome::Drop(DropReason::BackendTimeWait),
+            "round {round}: not forwarded to the client"
+        );
+        let sent = nat.take_pending();
+        if round == 0 {
+            assert_eq!(sent.len(), 2, "a RST and the SYN again");
+            let rst = crate::raw::wire::packet::parse(&sent[0].0).expect("rst parses");
+            assert!(rst.has(f::RST));
+            assert_eq!((rst.dst, rst.dport, rst.seq), (*b.ip(), 7000, 0xdead_beef));
+            assert_eq!(sent[1].0, syn, "the same rewritten SYN again");
+        } else {
+            assert!(sent.is_empty(), "once per row: {} sent", sent.len());
+        }
+    }
+    // The answer to the client's own SYN goes through.
+    assert!(matches!(
+        nat.process(
+            &mut stale_syn_ack(1001),
+            secs(0),
+            &mut sel,
+            ChecksumState::Unknown
+        ),
+        crate::raw::nat::Outcome::Forward { .. }
+    ));
+}
+
+#[test]
 fn a_full_port_pool_evicts_its_oldest_half_open_row() {
     let mut t = NatTable::new(config(10_000, 6000..=6009));
     let b = addr([10, 0, 0, 11], 80);
