@@ -329,6 +329,16 @@ mod tests {
             .unwrap();
         let to = rx.local_addr().unwrap().as_socket().unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // The kernel turns arrival stamping on in deferred work: until it runs, a
+        // datagram is stamped when read, not when it arrived (out of order). One datagram
+        // first, taken after a pause, so the three below are stamped on arrival.
+        tx.send_to(b"warm-up", to).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut warm = vec![vec![0u8; 64]];
+        let got = RecvScratch::<libc::sockaddr_in>::default()
+            .recv(rx.as_raw_fd(), &mut warm, &mut [0], None, Wait::UpToTimeout)
+            .unwrap();
+        assert_eq!(got, 1, "the warm-up datagram");
         let before = now_ns();
         for payload in [&b"one"[..], b"two", b"three"] {
             tx.send_to(payload, to).unwrap();

@@ -95,7 +95,11 @@ fn full_exchange_bytes_in_bytes_out() {
         let mut spec = Spec::new(src, dst, flags);
         spec.seq = 77_777 + payload.len() as u32;
         // A backend's SYN-ACK acknowledges the client's SYN (seq 77_777); the rest 4242.
-        spec.ack = if flags == f::SYN | f::ACK { 77_778 } else { 4242 };
+        spec.ack = if flags == f::SYN | f::ACK {
+            77_778
+        } else {
+            4242
+        };
         spec.tcp_options = topts;
         spec.ip_options = iopts;
         spec.payload = payload;
