@@ -29,7 +29,7 @@ async fn six_clients_spread_two_two_two_and_a_freed_slot_is_refilled() {
     c.say("[test7] hi").await;
     assert_eq!(c.backend, "s2");
     assert_eq!((s1.live(), s2.live(), s3.live()), (2, 2, 2));
-    assert_eq!(proxy.logged("session opened").len(), 7);
+    proxy.wait_logged("session opened", 7).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,6 +264,43 @@ impl Proxy {
         }
     }
 
+    /// Waits until `message` has been logged `n` times (the log is read from the
+    /// proxy's output by another thread, so a line can trail what the client saw).
+    async fn wait_logged(&self, message: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.logged(message).len();
+            if got == n {
+                return;
+            }
+            assert!(
+                got < n && Instant::now() < deadline,
+                "{message:?} logged {got} times, wanted {n}"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for a `message` line that `pred` accepts and returns it.
+    async fn wait_log_entry(
+        &self,
+        message: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(v) = self.logged(message).into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {message:?} line as wanted in {:#?}",
+                self.logged(message)
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn logged(&self, message: &str) -> Vec<serde_json::Value> {
         let logs = self.logs.lock().unwrap();
         logs.iter()

@@ -31,15 +31,17 @@ async fn idle_session_is_closed_and_a_chatty_one_is_not() {
     .unwrap();
     assert_eq!(n, 0, "nothing but the close arrives");
     chatty.say("and still").await;
-    let closed = proxy.logged("session closed");
-    let v = closed
-        .iter()
-        .find(|v| v["reason"] == "idle_timeout")
-        .expect("idle close logged");
+    let v = proxy
+        .wait_log_entry("session closed", |v| v["reason"] == "idle_timeout")
+        .await;
     let ms = v["duration_ms"].as_u64().unwrap();
     assert!((600..1400).contains(&ms), "closed after {ms} ms");
     assert_eq!(v["backend"], s1.addr.to_string());
-    assert_eq!(closed.len(), 1, "only the idle session closed");
+    assert_eq!(
+        proxy.logged("session closed").len(),
+        1,
+        "only the idle session closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,8 +52,7 @@ async fn sigint_closes_sessions_left_after_the_grace_period() {
     );
     let status = proxy.wait_exit(Duration::from_secs(3)).await;
     assert!(status.success(), "{status}");
-    assert!(proxy
-        .logged("session closed")
-        .iter()
-        .any(|v| v["reason"] == "shutdown"));
+    proxy
+        .wait_log_entry("session closed", |v| v["reason"] == "shutdown")
+        .await;
 }
