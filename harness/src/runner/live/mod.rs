@@ -471,6 +471,7 @@ impl Run<'_> {
 
     /// Reads the end state while everything still runs.
     async fn finish(&mut self) {
+        self.await_bulks().await;
         // Faults still in force end with the run.
         let end = self.now();
         for w in &mut self.ev.fault_windows {

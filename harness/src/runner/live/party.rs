@@ -19,7 +19,7 @@ use super::{lock, Run, JOIN_TIMEOUT, JOIN_TIMEOUT_FAULTY};
 use crate::process::{NsProcess, Signal};
 use crate::runner::evidence::*;
 use crate::runner::observer::POLL;
-use crate::scenario::{server_name, Step, BULK_LINE};
+use crate::scenario::{server_name, ExpectKind, Step, BULK_LINE};
 use crate::topology::Host;
 
 /// Longest wait for every roll-call line to reach its server.
@@ -288,6 +288,48 @@ impl Run<'_> {
         self.join(step, name, Some(c.host)).await
     }
 
+    /// Lets the transfers a `bulk_done` expectation names finish before the run ends,
+    /// each up to that expectation's `within` from its start ([`BULK_WAIT`] without
+    /// one): a timeline shorter than a transfer must not cut it off (on a slow or loaded
+    /// machine a 2 MB echo outlasts a 300 ms last step), and a stalled transfer still
+    /// ends the wait. Transfers no expectation names are not waited for.
+    pub(super) async fn await_bulks(&mut self) {
+        let mut bounds: BTreeMap<String, Duration> = BTreeMap::new();
+        for e in &self.scenario.expectations {
+            if let ExpectKind::BulkDone { clients, within } = &e.kind {
+                for c in clients {
+                    let b = bounds.entry(c.clone()).or_default();
+                    *b = (*b).max(within.unwrap_or(BULK_WAIT));
+                }
+            }
+        }
+        let bulks = lock(&self.bulks).clone();
+        let senders: Vec<String> = bulks.iter().map(|b| b.client.clone()).collect();
+        for b in bulks {
+            let Some(&bound) = bounds.get(&b.client) else {
+                continue;
+            };
+            let Some(proc) = self.clients.get(&b.client).map(|c| c.proc.clone()) else {
+                continue;
+            };
+            while self.now() < b.started + bound {
+                let lines = proc
+                    .lock()
+                    .await
+                    .transcript()
+                    .into_iter()
+                    .filter(|l| !l.stderr)
+                    .map(|l| (Duration::ZERO, l.text))
+                    .collect();
+                let split = split_bulk(&b.client, lines, &senders);
+                if split.own_seqs.iter().filter(|s| **s < b.lines).count() as u64 >= b.lines {
+                    break;
+                }
+                tokio::time::sleep(POLL * 4).await;
+            }
+        }
+    }
+
     /// `client` sends `bytes` (rounded up to whole lines of [`BULK_LINE`] bytes) in the
     /// background and reads their echo back; the chat goes on meanwhile.
     pub(super) async fn bulk(
@@ -344,6 +386,9 @@ impl Run<'_> {
         Ok(())
     }
 }
+
+/// How long a run waits for a transfer a `bulk_done` without `within` names.
+const BULK_WAIT: Duration = Duration::from_secs(20);
 
 /// A client's printed lines, split by [`split_bulk`].
 #[derive(Debug, Default, PartialEq, Eq)]
