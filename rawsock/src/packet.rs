@@ -19,6 +19,8 @@ use super::ring::RxRing;
 
 /// Receive buffer asked for, so bursts are not dropped by the kernel.
 const RCVBUF: usize = 32 << 20;
+/// How long a waiting receive sleeps at most, on the socket or on its ring.
+const RECV_TIMEOUT: Duration = Duration::from_millis(100);
 /// Send buffer asked for.
 const SNDBUF: usize = 8 << 20;
 
@@ -51,7 +53,7 @@ fn eth_p_ip_be() -> u16 {
 
 impl PacketSocket {
     /// Opens both sockets (needs root or CAP_NET_RAW), marked with `mark`; the receiving
-    /// one takes IPv4 frames that `filter` passes and waits at most 100 ms.
+    /// one takes IPv4 frames that `filter` passes and waits at most 100 ms (`RECV_TIMEOUT`).
     pub fn open(mark: u32, filter: &[SockFilter]) -> io::Result<Self> {
         let rx = Socket::new(
             Domain::PACKET,
@@ -62,7 +64,7 @@ impl PacketSocket {
         rx.attach_filter(filter)?;
         rx.set_mark(mark)?;
         opt::receive_buffer(&rx, RCVBUF)?;
-        rx.set_read_timeout(Some(Duration::from_millis(100)))?;
+        rx.set_read_timeout(Some(RECV_TIMEOUT))?;
         // Protocol 0: a send-only packet socket (it never receives).
         let tx = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
         opt::set_int_option(&tx, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
@@ -138,7 +140,7 @@ impl PacketSocket {
 }
 
 /// [`PacketSocket::recv`] from a ring: up to `bufs.len()` frames, waiting up to the
-/// socket's 100 ms for the first when `wait` says so. A frame the ring dropped is
+/// socket's [`RECV_TIMEOUT`] for the first when `wait` says so. A frame the ring dropped is
 /// skipped.
 fn take_from_ring(
     ring: &mut RxRing,
@@ -149,7 +151,7 @@ fn take_from_ring(
     wait: Wait,
 ) -> io::Result<usize> {
     if wait == Wait::UpToTimeout && !ring.ready() {
-        ring.wait(100)?;
+        ring.wait(RECV_TIMEOUT.as_millis() as i32)?;
     }
     let n = bufs.len().min(lens.len()).min(ifindexes.len());
     let mut got = 0;

@@ -152,8 +152,14 @@ impl RxRing {
             ifindex: addr.sll_ifindex,
             stamp_ns: u64::from(hdr.tp_sec) * 1_000_000_000 + u64::from(hdr.tp_nsec),
         };
+        // A failed read of the queued copy still hands the slot back (below), or the
+        // ring would stop at it for good.
+        let mut failed = None;
         if status & libc::TP_STATUS_COPY != 0 {
-            taken.len = self.take_copied(buf)?;
+            match self.take_copied(buf) {
+                Ok(len) => taken.len = len,
+                Err(e) => failed = Some(e),
+            }
         } else if hdr.tp_snaplen == hdr.tp_len {
             let mac = usize::from(hdr.tp_mac);
             let len = vnet::LEN + hdr.tp_snaplen as usize;
@@ -169,7 +175,10 @@ impl RxRing {
         self.status(i)
             .store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.next = (i + 1) % self.slots;
-        Ok(Some(taken))
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Some(taken)),
+        }
     }
 
     /// Reads the frame a `TP_STATUS_COPY` slot stands for from the socket's queue.

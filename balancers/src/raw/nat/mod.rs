@@ -493,9 +493,6 @@ impl Nat {
             && seg.has(flags::ACK)
             && !seg.has(flags::RST)
             && seg.ack != row.track.client.end;
-        if stale_syn_ack && row.syn.is_none() {
-            return self.counters.drop(DropReason::BackendTimeWait);
-        }
         if stale_ack || stale_syn_ack {
             let nat_port = row.nat_port;
             if let Some(syn) = self.table.get_mut(id).and_then(|r| r.syn.take()) {
@@ -511,6 +508,10 @@ impl Nat {
                     nat_port,
                     "backend still had this NAT port in TIME_WAIT; reset it and resent the SYN"
                 );
+                return self.counters.drop(DropReason::BackendTimeWait);
+            }
+            // Offered once already: a stale SYN-ACK is still never the client's.
+            if stale_syn_ack {
                 return self.counters.drop(DropReason::BackendTimeWait);
             }
         }

@@ -19,7 +19,7 @@ use super::{lock, Run, JOIN_TIMEOUT, JOIN_TIMEOUT_FAULTY};
 use crate::process::{NsProcess, Signal};
 use crate::runner::evidence::*;
 use crate::runner::observer::POLL;
-use crate::scenario::{server_name, ExpectKind, Step, BULK_LINE};
+use crate::scenario::{server_name, ExpectKind, Expectation, Step, BULK_LINE};
 use crate::topology::Host;
 
 /// Longest wait for every roll-call line to reach its server.
@@ -294,15 +294,7 @@ impl Run<'_> {
     /// machine a 2 MB echo outlasts a 300 ms last step), and a stalled transfer still
     /// ends the wait. Transfers no expectation names are not waited for.
     pub(super) async fn await_bulks(&mut self) {
-        let mut bounds: BTreeMap<String, Duration> = BTreeMap::new();
-        for e in &self.scenario.expectations {
-            if let ExpectKind::BulkDone { clients, within } = &e.kind {
-                for c in clients {
-                    let b = bounds.entry(c.clone()).or_default();
-                    *b = (*b).max(within.unwrap_or(BULK_WAIT));
-                }
-            }
-        }
+        let bounds = bulk_waits(&self.scenario.expectations);
         let bulks = lock(&self.bulks).clone();
         let senders: Vec<String> = bulks.iter().map(|b| b.client.clone()).collect();
         for b in bulks {
@@ -389,6 +381,22 @@ impl Run<'_> {
 
 /// How long a run waits for a transfer a `bulk_done` without `within` names.
 const BULK_WAIT: Duration = Duration::from_secs(20);
+
+/// How long after its start a run waits for each client's transfers: the longest
+/// `within` of the `bulk_done` expectations naming it ([`BULK_WAIT`] for one without).
+/// Clients none names are absent.
+pub fn bulk_waits(expectations: &[Expectation]) -> BTreeMap<String, Duration> {
+    let mut bounds: BTreeMap<String, Duration> = BTreeMap::new();
+    for e in expectations {
+        if let ExpectKind::BulkDone { clients, within } = &e.kind {
+            for c in clients {
+                let b = bounds.entry(c.clone()).or_default();
+                *b = (*b).max(within.unwrap_or(BULK_WAIT));
+            }
+        }
+    }
+    bounds
+}
 
 /// A client's printed lines, split by [`split_bulk`].
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -530,5 +538,46 @@ mod tests {
         // Without bulk senders nothing is taken for bulk.
         let plain = vec![(Duration::ZERO, "xxxx".to_string())];
         assert_eq!(split_bulk("a", plain.clone(), &[]).chat, plain);
+    }
+
+    #[test]
+    fn a_run_waits_for_the_transfers_bulk_done_names_up_to_their_longest_within() {
+        let scenario = crate::scenario::parse_str(
+            std::path::Path::new("waits.toml"),
+            r#"
+name = "waits"
+purpose = "bulk waits"
+[topology]
+clients = 1
+[[step]]
+join = ["nas", "phone", "tv"]
+[[step]]
+bulk = "nas"
+bytes = 1000
+[[step]]
+bulk = "phone"
+bytes = 1000
+[[step]]
+bulk = "tv"
+bytes = 1000
+[[expect]]
+bulk_done = ["nas", "phone"]
+within = "5s"
+[[expect]]
+bulk_done = ["nas"]
+within = "30s"
+[[expect]]
+bulk_done = ["phone"]
+"#,
+        )
+        .expect("a valid scenario");
+        let waits = bulk_waits(&scenario.expectations);
+        let want: BTreeMap<String, Duration> = [
+            ("nas".to_string(), Duration::from_secs(30)),
+            ("phone".to_string(), BULK_WAIT),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(waits, want, "tv is named by none: not waited for");
     }
 }

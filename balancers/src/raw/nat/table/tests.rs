@@ -282,9 +282,8 @@ fn a_stale_syn_ack_on_a_reused_nat_port_is_reset_and_never_reaches_the_client() 
     let mut nat = test_nat(16);
     let b = addr([10, 0, 0, 11], 7000);
     let mut sel = FixedRoundRobin::new(vec![b]);
-    let mut syn = Spec::new(client(1), addr(LB, 20_000), f::SYN);
-    syn.seq = 1000;
-    let mut syn = syn.build();
+    // The fixture's SYN has sequence number 1000.
+    let mut syn = Spec::new(client(1), addr(LB, 20_000), f::SYN).build();
     nat.process(&mut syn, secs(0), &mut sel, ChecksumState::Unknown);
     // The backend's half-open connection from an earlier SYN on this NAT port
     // retransmits its SYN-ACK: it acknowledges another SYN, not the client's 1000.
