@@ -75,3 +75,30 @@ pub fn bind_packet(socket: &Socket, ifindex: i32, protocol: u16) -> io::Result<(
         Err(io::Error::last_os_error())
     }
 }
+
+/// Frames the kernel dropped for packet socket `socket` since the last call, because its
+/// receive buffer or its receive ring was full (`PACKET_STATISTICS`, whose counters the
+/// kernel resets on every read: call it from one place only).
+pub fn packet_drops(socket: &Socket) -> io::Result<u64> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: the descriptor is open for the life of `socket`; `stats` is a live
+    // tpacket_stats and `len` says its exact size, which the kernel writes at most.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(u64::from(stats.tp_drops))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

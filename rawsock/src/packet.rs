@@ -44,6 +44,9 @@ pub struct PacketSocket {
     send_names: Vec<libc::sockaddr_ll>,
     /// The receive ring, when mapped ([`PacketSocket::map_receive_ring`]).
     ring: Option<RxRing>,
+    /// Frames the ring held but could not give whole, since the last
+    /// [`PacketSocket::receive_drops`].
+    ring_skipped: u64,
 }
 
 /// The Ethernet header's IPv4 type, in network order.
@@ -77,6 +80,7 @@ impl PacketSocket {
             sending: mmsg::SendScratch::default(),
             send_names: Vec::new(),
             ring: None,
+            ring_skipped: 0,
         })
     }
 
@@ -110,7 +114,9 @@ impl PacketSocket {
         wait: Wait,
     ) -> io::Result<usize> {
         if let Some(ring) = &mut self.ring {
-            return take_from_ring(ring, bufs, lens, ifindexes, stamps, wait);
+            let taken = take_from_ring(ring, bufs, lens, ifindexes, stamps, wait)?;
+            self.ring_skipped += taken.skipped;
+            return Ok(taken.frames);
         }
         let fd = self.rx.as_raw_fd();
         let got = self.scratch.recv(fd, bufs, lens, stamps, wait)?;
@@ -118,6 +124,15 @@ impl PacketSocket {
             *ifindex = name.sll_ifindex;
         }
         Ok(got)
+    }
+
+    /// Frames lost before [`PacketSocket::recv`] could return them, since the last call:
+    /// those the kernel dropped because the receive buffer or ring was full
+    /// (`PACKET_STATISTICS`), and those the ring held but could not give whole (a
+    /// super-packet whose copy the full queue had no room for). One system call.
+    pub fn receive_drops(&mut self) -> io::Result<u64> {
+        let kernel = opt::packet_drops(&self.rx)?;
+        Ok(kernel + std::mem::take(&mut self.ring_skipped))
     }
 
     /// Sends every frame (IPv4, headers included) to its link destination; returns the
@@ -139,9 +154,17 @@ impl PacketSocket {
     }
 }
 
+/// What one [`take_from_ring`] got.
+struct RingTake {
+    /// Frames written into the buffers.
+    frames: usize,
+    /// Slots passed over: frames the ring could not give whole.
+    skipped: u64,
+}
+
 /// [`PacketSocket::recv`] from a ring: up to `bufs.len()` frames, waiting up to the
 /// socket's [`RECV_TIMEOUT`] for the first when `wait` says so. A frame the ring dropped is
-/// skipped.
+/// skipped and counted.
 fn take_from_ring(
     ring: &mut RxRing,
     bufs: &mut [Vec<u8>],
@@ -149,17 +172,19 @@ fn take_from_ring(
     ifindexes: &mut [i32],
     mut stamps: Option<&mut [u64]>,
     wait: Wait,
-) -> io::Result<usize> {
+) -> io::Result<RingTake> {
     if wait == Wait::UpToTimeout && !ring.ready() {
         ring.wait(RECV_TIMEOUT.as_millis() as i32)?;
     }
     let n = bufs.len().min(lens.len()).min(ifindexes.len());
     let mut got = 0;
+    let mut skipped = 0;
     while got < n {
         let Some(taken) = ring.take(&mut bufs[got])? else {
             break;
         };
         if taken.len == 0 {
+            skipped += 1;
             continue;
         }
         lens[got] = taken.len;
@@ -169,7 +194,10 @@ fn take_from_ring(
         }
         got += 1;
     }
-    Ok(got)
+    Ok(RingTake {
+        frames: got,
+        skipped,
+    })
 }
 
 /// `SOL_PACKET` option: do not deliver frames this host sends out of the interface.

@@ -13,6 +13,7 @@ mod support;
 mod eviction;
 mod flag_combinations;
 mod flood;
+mod overflow;
 mod resets;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

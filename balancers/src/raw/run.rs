@@ -261,12 +261,20 @@ pub fn run(args: RawArgs) -> anyhow::Result<ExitCode> {
             next_expiry = now + Duration::from_secs(1);
         }
         if now >= next_publish {
+            match &mut dev {
+                Forwarder::Single(d) => pump.count_receive_drops(d.as_mut()),
+                Forwarder::Threaded(d) => pump.count_receive_drops(d),
+            }
             published.publish(Snapshot::of(&nat, pump.counters(), &config.backend_addrs));
             next_publish = now + PUBLISH_EVERY;
         }
     }
-    if let Forwarder::Threaded(d) = &dev {
-        pump.count_send_failures(d.take_failed());
+    match &mut dev {
+        Forwarder::Single(d) => pump.count_receive_drops(d.as_mut()),
+        Forwarder::Threaded(d) => {
+            pump.count_send_failures(d.take_failed());
+            pump.count_receive_drops(d);
+        }
     }
     drop(dev);
     let snap = Snapshot::of(&nat, pump.counters(), &config.backend_addrs);

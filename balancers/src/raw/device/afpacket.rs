@@ -252,6 +252,10 @@ impl Device for PacketDevice {
         self.routed.send(packets)
     }
 
+    fn receive_drops(&mut self) -> io::Result<u64> {
+        self.socket.receive_drops()
+    }
+
     fn send_frames(&mut self, batch: &mut RecvBatch, forwards: &[Forward]) -> FramesSent {
         let mut result = FramesSent::default();
         if !self.direct {

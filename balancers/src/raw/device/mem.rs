@@ -19,6 +19,11 @@ pub struct MemDevice {
     pub fail_sends: Option<i32>,
     /// What the device claims to know of every received datagram's checksum.
     pub checksum: ChecksumState,
+    /// Frames the device claims to have lost before receiving them; the next
+    /// [`Device::receive_drops`] reports them once.
+    pub lost: u64,
+    /// When set, [`Device::receive_drops`] fails with this errno.
+    pub fail_drop_count: Option<i32>,
 }
 
 impl Device for MemDevice {
@@ -46,6 +51,13 @@ impl Device for MemDevice {
             }
         }
         failed
+    }
+
+    fn receive_drops(&mut self) -> io::Result<u64> {
+        match self.fail_drop_count {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(std::mem::take(&mut self.lost)),
+        }
     }
 }
 

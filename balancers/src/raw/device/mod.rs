@@ -125,6 +125,12 @@ pub trait Device {
             failed: Vec::new(),
         }
     }
+
+    /// Frames lost before [`Device::recv`] could return them (a full receive buffer or
+    /// ring), since the last call. By default the device cannot tell, and says 0.
+    fn receive_drops(&mut self) -> io::Result<u64> {
+        Ok(0)
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -138,5 +144,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
 
     fn send_frames(&mut self, batch: &mut RecvBatch, forwards: &[Forward]) -> FramesSent {
         (**self).send_frames(batch, forwards)
+    }
+
+    fn receive_drops(&mut self) -> io::Result<u64> {
+        (**self).receive_drops()
     }
 }

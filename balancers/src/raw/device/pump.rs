@@ -24,6 +24,8 @@ pub struct PumpCounters {
     pub too_big: u64,
     /// Datagrams dropped as [`DropReason::SendFailed`] (the sender thread's included).
     pub send_failed: u64,
+    /// Frames lost as [`DropReason::ReceiveQueueFull`], as the device last told.
+    pub receive_queue_full: u64,
 }
 
 impl PumpCounters {
@@ -32,6 +34,7 @@ impl PumpCounters {
         match reason {
             DropReason::TooBig => self.too_big,
             DropReason::SendFailed => self.send_failed,
+            DropReason::ReceiveQueueFull => self.receive_queue_full,
             _ => 0,
         }
     }
@@ -62,6 +65,8 @@ pub struct Pump {
     counters: PumpCounters,
     /// Failed sends on this thread, for rate-limiting their log lines.
     send_errors_logged: u64,
+    /// Whether the device failed to tell its receive drops (logged once).
+    receive_drops_unknown: bool,
     /// Where each batch's time goes, when asked for (`--stage-times`).
     stages: Option<StageTimes>,
     /// The datagrams of a batch to forward, kept between batches.
@@ -82,6 +87,7 @@ impl Pump {
             mtu,
             counters: PumpCounters::default(),
             send_errors_logged: 0,
+            receive_drops_unknown: false,
             stages: None,
             forwards: Vec::new(),
         }
@@ -105,6 +111,20 @@ impl Pump {
     /// Counts `n` sends that failed away from this loop (on a sender thread).
     pub fn count_send_failures(&mut self, n: u64) {
         self.counters.send_failed += n;
+    }
+
+    /// Asks the device how many frames it lost before they were received, and counts
+    /// them (one system call on a packet socket: call it at publishing time, not per
+    /// batch). A device that cannot answer is logged once and counted as losing none.
+    pub fn count_receive_drops(&mut self, dev: &mut dyn Device) {
+        match dev.receive_drops() {
+            Ok(n) => self.counters.receive_queue_full += n,
+            Err(error) if !self.receive_drops_unknown => {
+                self.receive_drops_unknown = true;
+                tracing::warn!(%error, "cannot read the capture's drop count; receive_queue_full stays 0");
+            }
+            Err(_) => {}
+        }
     }
 
     /// Receives one batch, processes it and sends what is forwarded; returns how many

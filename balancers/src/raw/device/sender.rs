@@ -95,6 +95,10 @@ impl<D: Device> Device for ThreadedDevice<D> {
         self.inner.send_frames(batch, forwards)
     }
 
+    fn receive_drops(&mut self) -> io::Result<u64> {
+        self.inner.receive_drops()
+    }
+
     fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
         let mut batch = self.spare.try_recv().unwrap_or_default();
         for (bytes, dst) in packets {

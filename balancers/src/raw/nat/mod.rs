@@ -30,7 +30,8 @@
 //! `bad_version`, `bad_header_length`, `bad_total_length`, `fragment`, `not_tcp`,
 //! `bad_tcp_header`, `not_for_us`, `unknown_client`, `unknown_nat_port`, `no_backend`,
 //! `table_full`, `ports_exhausted`, `too_big`, `send_failed`, `backend_time_wait`,
-//! `rst_out_of_window`, `bad_checksum`, `invalid_flags`, `bad_icmp`, `icmp_unknown_flow`.
+//! `rst_out_of_window`, `bad_checksum`, `invalid_flags`, `bad_icmp`, `icmp_unknown_flow`,
+//! and, counted by the pump from the kernel's tally, `receive_queue_full`.
 //!
 //! An ICMP "fragmentation needed" about a flow of ours is relayed to the flow's real
 //! sender ([`Outcome::Relayed`]), so path-MTU discovery works through the balancer.

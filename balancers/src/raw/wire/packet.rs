@@ -136,11 +136,15 @@ pub enum DropReason {
     /// An ICMP "fragmentation needed" about no flow of ours, or quoting a sequence number
     /// outside the flow's window (a blind or stale error): not relayed.
     IcmpUnknownFlow,
+    /// Lost before the balancer could read it: the kernel found the capture's receive
+    /// buffer or ring full (the balancer fell behind, or was stopped), or the ring could
+    /// not give a super-packet whole. Counted from the kernel's own tally.
+    ReceiveQueueFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -162,6 +166,7 @@ impl DropReason {
         DropReason::InvalidFlags,
         DropReason::BadIcmp,
         DropReason::IcmpUnknownFlow,
+        DropReason::ReceiveQueueFull,
     ];
 
     /// Stable snake_case name (metrics label, logs).
@@ -188,6 +193,7 @@ impl DropReason {
             DropReason::InvalidFlags => "invalid_flags",
             DropReason::BadIcmp => "bad_icmp",
             DropReason::IcmpUnknownFlow => "icmp_unknown_flow",
+            DropReason::ReceiveQueueFull => "receive_queue_full",
         }
     }
 

@@ -286,6 +286,29 @@ fn malformed_inputs_are_counted_with_their_reason() {
 }
 
 #[test]
+fn frames_the_device_lost_are_counted_once_and_a_failed_count_is_not_fatal() {
+    let mut pump = Pump::new(8, 1500);
+    let mut dev = MemDevice {
+        lost: 7,
+        ..MemDevice::default()
+    };
+    pump.count_receive_drops(&mut dev);
+    pump.count_receive_drops(&mut dev);
+    dev.lost = 5;
+    pump.count_receive_drops(&mut dev);
+    assert_eq!(pump.counters().drops_of(DropReason::ReceiveQueueFull), 12);
+    dev.fail_drop_count = Some(libc::EBADF);
+    dev.lost = 100;
+    pump.count_receive_drops(&mut dev);
+    pump.count_receive_drops(&mut dev);
+    assert_eq!(
+        pump.counters().drops_of(DropReason::ReceiveQueueFull),
+        12,
+        "a device that cannot tell adds nothing"
+    );
+}
+
+#[test]
 fn failed_sends_are_counted_not_fatal() {
     let mut nat = test_nat(16);
     let mut sel = FixedRoundRobin::new(vec![backend()]);
