@@ -56,6 +56,15 @@ fn every_installed_path_moves_bytes_without_error_or_loss() {
     }
     std::fs::remove_dir_all(&out).ok();
 
+    let steal = report["steal"].as_array().expect("steal array");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        steal.len() >= cpus
+            && steal
+                .iter()
+                .all(|s| s[1].as_f64().is_some_and(|p| (0.0..=100.0).contains(&p))),
+        "every CPU's host steal, as a percentage: {steal:?}\n{context}"
+    );
     let paths = report["paths"].as_array().expect("paths array");
     assert_eq!(
         paths.len(),

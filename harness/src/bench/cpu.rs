@@ -90,10 +90,102 @@ pub fn parse_schedstat(text: &str) -> Option<u64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// One CPU's time so far, in the kernel's ticks (`/proc/stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// The CPU's number.
+    pub cpu: usize,
+    /// Every tick accounted: user, nice, system, idle, iowait, irq, softirq, steal.
+    pub total: u64,
+    /// Steal: ticks in which the hypervisor ran something else while this virtual CPU
+    /// had work (a VM's CPU taken away, which no program inside can see otherwise).
+    pub steal: u64,
+}
+
+/// The per-CPU lines of `/proc/stat` (`cpuN user nice system idle iowait irq softirq
+/// steal ...`); a line too short to have a steal field is skipped.
+pub fn parse_proc_stat(text: &str) -> Vec<CpuTicks> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let cpu = words.next()?.strip_prefix("cpu")?.parse().ok()?;
+            let fields: Vec<u64> = words.take(8).map(|w| w.parse().ok()).collect::<Option<_>>()?;
+            (fields.len() == 8).then(|| CpuTicks {
+                cpu,
+                total: fields.iter().sum(),
+                steal: fields[7],
+            })
+        })
+        .collect()
+}
+
+/// Every CPU's ticks now (empty when `/proc/stat` cannot be read).
+pub fn read_cpu_ticks() -> Vec<CpuTicks> {
+    std::fs::read_to_string("/proc/stat")
+        .map(|text| parse_proc_stat(&text))
+        .unwrap_or_default()
+}
+
+/// For each CPU in both readings, the percentage of its time between them that was
+/// stolen by the hypervisor (0 for a CPU whose ticks did not move).
+pub fn steal_percent(before: &[CpuTicks], after: &[CpuTicks]) -> Vec<(usize, f64)> {
+    after
+        .iter()
+        .filter_map(|a| {
+            let b = before.iter().find(|b| b.cpu == a.cpu)?;
+            let total = a.total.checked_sub(b.total)?;
+            let steal = a.steal.checked_sub(b.steal)?;
+            Some((
+                a.cpu,
+                if total == 0 {
+                    0.0
+                } else {
+                    100.0 * steal as f64 / total as f64
+                },
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn proc_stat_gives_each_cpu_s_total_and_steal() {
+        let text = "cpu  10 0 10 100 0 0 0 5 0 0\n\
+                    cpu0 1 2 3 4 5 6 7 8 9 10\n\
+                    cpu1 10 0 10 100 0 0 0 0 0 0\n\
+                    cpu2 1 2 3\n\
+                    intr 5 6 7\n";
+        assert_eq!(
+            parse_proc_stat(text),
+            vec![
+                CpuTicks {
+                    cpu: 0,
+                    total: 36,
+                    steal: 8
+                },
+                CpuTicks {
+                    cpu: 1,
+                    total: 120,
+                    steal: 0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn steal_is_a_share_of_the_time_between_readings() {
+        let t = |cpu, total, steal| CpuTicks { cpu, total, steal };
+        let shares = steal_percent(
+            &[t(0, 1000, 10), t(1, 500, 0), t(2, 7, 0)],
+            &[t(0, 1200, 15), t(1, 500, 0), t(3, 9, 9)],
+        );
+        assert_eq!(shares, vec![(0, 2.5), (1, 0.0)]);
+        assert!(!read_cpu_ticks().is_empty(), "this kernel has /proc/stat");
+    }
 
     #[test]
     fn schedstat_gives_the_run_time() {

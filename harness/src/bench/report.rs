@@ -6,6 +6,22 @@ use super::paths::PathKind;
 use super::results::{Metric, PathResult, PathStatus};
 use super::stats::{best, ratio, Summary};
 
+/// The report's line on the time the hypervisor took from the CPUs during the run.
+fn steal_line(steal: &[(usize, f64)]) -> String {
+    if steal.is_empty() {
+        return "host steal: not reported by this kernel".into();
+    }
+    let each: Vec<String> = steal
+        .iter()
+        .map(|(cpu, pct)| format!("CPU {cpu} {pct:.1}%"))
+        .collect();
+    format!(
+        "host steal (time the hypervisor ran something else while a CPU had work, \
+         /proc/stat): {} of the run; each pause it makes lands in some path's latency tail",
+        each.join(", ")
+    )
+}
+
 /// A whole run, as reported.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
@@ -17,6 +33,9 @@ pub struct BenchReport {
     pub paths: Vec<PathResult>,
     /// Wall time of the whole run, seconds.
     pub elapsed_s: f64,
+    /// Per CPU, the percentage of the run's time the hypervisor stole (empty when the
+    /// kernel does not say): why latency tails on a VM differ from run to run.
+    pub steal: Vec<(usize, f64)>,
 }
 
 impl BenchReport {
@@ -196,7 +215,8 @@ impl BenchReport {
             md.push_str(&format!("- {line}\n"));
         }
         md.push_str(&format!("- CPU placement: {}\n", self.placement));
-        md.push_str(&format!("- run time: {:.0} s\n\n", self.elapsed_s));
+        md.push_str(&format!("- run time: {:.0} s\n", self.elapsed_s));
+        md.push_str(&format!("- {}\n\n", steal_line(&self.steal)));
 
         md.push_str("## Figures (median of rounds, min–max)\n\n");
         let mut head = vec!["path".to_string()];
@@ -334,6 +354,7 @@ impl BenchReport {
             .collect();
         serde_json::json!({
             "setup": self.setup, "placement": self.placement, "elapsed_s": self.elapsed_s,
+            "steal": self.steal,
             "paths": paths, "goals": self.goals(),
         })
     }
@@ -448,6 +469,7 @@ mod tests {
                 measured(PathKind::Proxy, &[11.0], &[9500.0], &[55.0]),
             ],
             elapsed_s: 12.0,
+            steal: vec![(0, 1.25), (1, 0.0)],
         };
         for (kind, cpu) in [(PathKind::HaproxyLc, 50.0), (PathKind::Proxy, 45.0)] {
             let p = r.paths.iter_mut().find(|p| p.path == kind).unwrap();

@@ -50,6 +50,7 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
+    let ticks_before = super::cpu::read_cpu_ticks();
     raise_fd_limit();
     let spec = TopologySpec {
         clients: 1,
@@ -84,6 +85,7 @@ pub async fn run(
         );
     }
     report.elapsed_s = started.elapsed().as_secs_f64();
+    report.steal = super::cpu::steal_percent(&ticks_before, &super::cpu::read_cpu_ticks());
     Ok(report)
 }
 
@@ -322,6 +324,7 @@ async fn measure(
         placement: placement.describe(),
         paths: results,
         elapsed_s: 0.0,
+        steal: Vec::new(),
     })
 }
 

@@ -133,6 +133,7 @@ mod tests {
             placement: String::new(),
             paths: vec![direct, proxy, nginx],
             elapsed_s: 1.0,
+            steal: vec![],
         };
         let svg = chart(&r);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
