@@ -7,8 +7,8 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use l4lb_harness::privilege::root_or_skip;
-use l4lb_harness::topology::Host;
 use l4lb_harness::process::Signal;
+use l4lb_harness::topology::Host;
 use tokio::time::sleep;
 
 use crate::support::spoof::{self, flags, Segment};
@@ -44,9 +44,7 @@ async fn a_stopped_balancer_counts_what_its_full_receive_queue_lost() {
         sleep(SNAPSHOT).await;
         let after = lab.drops();
         let of = |d: &[(String, f64)], reason: &str| {
-            d.iter()
-                .find(|(r, _)| r == reason)
-                .map_or(0.0, |(_, n)| *n)
+            d.iter().find(|(r, _)| r == reason).map_or(0.0, |(_, n)| *n)
         };
         let lost = of(&after, "receive_queue_full") - of(&before, "receive_queue_full");
         let counted = total_drops(&after) - total_drops(&before);

@@ -109,7 +109,10 @@ pub fn parse_proc_stat(text: &str) -> Vec<CpuTicks> {
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             let cpu = words.next()?.strip_prefix("cpu")?.parse().ok()?;
-            let fields: Vec<u64> = words.take(8).map(|w| w.parse().ok()).collect::<Option<_>>()?;
+            let fields: Vec<u64> = words
+                .take(8)
+                .map(|w| w.parse().ok())
+                .collect::<Option<_>>()?;
             (fields.len() == 8).then(|| CpuTicks {
                 cpu,
                 total: fields.iter().sum(),
