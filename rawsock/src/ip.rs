@@ -21,6 +21,9 @@ const SNDBUF: usize = 8 << 20;
 /// A raw TCP socket that receives a copy of every segment `filter` passes.
 pub struct IpCapture {
     socket: Socket,
+    /// The socket's drop counter at the last [`IpCapture::receive_drops`] (it only grows,
+    /// wrapping).
+    drops_seen: u32,
 }
 
 impl IpCapture {
@@ -34,7 +37,8 @@ impl IpCapture {
         opt::receive_buffer(&socket, RCVBUF)?;
         opt::send_buffer(&socket, SNDBUF)?;
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(Self { socket })
+        let drops_seen = opt::socket_drops(&socket)?;
+        Ok(Self { socket, drops_seen })
     }
 
     /// Receives up to `bufs.len()` datagrams, their lengths into `lens`, waiting as
@@ -46,6 +50,16 @@ impl IpCapture {
         wait: mmsg::Wait,
     ) -> io::Result<usize> {
         mmsg::recv_many::<libc::sockaddr_in>(self.socket.as_raw_fd(), bufs, lens, None, wait)
+    }
+
+    /// Datagrams the kernel dropped for this socket since the last call, because its
+    /// receive buffer was full ([`opt::socket_drops`]: while it is full, every TCP
+    /// segment the namespace receives counts, ours or not). One system call.
+    pub fn receive_drops(&mut self) -> io::Result<u64> {
+        let now = opt::socket_drops(&self.socket)?;
+        let new = now.wrapping_sub(self.drops_seen);
+        self.drops_seen = now;
+        Ok(u64::from(new))
     }
 
     /// Sends every datagram; returns the failures by index.

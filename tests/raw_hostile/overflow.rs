@@ -1,7 +1,8 @@
 //! Frames the kernel drops because the balancer's capture queue is full are counted:
 //! while `l4lb raw` is stopped (SIGSTOP), a burst of segments overflows its receive
-//! buffer or ring, and after it resumes every segment of the burst is in its drop
-//! counters, the kernel's losses as `receive_queue_full`.
+//! buffer or ring (packet socket, its ring, or `--capture raw`), and after it resumes
+//! every segment of the burst is in its drop counters, the kernel's losses as
+//! `receive_queue_full`.
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
@@ -19,10 +20,14 @@ async fn a_stopped_balancer_counts_what_its_full_receive_queue_lost() {
     if !root_or_skip("a_stopped_balancer_counts_what_its_full_receive_queue_lost") {
         return;
     }
-    // The socket's 32 MB buffer holds tens of thousands of small frames, the ring 4096.
-    for (capture, extra, burst) in [
-        ("socket", &[][..], spoof::MAX_PACKETS),
-        ("ring", &["--receive", "ring"][..], 20_000),
+    // The sockets' 32 MB buffers hold tens of thousands of small frames, the ring 4096.
+    // A raw IP socket's kernel tally counts, while the buffer is full, every TCP segment
+    // the namespace receives, before its filter says whether it is ours (a health
+    // check's reply, say), so with `--capture raw` a few more than the burst may count.
+    for (capture, extra, burst, others) in [
+        ("socket", &[][..], spoof::MAX_PACKETS, 0),
+        ("ring", &["--receive", "ring"][..], 20_000, 0),
+        ("raw", &["--capture", "raw"][..], spoof::MAX_PACKETS, 100),
     ] {
         let lab = Lab::start(1, Backend::Chat, extra).await;
         let lb = SocketAddrV4::new(lab.lb_ip(), LB_PORT);
@@ -53,11 +58,13 @@ async fn a_stopped_balancer_counts_what_its_full_receive_queue_lost() {
             "{capture}: {sent} segments sent to a stopped balancer, but no frame was counted \
              as receive_queue_full (drops before {before:?}, after {after:?})"
         );
-        assert_eq!(
-            counted, sent as f64,
+        let sent = sent as f64;
+        assert!(
+            (sent..=sent + f64::from(others)).contains(&counted),
             "{capture}: of {sent} segments sent to a stopped balancer, {counted} were \
-             counted as dropped, {lost} of them receive_queue_full (drops before \
-             {before:?}, after {after:?})"
+             counted as dropped (expected {sent} to {}), {lost} of them \
+             receive_queue_full (drops before {before:?}, after {after:?})",
+            sent + f64::from(others)
         );
         lab.stop().await;
     }

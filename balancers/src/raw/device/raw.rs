@@ -52,4 +52,8 @@ impl Device for RawDevice {
     fn send(&mut self, packets: &[(&[u8], Ipv4Addr)]) -> Vec<(usize, io::Error)> {
         self.socket.send(packets)
     }
+
+    fn receive_drops(&mut self) -> io::Result<u64> {
+        self.socket.receive_drops()
+    }
 }
